@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` runs ACCI, `make test` checks it. Each does all set-up
+# from a fresh clone (a .venv with the project and its dev tools) and checks the services first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install services test lint demo bench chaos clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+services: $(STAMP)
+	@$(BIN)/acci check-services
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: services lint
+	$(BIN)/pytest
+
+chaos: services
+	$(BIN)/pytest -m chaos
+
+demo: services
+	$(BIN)/acci demo
+
+bench: services
+	$(BIN)/python bench/eventstore_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

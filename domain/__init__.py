@@ -1,0 +1,65 @@
+"""ACCI's pure domain: aggregates, commands, events, the event registry and domain errors.
+
+Importing this package registers every Tenant and User event in ``registry``.
+"""
+
+from domain.aggregate import EventSourced
+from domain.catalogue import (
+    AGGREGATES,
+    COMMAND_TYPES,
+    aggregate_for_command,
+    aggregate_id_of,
+    parse_command,
+)
+from domain.command import Command
+from domain.errors import (
+    AuthorizationError,
+    CommandError,
+    CommandValidationError,
+    ConcurrencyError,
+    DomainError,
+    NotFoundError,
+    PersistenceError,
+    ProjectionError,
+    QueryError,
+    QueryValidationError,
+    ReadModelError,
+    UnknownEventTypeError,
+    validation_error_from_pydantic,
+)
+from domain.events import DomainEvent
+from domain.registry import EventRegistry, registry
+from domain.tenant import Tenant, TenantState, TenantStatus
+from domain.user import User, UserState, UserStatus
+
+__all__ = [
+    "AGGREGATES",
+    "COMMAND_TYPES",
+    "AuthorizationError",
+    "Command",
+    "CommandError",
+    "CommandValidationError",
+    "ConcurrencyError",
+    "DomainError",
+    "DomainEvent",
+    "EventRegistry",
+    "EventSourced",
+    "NotFoundError",
+    "PersistenceError",
+    "ProjectionError",
+    "QueryError",
+    "QueryValidationError",
+    "ReadModelError",
+    "Tenant",
+    "TenantState",
+    "TenantStatus",
+    "UnknownEventTypeError",
+    "User",
+    "UserState",
+    "UserStatus",
+    "aggregate_for_command",
+    "aggregate_id_of",
+    "parse_command",
+    "registry",
+    "validation_error_from_pydantic",
+]

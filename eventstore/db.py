@@ -1,0 +1,82 @@
+"""Connections to PostgreSQL: the database itself, the pool, and per-connection setup."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+from psycopg.adapt import Loader
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from eventstore.errors import translate
+
+XID8_OID = 5069
+
+
+class Xid8Loader(Loader):
+    """Loads ``xid8`` (a 64-bit transaction id) as a Python int."""
+
+    def load(self, data: bytes | bytearray | memoryview) -> int:
+        return int(bytes(data))
+
+
+def conninfo(
+    database_url: str, *, idle_in_transaction_timeout_ms: int, statement_timeout_ms: int
+) -> str:
+    """The URL plus the session settings every ACCI connection runs with."""
+    options = (
+        f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_timeout_ms)}"
+        f" -c statement_timeout={int(statement_timeout_ms)}"
+        " -c application_name=acci"
+    )
+    return make_conninfo(database_url, options=options)
+
+
+async def ensure_database(database_url: str) -> bool:
+    """Create the URL's database if it does not exist; True if it was created."""
+    params = conninfo_to_dict(database_url)
+    name = str(params.get("dbname") or "postgres")
+    params["dbname"] = "postgres"
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            make_conninfo("", **params), autocommit=True
+        ) as conn:
+            cur = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if await cur.fetchone():
+                return False
+            try:
+                await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:
+                return False  # another process won the race
+            return True
+    except psycopg.Error as e:
+        raise translate(e) from e
+
+
+async def _configure(conn: psycopg.AsyncConnection[object]) -> None:
+    conn.adapters.register_loader(XID8_OID, Xid8Loader)
+
+
+def create_pool(
+    database_url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 16,
+    idle_in_transaction_timeout_ms: int = 30_000,
+    statement_timeout_ms: int = 60_000,
+    open: bool = False,
+) -> AsyncConnectionPool:
+    """An autocommit connection pool; open it with ``await pool.open()`` or ``async with``."""
+    return AsyncConnectionPool(
+        conninfo(
+            database_url,
+            idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms,
+            statement_timeout_ms=statement_timeout_ms,
+        ),
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        configure=_configure,
+        open=open,
+        name="acci",
+    )

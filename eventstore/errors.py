@@ -1,0 +1,88 @@
+"""The event store's errors, and the one place where driver errors become them."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from domain import errors as domain_errors
+
+
+class EventStoreError(Exception):
+    """Root of every error the event store raises."""
+
+
+class PersistenceError(EventStoreError, domain_errors.PersistenceError):
+    """The database could not be reached or did not answer in time; retrying may succeed."""
+
+
+class ConcurrencyError(EventStoreError, domain_errors.ConcurrencyError):
+    """The stream's version was not the expected one."""
+
+    def __init__(self, tenant_id: str, aggregate_id: str, expected: int | str, actual: int) -> None:
+        super().__init__(
+            f"stream {tenant_id}/{aggregate_id}: expected version {expected}, actual {actual}"
+        )
+        self.tenant_id = tenant_id
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class EventStoreValidationError(EventStoreError, domain_errors.CommandValidationError):
+    """The request was malformed; nothing was written."""
+
+
+class InvalidIdentifierError(EventStoreValidationError):
+    """A tenant, aggregate, type or event-type name broke the identifier rules."""
+
+
+class PayloadTooLargeError(EventStoreValidationError):
+    """An event's data or metadata exceeded the configured size limit."""
+
+
+class TooManyEventsError(EventStoreValidationError):
+    """An append carried more events than the configured maximum (or none)."""
+
+
+class UnknownEventTypeError(EventStoreValidationError):
+    """An event type (or version) that the registry does not know."""
+
+
+class AggregateTypeMismatchError(EventStoreValidationError):
+    """An append named a different aggregate type than the stream already has."""
+
+
+class CommandIdReusedError(EventStoreValidationError):
+    """A command id already stored for one stream was used for another."""
+
+
+# Custom SQLSTATEs raised by event_store.append_to_stream (migrations/001_event_store.sql).
+SQLSTATE_CONCURRENCY = "AC001"
+SQLSTATE_AGGREGATE_TYPE = "AC002"
+SQLSTATE_COMMAND_REUSED = "AC003"
+
+
+def translate(exc: psycopg.Error) -> EventStoreError:
+    """Map a psycopg error to the event store's own error (the only place that does)."""
+    sqlstate = exc.sqlstate or ""
+    message = exc.diag.message_primary or str(exc)
+    if sqlstate == SQLSTATE_AGGREGATE_TYPE:
+        return AggregateTypeMismatchError(message)
+    if sqlstate == SQLSTATE_COMMAND_REUSED:
+        return CommandIdReusedError(message)
+    if isinstance(exc, pg_errors.StringDataRightTruncation | pg_errors.CharacterNotInRepertoire):
+        return EventStoreValidationError(message)
+    if isinstance(exc, pg_errors.UntranslatableCharacter):
+        return EventStoreValidationError(f"payload cannot be stored as JSON: {message}")
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | pg_errors.QueryCanceled
+        | pg_errors.LockNotAvailable
+        | pg_errors.AdminShutdown
+        | pg_errors.SerializationFailure
+        | pg_errors.DeadlockDetected,
+    ):
+        return PersistenceError(f"event store unavailable: {message}")
+    return EventStoreError(f"event store error ({sqlstate or type(exc).__name__}): {message}")

@@ -1,0 +1,125 @@
+"""One partition per tenant for events and snapshots, attached on first use."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from eventstore import validation
+from eventstore.errors import translate
+
+log = logging.getLogger(__name__)
+
+_PARTITION_LOCK_KEY = 0x41434349_50415254  # "ACCIPART"
+_NOT_NAME = re.compile(r"[^a-z0-9_]")
+
+_TABLES = (
+    # (schema, parent, default partition)
+    ("event_store", "events", "events_default"),
+    ("snapshots", "aggregate_snapshots", "aggregate_snapshots_default"),
+)
+
+
+def partition_name(parent: str, tenant_id: str) -> str:
+    """A readable, collision-free table name for a tenant's partition (< 63 bytes)."""
+    readable = _NOT_NAME.sub("_", tenant_id.lower())[:24]
+    digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:10]
+    return f"{parent}_{readable}_{digest}"
+
+
+class TenantPartitions:
+    """Creates each tenant's partitions once, and remembers which exist."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, lock_timeout_ms: int = 10_000) -> None:
+        self._pool = pool
+        self._lock_timeout_ms = lock_timeout_ms
+        self._known: set[str] = set()
+
+    async def ensure(self, tenant_id: str) -> bool:
+        """Make sure the tenant has its partitions; True if this call created them."""
+        if tenant_id in self._known:
+            return False
+        validation.tenant_id(tenant_id)
+        try:
+            created = await self._ensure(tenant_id)
+        except psycopg.Error as e:
+            raise translate(e) from e
+        self._known.add(tenant_id)
+        return created
+
+    async def list(self) -> list[str]:
+        """Every tenant that has partitions."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT tenant_id FROM event_store.tenants ORDER BY 1")
+            return [row[0] for row in await cur.fetchall()]
+
+    async def _ensure(self, tenant_id: str) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM event_store.tenants WHERE tenant_id = %s", (tenant_id,)
+            )
+            if await cur.fetchone():
+                return False
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK_KEY,))
+                cur = await conn.execute(
+                    "SELECT 1 FROM event_store.tenants WHERE tenant_id = %s", (tenant_id,)
+                )
+                if await cur.fetchone():
+                    return False
+                # ATTACH takes only SHARE UPDATE EXCLUSIVE on the parent, so appends and reads
+                # of other tenants go on meanwhile (CREATE TABLE ... PARTITION OF would lock
+                # them all out). A bounded wait turns a blocked attach into a retryable error.
+                await conn.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{self._lock_timeout_ms}ms")
+                    )
+                )
+                names = []
+                for schema, parent, default in _TABLES:
+                    name = partition_name(parent, tenant_id)
+                    names.append(name)
+                    await self._attach(conn, schema, parent, default, name, tenant_id)
+                await conn.execute(
+                    "INSERT INTO event_store.tenants"
+                    " (tenant_id, events_partition, snapshots_partition) VALUES (%s, %s, %s)",
+                    (tenant_id, *names),
+                )
+        log.info("created tenant partitions", extra={"tenant_id": tenant_id, "tables": names})
+        return True
+
+    @staticmethod
+    async def _attach(
+        conn: psycopg.AsyncConnection[object],
+        schema: str,
+        parent: str,
+        default: str,
+        name: str,
+        tenant_id: str,
+    ) -> None:
+        table = sql.Identifier(schema, name)
+        await conn.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+                table, sql.Identifier(schema, parent)
+            )
+        )
+        # Rows that reached the default partition before this tenant had its own (none, as
+        # long as every write goes through ensure()) move with their positions intact;
+        # otherwise ATTACH would fail on them.
+        await conn.execute(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {default} WHERE tenant_id = %s RETURNING *)"
+                " INSERT INTO {table} SELECT * FROM moved"
+            ).format(default=sql.Identifier(schema, default), table=table),
+            (tenant_id,),
+        )
+        await conn.execute(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+                sql.Identifier(schema, parent), table, sql.Literal(tenant_id)
+            )
+        )

@@ -1,0 +1,115 @@
+"""What goes into the event store and what comes out of it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, NamedTuple
+
+# Expected-version sentinels for append: any version, or "the stream must not exist yet".
+ANY: Final = -1
+NO_STREAM: Final = 0
+
+# The envelope format of a stored row (the `version` column). 1 = plain JSON data and metadata.
+ENVELOPE_VERSION: Final = 1
+
+
+class Position(NamedTuple):
+    """A place in the global order: events are ordered by (transaction_id, global_position)."""
+
+    transaction_id: int
+    global_position: int
+
+    @classmethod
+    def start(cls) -> Position:
+        """The position before the first event."""
+        return cls(0, 0)
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id}:{self.global_position}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """Read a position written as ``transaction_id:global_position``."""
+        tx, _, gp = text.partition(":")
+        try:
+            position = cls(int(tx), int(gp))
+        except ValueError:
+            raise ValueError(
+                f"not a position: {text!r} (expected 'transaction:position')"
+            ) from None
+        if position.transaction_id < 0 or position.global_position < 0:
+            raise ValueError(f"not a position: {text!r} (negative)")
+        return position
+
+
+START: Final = Position(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its type, schema version, JSON data and per-event metadata."""
+
+    event_type: str
+    event_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordedEvent(NamedTuple):
+    """A stored event, upcast to its event type's current version."""
+
+    event_id: uuid.UUID
+    tenant_id: str
+    aggregate_id: str
+    aggregate_type: str
+    sequence_number: int
+    event_type: str
+    event_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    command_id: uuid.UUID
+    created_at: datetime
+    global_position: int
+    transaction_id: int
+
+    @property
+    def position(self) -> Position:
+        """This event's place in the global order."""
+        return Position(self.transaction_id, self.global_position)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append stored: the stream's new version and each event's id and position."""
+
+    tenant_id: str
+    aggregate_id: str
+    stream_version: int
+    event_ids: tuple[uuid.UUID, ...]
+    positions: tuple[Position, ...]
+    # True when the command had been appended before and nothing new was stored.
+    duplicate: bool = False
+
+    @property
+    def last_position(self) -> Position:
+        """The position of the last event the command stored."""
+        return self.positions[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's share of an ``append_many`` call."""
+
+    tenant_id: str
+    aggregate_id: str
+    aggregate_type: str
+    events: tuple[NewEvent, ...]
+    command_id: uuid.UUID
+    expected_version: int = ANY
+
+
+def event_id_for(command_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of a command's index-th event: the same command always yields the same ids."""
+    return uuid.uuid5(command_id, str(index))

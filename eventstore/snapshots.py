@@ -1,0 +1,139 @@
+"""Aggregate snapshots: the state at a stream version, under a state-schema version."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from eventstore import validation
+from eventstore.errors import EventStoreValidationError, translate
+from eventstore.partitions import TenantPartitions
+
+_SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
+
+# Idempotent on (tenant, aggregate, schema version, stream version): a retried snapshot job
+# finds its row and does nothing.
+_SAVE: Final = (
+    "INSERT INTO snapshots.aggregate_snapshots (snapshot_id, aggregate_id, aggregate_type,"
+    " sequence_number, schema_version, state, metadata, tenant_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s) ON CONFLICT DO NOTHING"
+)
+
+_LOAD: Final = (
+    "SELECT aggregate_type, sequence_number, schema_version, state, metadata, created_at"
+    " FROM snapshots.aggregate_snapshots"
+    " WHERE tenant_id = %s AND aggregate_id = %s AND schema_version = %s"
+    " AND sequence_number <= %s ORDER BY sequence_number DESC LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An aggregate's state as of ``version``, in state schema ``schema_version``."""
+
+    tenant_id: str
+    aggregate_id: str
+    aggregate_type: str
+    version: int
+    schema_version: int
+    state: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: datetime | None = None
+
+
+class SnapshotStore:
+    """Saves snapshots idempotently and finds the newest usable one."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        partitions: TenantPartitions | None = None,
+        max_state_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self._pool = pool
+        self._partitions = partitions or TenantPartitions(pool)
+        self._max_state_bytes = max_state_bytes
+
+    async def save(
+        self,
+        tenant_id: str,
+        aggregate_id: str,
+        aggregate_type: str,
+        *,
+        version: int,
+        schema_version: int,
+        state: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Store a snapshot; False if that exact snapshot was already stored."""
+        validation.tenant_id(tenant_id)
+        validation.aggregate_id(aggregate_id)
+        validation.type_name(aggregate_type, "aggregate type")
+        if version < 1 or schema_version < 1:
+            raise EventStoreValidationError(
+                f"snapshot version {version} and schema version {schema_version} must be >= 1"
+            )
+        limit = self._max_state_bytes
+        state_json = validation.encode_json(state, limit=limit, what="snapshot state")
+        meta_json = validation.encode_json(metadata or {}, limit=limit, what="snapshot metadata")
+        snapshot_id = uuid.uuid5(
+            _SNAPSHOT_NAMESPACE, f"{tenant_id}/{aggregate_id}/{schema_version}/{version}"
+        )
+        await self._partitions.ensure(tenant_id)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    _SAVE,
+                    (
+                        snapshot_id,
+                        aggregate_id,
+                        aggregate_type,
+                        version,
+                        schema_version,
+                        state_json,
+                        meta_json,
+                        tenant_id,
+                    ),
+                )
+                return cur.rowcount == 1
+        except psycopg.Error as e:
+            raise translate(e) from e
+
+    async def load(
+        self,
+        tenant_id: str,
+        aggregate_id: str,
+        *,
+        schema_version: int,
+        at_or_below: int | None = None,
+    ) -> Snapshot | None:
+        """The newest snapshot of this schema at or below a version, if there is one."""
+        validation.tenant_id(tenant_id)
+        validation.aggregate_id(aggregate_id)
+        ceiling = 2**62 if at_or_below is None else at_or_below
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_LOAD, (tenant_id, aggregate_id, schema_version, ceiling))
+                row = await cur.fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        if row is None:
+            return None
+        aggregate_type, version, schema, state, metadata, created_at = row
+        return Snapshot(
+            tenant_id,
+            aggregate_id,
+            aggregate_type,
+            int(version),
+            int(schema),
+            state,
+            metadata,
+            created_at,
+        )

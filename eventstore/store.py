@@ -1,0 +1,437 @@
+"""The PostgreSQL event store: append, read a stream, read everything in global order."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final, LiteralString
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from domain import errors as domain_errors
+from domain.registry import EventRegistry
+from domain.registry import registry as default_registry
+from eventstore import validation
+from eventstore.errors import (
+    SQLSTATE_CONCURRENCY,
+    ConcurrencyError,
+    EventStoreValidationError,
+    TooManyEventsError,
+    UnknownEventTypeError,
+    translate,
+)
+from eventstore.partitions import TenantPartitions
+from eventstore.records import (
+    ANY,
+    START,
+    AppendResult,
+    NewEvent,
+    Position,
+    RecordedEvent,
+    StreamAppend,
+    event_id_for,
+)
+
+# How often an append re-runs after losing a race on the stream key (only "any version"
+# appends can win on a re-run; the others turn into ConcurrencyError or a duplicate result).
+_RACE_RETRIES: Final = 8
+_MAX_VERSION: Final = 2**62
+
+_APPEND: Final = (
+    "SELECT event_id, sequence_number, global_position, transaction_id, duplicate"
+    " FROM event_store.append_to_stream(%s, %s, %s, %s, %s, %s,"
+    " %s::uuid[], %s::text[], %s::int[], %s::jsonb[], %s::jsonb[])"
+)
+
+# Column order of RecordedEvent.
+_COLUMNS: Final = (
+    "event_id, tenant_id, aggregate_id, aggregate_type, sequence_number, event_type,"
+    " event_version, data, metadata, command_id, created_at, global_position, transaction_id"
+)
+
+_READ_STREAM: Final = sql.SQL(
+    "SELECT {columns} FROM event_store.events"
+    " WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s"
+    " AND sequence_number >= %(from_version)s AND sequence_number <= %(to_version)s"
+    " AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)"
+    " ORDER BY sequence_number"
+).format(columns=sql.SQL(_COLUMNS))
+
+# The events one command stored: found by its first event id, then by its contiguous range.
+_COMMAND_EVENTS: Final = (
+    "SELECT e.event_id, e.sequence_number, e.global_position, e.transaction_id, true,"
+    " e.aggregate_id FROM event_store.events f JOIN event_store.events e"
+    " ON e.tenant_id = f.tenant_id AND e.aggregate_id = f.aggregate_id"
+    " AND e.sequence_number >= f.sequence_number"
+    " AND e.sequence_number < f.sequence_number + %(max_events)s"
+    " AND e.command_id = f.command_id"
+    " WHERE f.tenant_id = %(tenant_id)s AND f.event_id = %(first_event_id)s"
+    " ORDER BY e.sequence_number"
+)
+
+_STREAM_VERSION: Final = (
+    "SELECT coalesce(max(sequence_number), 0) FROM event_store.events"
+    " WHERE tenant_id = %s AND aggregate_id = %s"
+)
+
+# Gap-free global order (DESIGN §4): only rows of transactions older than every transaction
+# still open are read, in (transaction_id, global_position) order. An open transaction holds
+# the reader back until it commits or aborts, so a late commit is delivered late, never
+# skipped, and no lock serialises the writers.
+_VISIBLE: Final = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+
+
+def _read_all_query(*, by_tenant: bool, by_type: bool) -> sql.Composed:
+    where: list[LiteralString] = [
+        "(transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)",
+        _VISIBLE,
+    ]
+    if by_tenant:
+        where.append("tenant_id = %(tenant_id)s")
+    if by_type:
+        where.append("event_type = ANY(%(event_types)s::text[])")
+    return sql.SQL(
+        "SELECT {columns} FROM event_store.events WHERE {where}"
+        " ORDER BY transaction_id, global_position LIMIT %(limit)s"
+    ).format(
+        columns=sql.SQL(_COLUMNS),
+        where=sql.SQL(" AND ").join(sql.SQL(w) for w in where),
+    )
+
+
+def _head_query(*, by_tenant: bool) -> sql.Composed:
+    where: list[LiteralString] = [_VISIBLE]
+    if by_tenant:
+        where.append("tenant_id = %(tenant_id)s")
+    return sql.SQL(
+        "SELECT transaction_id, global_position FROM event_store.events WHERE {where}"
+        " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    ).format(where=sql.SQL(" AND ").join(sql.SQL(w) for w in where))
+
+
+_READ_ALL = {
+    (t, e): _read_all_query(by_tenant=t, by_type=e) for t in (False, True) for e in (False, True)
+}
+_HEAD = {t: _head_query(by_tenant=t) for t in (False, True)}
+
+
+class EventStore:
+    """Appends events to streams and reads them back, upcast, per stream or in global order."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        registry: EventRegistry = default_registry,
+        max_payload_bytes: int = 256 * 1024,
+        max_events_per_append: int = 1_000,
+        partitions: TenantPartitions | None = None,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._max_payload_bytes = max_payload_bytes
+        self._max_events = max_events_per_append
+        self.partitions = partitions or TenantPartitions(pool)
+
+    @property
+    def registry(self) -> EventRegistry:
+        """The event types this store writes and reads."""
+        return self._registry
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        tenant_id: str,
+        aggregate_id: str,
+        aggregate_type: str,
+        events: Sequence[NewEvent],
+        *,
+        command_id: uuid.UUID,
+        expected_version: int = ANY,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AppendResult:
+        """Append one command's events to one stream, atomically and idempotently.
+
+        ``expected_version`` is ``ANY``, ``NO_STREAM`` or the stream's current version. The
+        same command appended again returns the first append's result and stores nothing.
+        """
+        params = self._append_params(
+            StreamAppend(
+                tenant_id, aggregate_id, aggregate_type, tuple(events), command_id, expected_version
+            ),
+            metadata,
+        )
+        await self.partitions.ensure(tenant_id)
+        for attempt in range(_RACE_RETRIES):
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(_APPEND, params)
+                    rows = await cur.fetchall()
+                return _append_result(tenant_id, aggregate_id, rows)
+            except pg_errors.UniqueViolation as e:
+                # Lost a race: re-run, which now sees the winner (a duplicate of this command,
+                # or a version that no longer matches). Only "any" can keep losing.
+                if attempt == _RACE_RETRIES - 1:
+                    raise await self._conflict(tenant_id, aggregate_id, expected_version) from e
+            except psycopg.Error as e:
+                raise self._translate(e, tenant_id, aggregate_id, expected_version) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def append_many(
+        self, appends: Sequence[StreamAppend], *, metadata: Mapping[str, Any] | None = None
+    ) -> list[AppendResult]:
+        """Append to many streams in one transaction and one round trip: all or nothing."""
+        if not appends:
+            return []
+        params = [self._append_params(a, metadata) for a in appends]
+        for tenant in {a.tenant_id for a in appends}:
+            await self.partitions.ensure(tenant)
+        for attempt in range(_RACE_RETRIES):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    async with conn.pipeline():
+                        cursors = [await conn.execute(_APPEND, p) for p in params]
+                    return [
+                        _append_result(a.tenant_id, a.aggregate_id, await cur.fetchall())
+                        for a, cur in zip(appends, cursors, strict=True)
+                    ]
+            except pg_errors.UniqueViolation as e:
+                if attempt == _RACE_RETRIES - 1:
+                    first = appends[0]
+                    raise await self._conflict(
+                        first.tenant_id, first.aggregate_id, first.expected_version
+                    ) from e
+            except psycopg.Error as e:
+                failed = _failed_append(e, appends)
+                raise self._translate(
+                    e, failed.tenant_id, failed.aggregate_id, failed.expected_version
+                ) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_params(
+        self, append: StreamAppend, metadata: Mapping[str, Any] | None
+    ) -> tuple[object, ...]:
+        validation.tenant_id(append.tenant_id)
+        validation.aggregate_id(append.aggregate_id)
+        validation.type_name(append.aggregate_type, "aggregate type")
+        if not isinstance(append.command_id, uuid.UUID):
+            raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
+        if not isinstance(append.expected_version, int) or append.expected_version < ANY:
+            raise EventStoreValidationError(
+                f"expected version {append.expected_version!r} is not ANY (-1), "
+                "NO_STREAM (0) or a stream version"
+            )
+        count = len(append.events)
+        if not 0 < count <= self._max_events:
+            raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
+        limit = self._max_payload_bytes
+        types, versions, data, metas = [], [], [], []
+        for index, event in enumerate(append.events):
+            self._check_event_type(event)
+            types.append(event.event_type)
+            versions.append(event.event_version)
+            data.append(validation.encode_json(event.data, limit=limit, what=f"event {index} data"))
+            merged = {**(metadata or {}), **event.metadata}
+            metas.append(
+                validation.encode_json(merged, limit=limit, what=f"event {index} metadata")
+            )
+        return (
+            append.tenant_id,
+            append.aggregate_id,
+            append.aggregate_type,
+            append.expected_version,
+            append.command_id,
+            self._max_events,
+            [event_id_for(append.command_id, i) for i in range(count)],
+            types,
+            versions,
+            data,
+            metas,
+        )
+
+    def _check_event_type(self, event: NewEvent) -> None:
+        validation.type_name(event.event_type, "event type")
+        if not self._registry.is_known(event.event_type):
+            raise UnknownEventTypeError(f"unknown event type {event.event_type!r}")
+        current = self._registry.current_version(event.event_type)
+        if event.event_version != current:
+            raise UnknownEventTypeError(
+                f"event {event.event_type!r} version {event.event_version} cannot be appended:"
+                f" the current version is {current}"
+            )
+
+    def _translate(
+        self, exc: psycopg.Error, tenant_id: str, aggregate_id: str, expected: int
+    ) -> Exception:
+        if exc.sqlstate == SQLSTATE_CONCURRENCY:
+            actual = int(exc.diag.message_detail or -1)
+            return ConcurrencyError(tenant_id, aggregate_id, expected, actual)
+        return translate(exc)
+
+    async def _conflict(self, tenant_id: str, aggregate_id: str, expected: int) -> Exception:
+        try:
+            actual = await self.stream_version(tenant_id, aggregate_id)
+        except Exception as e:  # the conflict is the news; the version is a detail
+            return ConcurrencyError(tenant_id, aggregate_id, expected, -1).with_traceback(
+                e.__traceback__
+            )
+        return ConcurrencyError(
+            tenant_id, aggregate_id, "any" if expected == ANY else expected, actual
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def command_result(self, tenant_id: str, command_id: uuid.UUID) -> AppendResult | None:
+        """What an earlier append of this command stored, or None if it stored nothing."""
+        validation.tenant_id(tenant_id)
+        params = {
+            "tenant_id": tenant_id,
+            "first_event_id": event_id_for(command_id, 0),
+            "max_events": self._max_events,
+        }
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_COMMAND_EVENTS, params)
+                rows = await cur.fetchall()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        return _append_result(tenant_id, rows[0][5], rows) if rows else None
+
+    async def stream_version(self, tenant_id: str, aggregate_id: str) -> int:
+        """The stream's current version (0 if it has no events)."""
+        validation.tenant_id(tenant_id)
+        validation.aggregate_id(aggregate_id)
+        row = await self._fetchone(_STREAM_VERSION, (tenant_id, aggregate_id))
+        return int(row[0]) if row else 0
+
+    async def read_stream(
+        self,
+        tenant_id: str,
+        aggregate_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """A stream's events in order, optionally between two versions or up to a time."""
+        validation.tenant_id(tenant_id)
+        validation.aggregate_id(aggregate_id)
+        if until is not None and until.tzinfo is None:
+            raise EventStoreValidationError(f"timestamp {until.isoformat()} has no time zone")
+        params = {
+            "tenant_id": tenant_id,
+            "aggregate_id": aggregate_id,
+            "from_version": max(from_version, 1),
+            "to_version": _MAX_VERSION if to_version is None else to_version,
+            "until": until,
+        }
+        return await self._fetch_events(_READ_STREAM, params)
+
+    async def read_all(
+        self,
+        after: Position = START,
+        *,
+        limit: int = 1_000,
+        tenant_id: str | None = None,
+        event_types: Iterable[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` in global order, without gaps.
+
+        Continue from the last returned event's ``position``. Events of transactions that are
+        still open are not returned yet, nor is anything after them.
+        """
+        if not 0 < limit <= 100_000:
+            raise EventStoreValidationError(f"limit must be 1..100000, got {limit}")
+        params: dict[str, object] = {
+            "tx": str(after.transaction_id),
+            "gp": after.global_position,
+            "limit": limit,
+        }
+        if tenant_id is not None:
+            params["tenant_id"] = validation.tenant_id(tenant_id)
+        types = None if event_types is None else validation.type_names(event_types)
+        if types is not None:
+            unknown = [t for t in types if not self._registry.is_known(t)]
+            if unknown:
+                raise UnknownEventTypeError(f"unknown event type(s) {unknown}")
+            params["event_types"] = types
+        query = _READ_ALL[(tenant_id is not None, types is not None)]
+        return await self._fetch_events(query, params)
+
+    async def head(self, *, tenant_id: str | None = None) -> Position:
+        """The position of the newest event readers may see now (the start if none)."""
+        params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
+        row = await self._fetchone(_HEAD[tenant_id is not None], params)
+        return Position(int(row[0]), int(row[1])) if row else Position.start()
+
+    async def _fetchone(
+        self, query: LiteralString | sql.Composed, params: Sequence[Any] | Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                return await cur.fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+
+    async def _fetch_events(
+        self, query: LiteralString | sql.Composed, params: Mapping[str, object]
+    ) -> list[RecordedEvent]:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                rows = await cur.fetchall()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        return self.upcast_rows(rows)
+
+    def upcast_rows(self, rows: Iterable[Sequence[Any]]) -> list[RecordedEvent]:
+        """Rows in RecordedEvent column order, as events at their types' current versions."""
+        registry = self._registry
+        events = []
+        for row in rows:
+            event = RecordedEvent._make(row)
+            try:
+                if registry.current_version(event.event_type) != event.event_version:
+                    version, data = registry.upcast(
+                        event.event_type, event.event_version, event.data
+                    )
+                    event = event._replace(event_version=version, data=data)
+            except domain_errors.CommandValidationError as e:
+                where = f"stored event {event.event_id} in {event.tenant_id}/{event.aggregate_id}"
+                if isinstance(e, domain_errors.UnknownEventTypeError):
+                    raise UnknownEventTypeError(
+                        f"{where} has unknown type {event.event_type!r}"
+                        f" version {event.event_version}: {e}"
+                    ) from e
+                raise EventStoreValidationError(f"{where} cannot be read: {e}") from e
+            events.append(event)
+        return events
+
+
+def _append_result(
+    tenant_id: str, aggregate_id: str, rows: Sequence[tuple[Any, ...]]
+) -> AppendResult:
+    rows = sorted(rows, key=lambda r: r[1])
+    return AppendResult(
+        tenant_id=tenant_id,
+        aggregate_id=aggregate_id,
+        stream_version=int(rows[-1][1]),
+        event_ids=tuple(r[0] for r in rows),
+        positions=tuple(Position(int(r[3]), int(r[2])) for r in rows),
+        duplicate=bool(rows[0][4]),
+    )
+
+
+def _failed_append(exc: psycopg.Error, appends: Sequence[StreamAppend]) -> StreamAppend:
+    """The append an error was about (its message names the stream), else the first."""
+    message = exc.diag.message_primary or ""
+    for append in appends:
+        if f"'{append.aggregate_id}'" in message:
+            return append
+    return appends[0]

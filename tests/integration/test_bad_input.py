@@ -1,0 +1,144 @@
+"""Hostile and malformed input: a typed error with a clear message, and nothing written."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from eventstore.errors import (
+    EventStoreValidationError,
+    InvalidIdentifierError,
+    PayloadTooLargeError,
+    UnknownEventTypeError,
+)
+from eventstore.records import NewEvent, Position
+from eventstore.store import EventStore
+from tests.integration.conftest import count_rows
+from tests.integration.events import noted
+
+HOSTILE_IDS = [
+    "x'; DROP TABLE event_store.events;--",
+    "a OR 1=1",
+    "tenant\x00nul",
+    "ünïcode",
+    "-leading-dash",
+    "",
+    "a" * 65,
+    "line\nbreak",
+    "a.b",  # dots would split RabbitMQ routing keys
+]
+
+
+@pytest.mark.parametrize("tenant", HOSTILE_IDS)
+async def test_hostile_tenant_ids_are_refused_and_nothing_is_written(
+    test_store: EventStore, pool: AsyncConnectionPool, tenant: str
+) -> None:
+    before = await count_rows(pool), await count_rows(pool, "event_store.tenants")
+    with pytest.raises(InvalidIdentifierError, match="invalid tenant id"):
+        await test_store.append(tenant, "agg-1", "Note", [noted()], command_id=uuid.uuid4())
+    with pytest.raises(InvalidIdentifierError):
+        await test_store.read_stream(tenant, "agg-1")
+    after = await count_rows(pool), await count_rows(pool, "event_store.tenants")
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "aggregate_id", ["x'; DELETE FROM event_store.events;--", "", "a" * 129, "sp ace", "\t"]
+)
+async def test_hostile_aggregate_ids_are_refused(
+    test_store: EventStore, pool: AsyncConnectionPool, aggregate_id: str
+) -> None:
+    before = await count_rows(pool)
+    with pytest.raises(InvalidIdentifierError, match="invalid aggregate id"):
+        await test_store.append("t-bad", aggregate_id, "Note", [noted()], command_id=uuid.uuid4())
+    assert await count_rows(pool) == before
+
+
+async def test_sql_looking_payloads_are_stored_verbatim(test_store: EventStore) -> None:
+    text = "'); DROP TABLE event_store.events; -- \" \\ $$ %s {}"
+    await test_store.append("t-bad", "verbatim", "Note", [noted(text)], command_id=uuid.uuid4())
+    (stored,) = await test_store.read_stream("t-bad", "verbatim")
+    assert stored.data == {"text": text}
+
+
+async def test_an_oversized_payload_is_refused_and_nothing_is_written(
+    test_store: EventStore, pool: AsyncConnectionPool
+) -> None:
+    before = await count_rows(pool)
+    small, big = noted("fits"), noted("x" * (16 * 1024 + 1))
+    with pytest.raises(
+        PayloadTooLargeError, match=r"event 1 data is 163\d\d bytes; the limit is 16384"
+    ):
+        await test_store.append("t-bad", "big", "Note", [small, big], command_id=uuid.uuid4())
+    with pytest.raises(PayloadTooLargeError, match="metadata"):
+        await test_store.append(
+            "t-bad", "big", "Note", [noted(blob="y" * 20_000)], command_id=uuid.uuid4()
+        )
+    assert await count_rows(pool) == before
+
+
+async def test_nul_characters_and_non_json_values_are_refused(test_store: EventStore) -> None:
+    with pytest.raises(EventStoreValidationError, match="NUL"):
+        await test_store.append("t-bad", "nul", "Note", [noted("a\x00b")], command_id=uuid.uuid4())
+    with pytest.raises(EventStoreValidationError, match="not JSON-serialisable"):
+        await test_store.append(
+            "t-bad",
+            "nan",
+            "Note",
+            [NewEvent("Noted", 1, {"text": float("nan")})],
+            command_id=uuid.uuid4(),
+        )
+
+
+async def test_unknown_event_types_are_refused_on_append_and_on_read(
+    test_store: EventStore, pool: AsyncConnectionPool
+) -> None:
+    before = await count_rows(pool)
+    with pytest.raises(UnknownEventTypeError, match="unknown event type 'Invented'"):
+        await test_store.append(
+            "t-bad", "u1", "Note", [NewEvent("Invented", 1, {})], command_id=uuid.uuid4()
+        )
+    with pytest.raises(UnknownEventTypeError, match="current version is 1"):
+        await test_store.append(
+            "t-bad", "u1", "Note", [NewEvent("Noted", 7, {"text": "x"})], command_id=uuid.uuid4()
+        )
+    with pytest.raises(InvalidIdentifierError, match="invalid event type"):
+        await test_store.append(
+            "t-bad", "u1", "Note", [NewEvent("Noted'; --", 1, {})], command_id=uuid.uuid4()
+        )
+    assert await count_rows(pool) == before
+    with pytest.raises(UnknownEventTypeError, match="Invented"):
+        await test_store.read_all(Position.start(), event_types=["Invented"])
+
+
+async def test_a_stored_event_of_an_unknown_type_is_a_typed_error_on_read(
+    test_store: EventStore, pool: AsyncConnectionPool
+) -> None:
+    await test_store.partitions.ensure("t-alien")
+    async with pool.connection() as conn:
+        # Written by some other program that knows event types this one does not.
+        await conn.execute(
+            "INSERT INTO event_store.events (event_id, tenant_id, aggregate_id, aggregate_type,"
+            " sequence_number, event_type, event_version, data, command_id)"
+            " VALUES (gen_random_uuid(), 't-alien', 'x', 'Note', 1, 'FromTheFuture', 1, '{}',"
+            " gen_random_uuid())"
+        )
+    with pytest.raises(UnknownEventTypeError, match="unknown type 'FromTheFuture'"):
+        await test_store.read_stream("t-alien", "x")
+
+
+async def test_a_bad_expected_version_or_command_id_is_refused(test_store: EventStore) -> None:
+    with pytest.raises(EventStoreValidationError, match="expected version"):
+        await test_store.append(
+            "t-bad", "v1", "Note", [noted()], command_id=uuid.uuid4(), expected_version=-5
+        )
+    with pytest.raises(EventStoreValidationError, match="not a UUID"):
+        await test_store.append(
+            "t-bad",
+            "v1",
+            "Note",
+            [noted()],
+            command_id="not-a-uuid",  # type: ignore[arg-type]
+        )

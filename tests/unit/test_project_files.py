@@ -1,0 +1,64 @@
+"""The files users run without us: docker-compose.yml and the settings defaults agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from psycopg.conninfo import conninfo_to_dict
+
+from workers.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, object]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("service", "port"), [("postgres", 5432), ("redis", 6379), ("rabbitmq", 5672)]
+)
+def test_compose_publishes_each_service_on_the_port_the_defaults_use(
+    service: str, port: int
+) -> None:
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    published = [str(p) for p in services[service]["ports"]]
+    assert f"127.0.0.1:{port}:{port}" in published
+    assert "healthcheck" in services[service]
+
+
+def test_default_settings_point_at_the_compose_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ACCI_DATABASE_URL", "ACCI_REDIS_URL", "ACCI_RABBITMQ_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    db = conninfo_to_dict(settings.database_url.get_secret_value())
+    assert (db["host"], db["port"], db["user"], db["dbname"]) == (
+        "127.0.0.1",
+        "5432",
+        "postgres",
+        "acci",
+    )
+    postgres = compose()["services"]["postgres"]  # type: ignore[index]
+    assert postgres["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+    assert "127.0.0.1:6379" in settings.redis_url.get_secret_value()
+    assert "127.0.0.1:5672" in settings.rabbitmq_url.get_secret_value()
+
+
+def test_settings_come_from_acci_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCI_MAX_PAYLOAD_BYTES", "4096")
+    monkeypatch.setenv("ACCI_DATABASE_URL", "postgresql://u:secret@db:5432/x")
+    settings = Settings()
+    assert settings.max_payload_bytes == 4096
+    # Secrets stay out of reprs (and so out of logs).
+    assert "secret" not in repr(settings)
+
+
+def test_a_bad_setting_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCI_MAX_EVENTS_PER_APPEND", "0")
+    with pytest.raises(ValueError, match="max_events_per_append"):
+        Settings()

@@ -1,0 +1,188 @@
+"""The ``acci`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from domain.errors import CommandError
+from eventstore.errors import EventStoreError
+from workers.logs import configure_logging
+from workers.settings import get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="ACCI: a durable CQRS / event-sourcing platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The event-store database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; typed errors become a one-line message and exit status 1."""
+    try:
+        return asyncio.run(coro)
+    except (CommandError, EventStoreError) as e:
+        kind = getattr(e, "code", None) or type(e).__name__
+        typer.echo(f"error ({kind}): {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _setup() -> None:
+    configure_logging(get_settings().log_level)
+
+
+@app.command("check-services")
+def check_services() -> None:
+    """Check that PostgreSQL, Redis and RabbitMQ answer; say how to start any that does not."""
+    from workers.checks import check_services as run_checks
+    from workers.checks import start_hint
+
+    results = run_checks(get_settings())
+    for result in results:
+        mark = "ok  " if result.ok else "DOWN"
+        typer.echo(f"{mark} {result.name:<10} {result.detail}")
+    down = [r.name for r in results if not r.ok]
+    if down:
+        typer.echo(
+            f"\n{', '.join(down)} not answering. Start the local service(s) (README, 'Services'),"
+            f" or run: {start_hint()}",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Create the database if missing and apply pending migrations (safe to run twice)."""
+    _setup()
+    from eventstore.db import create_pool, ensure_database
+    from eventstore.migrate import migrate
+
+    async def main() -> None:
+        settings = get_settings()
+        url = settings.database_url.get_secret_value()
+        created = await ensure_database(url)
+        async with create_pool(url, min_size=1, max_size=1) as pool:
+            applied = await migrate(pool)
+        if created:
+            typer.echo("created the database")
+        for m in applied:
+            typer.echo(f"applied {m.version:03d}_{m.name}")
+        if not applied:
+            typer.echo("the schema is up to date")
+
+    _run(main())
+
+
+@app.command("events")
+def events(
+    aggregate_id: Annotated[str, typer.Argument(help="The stream (aggregate id).")],
+    tenant: TenantOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a stream's events: the audit trail of one aggregate."""
+    _setup()
+    from workers.runtime import open_event_store
+
+    async def main() -> None:
+        async with open_event_store(get_settings()) as rt:
+            recorded = await rt.store.read_stream(tenant, aggregate_id)
+        if as_json:
+            typer.echo(json.dumps([_event_json(e) for e in recorded], indent=2, default=str))
+            return
+        if not recorded:
+            typer.echo(f"no events in stream {tenant}/{aggregate_id}")
+        for e in recorded:
+            typer.echo(
+                f"v{e.sequence_number:<4} {e.created_at.isoformat(timespec='milliseconds')}"
+                f"  {e.event_type} v{e.event_version}  {json.dumps(e.data)}"
+                f"  (position {e.position}, command {e.command_id})"
+            )
+
+    _run(main())
+
+
+@app.command("aggregate")
+def aggregate(
+    aggregate_id: Annotated[str, typer.Argument(help="The aggregate id.")],
+    tenant: TenantOption,
+    version: Annotated[int | None, typer.Option(help="State at this stream version.")] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="State as of this time (ISO 8601, UTC if no zone)."),
+    ] = None,
+) -> None:
+    """Print an aggregate's state now, at a version, or as of a time."""
+    _setup()
+    from datetime import UTC
+
+    from domain import AGGREGATES
+    from workers.runtime import open_event_store
+
+    async def main() -> None:
+        async with open_event_store(get_settings()) as rt:
+            first = await rt.store.read_stream(tenant, aggregate_id, to_version=1)
+            if not first:
+                typer.echo(f"no aggregate {tenant}/{aggregate_id}", err=True)
+                raise typer.Exit(1)
+            cls = AGGREGATES[first[0].aggregate_type]
+            when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+            agg = await rt.repository.load(cls, tenant, aggregate_id, version=version, as_of=when)
+        typer.echo(
+            json.dumps(
+                {
+                    "tenant_id": tenant,
+                    "aggregate_id": aggregate_id,
+                    "aggregate_type": cls.aggregate_type,
+                    "version": agg.version,
+                    "state": agg.state_to_json(),
+                },
+                indent=2,
+            )
+        )
+
+    _run(main())
+
+
+@app.command("demo")
+def demo() -> None:
+    """Migrate, then run a short scripted scenario against the event store and print it."""
+    _setup()
+    from workers.demo import run_demo
+
+    _run(run_demo(get_settings()))
+
+
+def _event_json(e: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(e.event_id),
+        "sequence_number": e.sequence_number,
+        "event_type": e.event_type,
+        "event_version": e.event_version,
+        "data": e.data,
+        "metadata": e.metadata,
+        "command_id": str(e.command_id),
+        "created_at": e.created_at.isoformat(),
+        "position": str(e.position),
+    }
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Builds ACCI's parts from the settings: the one place that wires dependencies together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from eventstore.db import create_pool, ensure_database
+from eventstore.migrate import migrate
+from eventstore.partitions import TenantPartitions
+from eventstore.repository import AggregateRepository
+from eventstore.snapshots import SnapshotStore
+from eventstore.store import EventStore
+from workers.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreRuntime:
+    """An open pool and the stores built on it."""
+
+    pool: AsyncConnectionPool
+    store: EventStore
+    snapshots: SnapshotStore
+    repository: AggregateRepository
+
+
+@asynccontextmanager
+async def open_event_store(
+    settings: Settings, *, migrate_schema: bool = True
+) -> AsyncIterator[EventStoreRuntime]:
+    """Create the database if needed, migrate it, and yield the stores over an open pool."""
+    url = settings.database_url.get_secret_value()
+    await ensure_database(url)
+    pool = create_pool(
+        url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        idle_in_transaction_timeout_ms=settings.db_idle_in_transaction_timeout_ms,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    async with pool:
+        if migrate_schema:
+            await migrate(pool)
+        partitions = TenantPartitions(pool)
+        store = EventStore(
+            pool,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_events_per_append=settings.max_events_per_append,
+            partitions=partitions,
+        )
+        snapshots = SnapshotStore(pool, partitions=partitions)
+        yield EventStoreRuntime(pool, store, snapshots, AggregateRepository(store, snapshots))

@@ -1,0 +1,36 @@
+"""ACCI's settings: read once from ``ACCI_*`` environment variables into one typed object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob ACCI has; nothing else in the code reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCI_", extra="ignore", frozen=True)
+
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/acci")
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=16, ge=1)
+    # A session idle inside a transaction holds back every gap-free reader (DESIGN §4):
+    # PostgreSQL ends it after this long.
+    db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
+    db_statement_timeout_ms: int = Field(default=60_000, ge=0)
+
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1_024)
+    max_events_per_append: int = Field(default=1_000, ge=1, le=100_000)
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
