@@ -30,7 +30,7 @@ chaos: services
 	$(BIN)/pytest -m chaos
 
 demo: services
-	$(BIN)/acci demo
+	$(BIN)/acci dev --demo
 
 bench: services
 	$(BIN)/python bench/eventstore_bench.py

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain import aggregate_for_command
+from domain import Tenant, aggregate_for_command
 from domain.command import Command
 from domain.errors import CommandValidationError
+from domain.tenant import ensure_tenant_active
 from eventstore.errors import ConcurrencyError
 from eventstore.records import AppendResult, Position
 from eventstore.repository import AggregateRepository
@@ -76,6 +77,11 @@ class CommandHandler:
         earlier = await self._store.command_result(tenant_id, command_id)
         if earlier is not None:
             return CommandOutcome.stored(cls.aggregate_type, earlier)
+        if cls is not Tenant:
+            # Work inside a tenant needs the tenant to accept it (read, not locked: a suspension
+            # racing this command lands before or after it, both are valid histories).
+            tenant = await self._repository.load(Tenant, tenant_id, tenant_id)
+            ensure_tenant_active(tenant_id, tenant.state)
         meta = {"correlation_id": str(command_id), "command_type": command.command_type}
         meta.update(metadata or {})
         for attempt in range(1, self._max_attempts + 1):

@@ -86,3 +86,7 @@ def translate(exc: psycopg.Error) -> EventStoreError:
     ):
         return PersistenceError(f"event store unavailable: {message}")
     return EventStoreError(f"event store error ({sqlstate or type(exc).__name__}): {message}")
+
+
+class MessagingError(PersistenceError):
+    """RabbitMQ could not be reached or did not confirm a message; retrying may succeed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple
@@ -91,6 +92,19 @@ class AppendResult:
     positions: tuple[Position, ...]
     # True when the command had been appended before and nothing new was stored.
     duplicate: bool = False
+
+    @classmethod
+    def of_events(cls, events: Sequence[RecordedEvent], *, duplicate: bool) -> AppendResult:
+        """The result that stored these events (one command's, in stream order)."""
+        last = events[-1]
+        return cls(
+            tenant_id=last.tenant_id,
+            aggregate_id=last.aggregate_id,
+            stream_version=last.sequence_number,
+            event_ids=tuple(e.event_id for e in events),
+            positions=tuple(e.position for e in events),
+            duplicate=duplicate,
+        )
 
     @property
     def last_position(self) -> Position:

@@ -47,11 +47,7 @@ _APPEND: Final = (
     " %s::uuid[], %s::text[], %s::int[], %s::jsonb[], %s::jsonb[])"
 )
 
-# Column order of RecordedEvent.
-_COLUMNS: Final = (
-    "event_id, tenant_id, aggregate_id, aggregate_type, sequence_number, event_type,"
-    " event_version, data, metadata, command_id, created_at, global_position, transaction_id"
-)
+_COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, RecordedEvent._fields))
 
 _READ_STREAM: Final = sql.SQL(
     "SELECT {columns} FROM event_store.events"
@@ -59,19 +55,18 @@ _READ_STREAM: Final = sql.SQL(
     " AND sequence_number >= %(from_version)s AND sequence_number <= %(to_version)s"
     " AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)"
     " ORDER BY sequence_number"
-).format(columns=sql.SQL(_COLUMNS))
+).format(columns=_COLUMNS)
 
 # The events one command stored: found by its first event id, then by its contiguous range.
-_COMMAND_EVENTS: Final = (
-    "SELECT e.event_id, e.sequence_number, e.global_position, e.transaction_id, true,"
-    " e.aggregate_id FROM event_store.events f JOIN event_store.events e"
+_COMMAND_EVENTS: Final = sql.SQL(
+    "SELECT {columns} FROM event_store.events f JOIN event_store.events e"
     " ON e.tenant_id = f.tenant_id AND e.aggregate_id = f.aggregate_id"
     " AND e.sequence_number >= f.sequence_number"
     " AND e.sequence_number < f.sequence_number + %(max_events)s"
     " AND e.command_id = f.command_id"
     " WHERE f.tenant_id = %(tenant_id)s AND f.event_id = %(first_event_id)s"
     " ORDER BY e.sequence_number"
-)
+).format(columns=sql.SQL(", ").join(sql.Identifier("e", c) for c in RecordedEvent._fields))
 
 _STREAM_VERSION: Final = (
     "SELECT coalesce(max(sequence_number), 0) FROM event_store.events"
@@ -98,7 +93,7 @@ def _read_all_query(*, by_tenant: bool, by_type: bool) -> sql.Composed:
         "SELECT {columns} FROM event_store.events WHERE {where}"
         " ORDER BY transaction_id, global_position LIMIT %(limit)s"
     ).format(
-        columns=sql.SQL(_COLUMNS),
+        columns=_COLUMNS,
         where=sql.SQL(" AND ").join(sql.SQL(w) for w in where),
     )
 
@@ -286,21 +281,20 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def command_result(self, tenant_id: str, command_id: uuid.UUID) -> AppendResult | None:
-        """What an earlier append of this command stored, or None if it stored nothing."""
+    async def command_events(self, tenant_id: str, command_id: uuid.UUID) -> list[RecordedEvent]:
+        """The events an earlier append of this command stored (none if it stored nothing)."""
         validation.tenant_id(tenant_id)
         params = {
             "tenant_id": tenant_id,
             "first_event_id": event_id_for(command_id, 0),
             "max_events": self._max_events,
         }
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(_COMMAND_EVENTS, params)
-                rows = await cur.fetchall()
-        except psycopg.Error as e:
-            raise translate(e) from e
-        return _append_result(tenant_id, rows[0][5], rows) if rows else None
+        return await self._fetch_events(_COMMAND_EVENTS, params)
+
+    async def command_result(self, tenant_id: str, command_id: uuid.UUID) -> AppendResult | None:
+        """What an earlier append of this command stored, or None if it stored nothing."""
+        events = await self.command_events(tenant_id, command_id)
+        return AppendResult.of_events(events, duplicate=True) if events else None
 
     async def stream_version(self, tenant_id: str, aggregate_id: str) -> int:
         """The stream's current version (0 if it has no events)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
@@ -96,3 +97,20 @@ def snapshots(pool: AsyncConnectionPool, partitions: TenantPartitions) -> Snapsh
 @pytest.fixture(scope="module")
 def repository(store: EventStore, snapshots: SnapshotStore) -> AggregateRepository:
     return AggregateRepository(store, snapshots)
+
+
+# The Temporal SDK's Rust core can crash while the interpreter tears down (after every test has
+# run and been reported). Leave with pytest's own status before that teardown.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _exit_status and "temporalio.bridge" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])

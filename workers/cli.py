@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+import signal
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from domain.errors import CommandError
-from eventstore.errors import EventStoreError
-from workers.logs import configure_logging
+from workers.cli_commands import tenant_app, user_app
+from workers.cli_support import JsonOption, TenantOption, run, setup
 from workers.settings import get_settings
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="ACCI: a durable CQRS / event-sourcing platform.",
@@ -24,23 +21,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The event-store database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; typed errors become a one-line message and exit status 1."""
-    try:
-        return asyncio.run(coro)
-    except (CommandError, EventStoreError) as e:
-        kind = getattr(e, "code", None) or type(e).__name__
-        typer.echo(f"error ({kind}): {e}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _setup() -> None:
-    configure_logging(get_settings().log_level)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(user_app, name="user")
 
 
 @app.command("check-services")
@@ -66,7 +48,7 @@ def check_services() -> None:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Create the database if missing and apply pending migrations (safe to run twice)."""
-    _setup()
+    setup()
     from eventstore.db import create_pool, ensure_database
     from eventstore.migrate import migrate
 
@@ -83,7 +65,7 @@ def db_migrate() -> None:
         if not applied:
             typer.echo("the schema is up to date")
 
-    _run(main())
+    run(main())
 
 
 @app.command("events")
@@ -93,7 +75,7 @@ def events(
     as_json: JsonOption = False,
 ) -> None:
     """Print a stream's events: the audit trail of one aggregate."""
-    _setup()
+    setup()
     from workers.runtime import open_event_store
 
     async def main() -> None:
@@ -111,7 +93,7 @@ def events(
                 f"  (position {e.position}, command {e.command_id})"
             )
 
-    _run(main())
+    run(main())
 
 
 @app.command("aggregate")
@@ -125,7 +107,7 @@ def aggregate(
     ] = None,
 ) -> None:
     """Print an aggregate's state now, at a version, or as of a time."""
-    _setup()
+    setup()
     from datetime import UTC
 
     from domain import AGGREGATES
@@ -153,16 +135,98 @@ def aggregate(
             )
         )
 
-    _run(main())
+    run(main())
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run a worker on the command task queue until SIGINT/SIGTERM (in-flight work finishes)."""
+    setup()
+    from workers.temporal_client import connect
+    from workers.worker import running_worker
+
+    async def main() -> None:
+        settings = get_settings()
+        stop = _stop_on_signals()
+        client = await connect(settings)
+        async with running_worker(settings, client):
+            await stop.wait()
+
+    run(main())
+
+
+@app.command("dev")
+def dev(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Run the scripted scenario once up.")
+    ] = False,
+    exit_after: Annotated[
+        bool, typer.Option("--exit", help="Stop once the scenario (if any) has run.")
+    ] = False,
+) -> None:
+    """The embedded default: Temporal dev server + Web UI, migrated database, a worker."""
+    setup()
+    from workers.demo import run_demo
+    from workers.devserver import DevServer
+    from workers.temporal_client import connect
+    from workers.worker import running_worker
+
+    async def main() -> None:
+        settings = get_settings()
+        stop = _stop_on_signals()
+        server = DevServer(settings)
+        await asyncio.to_thread(server.start)
+        try:
+            client = await connect(settings)
+            async with running_worker(settings, client):
+                typer.echo(
+                    f"ACCI is up.\n"
+                    f"  Temporal            {settings.temporal_address}"
+                    f" (data in {server.data_dir})\n"
+                    f"  Temporal Web UI     {server.ui_url}\n"
+                    f"  task queue          {settings.task_queue}\n"
+                    f"  event store         {_where(settings.database_url.get_secret_value())}\n"
+                    f"  RabbitMQ exchange   acci.events"
+                    f" at {_where(settings.rabbitmq_url.get_secret_value())}"
+                )
+                if demo:
+                    await run_demo(settings, client, ui_url=server.ui_url)
+                if exit_after:
+                    return
+                typer.echo("\nPress Ctrl-C to stop.")
+                await stop.wait()
+                typer.echo("stopping…")
+        finally:
+            await asyncio.to_thread(server.stop)
+
+    run(main())
 
 
 @app.command("demo")
 def demo() -> None:
-    """Migrate, then run a short scripted scenario against the event store and print it."""
-    _setup()
+    """Run the scripted scenario against a running ACCI (see `acci dev`)."""
+    setup()
     from workers.demo import run_demo
+    from workers.temporal_client import connect
 
-    _run(run_demo(get_settings()))
+    async def main() -> None:
+        settings = get_settings()
+        await run_demo(settings, await connect(settings))
+
+    run(main())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _where(url: str) -> str:
+    """host:port/db of a URL, without its credentials."""
+    return url.rpartition("@")[2]
 
 
 def _event_json(e: Any) -> dict[str, Any]:

@@ -1,143 +1,136 @@
-"""``acci demo``: a short scripted scenario against the event store, printed as it runs."""
+"""The scripted scenario of ``acci demo`` / ``make demo``: commands through Temporal, printed."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Any, Final
 
-from activities.commands import CommandHandler, CommandOutcome
-from domain import Tenant, parse_command
-from domain.command import Command
+from temporalio.client import Client
+
+from domain import Tenant
 from domain.errors import CommandError
-from domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
-from domain.user_commands import AssignRole, RegisterUser
-from eventstore.errors import ConcurrencyError
-from workers.runtime import EventStoreRuntime, open_event_store
+from workers.runtime import open_event_store
 from workers.settings import Settings
+from workers.temporal_client import command_result, start_command
+from workflows.models import CommandInput
 
-TENANT = "demo-acme"
+ACME: Final = "demo-acme"
+GLOBEX: Final = "demo-globex"
 # Fixed command ids: running the demo again re-sends the same commands, which shows that a
-# re-sent command returns its first result and stores nothing new.
-_NAMESPACE = uuid.UUID("0f7d7c36-2a0e-4d7e-8a44-0c1f3d9b6e01")
-
-
-_PSQL_HINT = (
+# re-sent command returns its first result and runs nothing twice.
+_NAMESPACE: Final = uuid.UUID("0f7d7c36-2a0e-4d7e-8a44-0c1f3d9b6e01")
+_PSQL_HINT: Final = (
     "psql postgresql://postgres@127.0.0.1:5432/acci -c"
     " 'SELECT global_position, tenant_id, aggregate_id, event_type FROM event_store.events'"
 )
-
-
-def _command_id(name: str) -> uuid.UUID:
-    return uuid.uuid5(_NAMESPACE, name)
 
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _outcome(outcome: CommandOutcome) -> str:
-    if not outcome.event_ids:
-        return f"no change (stream at v{outcome.stream_version})"
-    again = "  [re-sent: first result, nothing stored]" if outcome.duplicate else ""
-    return (
-        f"{outcome.aggregate_type} {outcome.aggregate_id} -> v{outcome.stream_version},"
-        f" {len(outcome.event_ids)} event(s) at {', '.join(map(str, outcome.positions))}{again}"
-    )
+class _Scenario:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self._client = client
+        self._task_queue = task_queue
 
-
-async def _send(handler: CommandHandler, name: str, command: Command) -> None:
-    try:
-        outcome = await handler.handle(TENANT, command, command_id=_command_id(name))
-    except CommandError as e:
-        _say(f"  {command.command_type:<16} REJECTED ({e.code}): {e}")
-        return
-    _say(f"  {command.command_type:<16} {_outcome(outcome)}")
-
-
-def _rejected(command_type: str, data: dict[str, Any]) -> None:
-    try:
-        parse_command(command_type, data)
-    except CommandError as e:
-        _say(f"  {command_type:<16} REJECTED ({e.code}): {e}")
-
-
-async def run_demo(settings: Settings) -> None:
-    """Run the scenario; safe to run again (it re-sends the same commands)."""
-    url = settings.database_url.get_secret_value()
-    _say(f"ACCI demo: event store at {url.split('@')[-1]}")
-    async with open_event_store(settings) as rt:
-        handler = CommandHandler(rt.store, rt.repository)
-        _say("\n1. Commands: load, decide, append with the expected version")
-        await _send(handler, "create", CreateTenant(tenant_id=TENANT, name="Acme Corporation"))
-        await _send(
-            handler,
-            "alice",
-            RegisterUser(
-                user_id="alice",
-                email="alice@acme.example",
-                display_name="Alice",
-                roles=frozenset({"owner"}),
-            ),
+    async def send(self, key: str, tenant: str, command_type: str, /, **payload: Any) -> bool:
+        command = CommandInput(
+            command_id=uuid.uuid5(_NAMESPACE, key),
+            tenant_id=tenant,
+            command_type=command_type,
+            payload=payload,
+            metadata={"actor": "acci-demo"},
         )
-        await _send(
-            handler,
-            "bob",
-            RegisterUser(user_id="bob", email="bob@acme.example", display_name="Bob"),
-        )
-        await _send(handler, "bob-admin", AssignRole(user_id="bob", role="admin"))
-
-        _say("\n2. Bad input and broken rules: a typed error, nothing written")
-        _rejected("RegisterUser", {"user_id": "eve", "email": "not-an-email", "display_name": "E"})
-        _rejected("CreateTenant", {"tenant_id": "x'; DROP TABLE events;--", "name": "Evil"})
-        await _send(handler, "create-again", CreateTenant(tenant_id=TENANT, name="Acme again"))
-        await _send(handler, "suspend", SuspendTenant(tenant_id=TENANT, reason="billing"))
-        await _send(handler, "suspend-again", SuspendTenant(tenant_id=TENANT, reason="twice"))
-
-        _say("\n3. Re-sending a command with the same id: its first result, nothing new stored")
-        await _send(handler, "create", CreateTenant(tenant_id=TENANT, name="Acme Corporation"))
-
-        _say("\n4. Optimistic concurrency: two writers decide from the same version")
-        await _conflict(rt)
-
-        _say("\n5. The audit trail and time travel")
-        stream = await rt.store.read_stream(TENANT, TENANT)
-        for e in stream:
-            _say(f"  v{e.sequence_number} {e.event_type:<22} {e.data}")
-        first = await rt.repository.load(Tenant, TENANT, TENANT, version=1)
-        now = await rt.repository.load(Tenant, TENANT, TENANT)
-        _say(f"  as of v1: status={first.state.status}, name={first.state.name!r}")
-        _say(f"  now (v{now.version}): status={now.state.status}, name={now.state.name!r}")
-        created = await rt.repository.snapshot(now)
-        _say(f"  snapshot at v{now.version}: {'saved' if created else 'already there'}")
-
-        _say("\n6. The global order (gap-free), newest events last")
-        head = await rt.store.head(tenant_id=TENANT)
-        page = await rt.store.read_all(tenant_id=TENANT, limit=1000)
-        for e in page[-6:]:
-            _say(f"  {e.position!s:>12}  {e.aggregate_type}/{e.aggregate_id}  {e.event_type}")
-        _say(f"  head for {TENANT}: {head}")
-
-    _say(
-        "\nLook around:\n"
-        f"  acci events {TENANT} --tenant {TENANT}\n"
-        f"  acci aggregate alice --tenant {TENANT}\n"
-        f"  {_PSQL_HINT}"
-    )
-
-
-async def _conflict(rt: EventStoreRuntime) -> None:
-    first, second = await asyncio.gather(
-        rt.repository.load(Tenant, TENANT, TENANT), rt.repository.load(Tenant, TENANT, TENANT)
-    )
-    base = first.version
-    first.handle(RenameTenant(tenant_id=TENANT, name=f"Acme v{base} (writer A)"))
-    second.handle(RenameTenant(tenant_id=TENANT, name=f"Acme v{base} (writer B)"))
-    for label, agg in (("A", first), ("B", second)):
+        sent = await start_command(self._client, command, task_queue=self._task_queue)
+        label = f"{tenant:<12} {command_type:<16}"
         try:
-            result = await rt.repository.save(agg, command_id=_command_id(f"rename-{base}-{label}"))
-        except ConcurrencyError as e:
-            _say(f"  writer {label}: REJECTED (concurrency): {e}")
+            result = await command_result(sent.handle)
+        except CommandError as e:
+            _say(f"  {label} REJECTED ({e.code}): {e}")
+            return False
+        again = "  [re-sent: first result]" if sent.resent or result.duplicate else ""
+        if not result.event_ids:
+            _say(f"  {label} no change{again}")
         else:
-            assert result is not None
-            _say(f"  writer {label}: stored at v{result.stream_version}")
+            where = f"v{result.stream_version} at {result.position}"
+            _say(f"  {label} {result.aggregate_type} {result.aggregate_id} -> {where}{again}")
+        return True
+
+
+async def run_demo(settings: Settings, client: Client, *, ui_url: str | None = None) -> None:
+    """Run the scenario against a running worker; safe to run again."""
+    s = _Scenario(client, settings.task_queue)
+    _say("\n1. Two tenants and their users, each command a workflow run (cmd-<command id>)")
+    await s.send("acme", ACME, "CreateTenant", name="Acme Corporation")
+    await s.send("globex", GLOBEX, "CreateTenant", name="Globex", settings={"max_users": 10})
+    await s.send(
+        "alice",
+        ACME,
+        "RegisterUser",
+        user_id="alice",
+        email="alice@acme.example",
+        display_name="Alice",
+        roles=["owner"],
+    )
+    await s.send(
+        "bob", ACME, "RegisterUser", user_id="bob", email="bob@acme.example", display_name="Bob"
+    )
+    await s.send("bob-admin", ACME, "AssignRole", user_id="bob", role="admin")
+    await s.send(
+        "carol",
+        GLOBEX,
+        "RegisterUser",
+        user_id="carol",
+        email="carol@globex.example",
+        display_name="Carol",
+    )
+
+    _say("\n2. Rejected commands: a typed failure, nothing appended, nothing published")
+    await s.send(
+        "eve", ACME, "RegisterUser", user_id="eve", email="not-an-email", display_name="Eve"
+    )
+    await s.send("globex-suspend", GLOBEX, "SuspendTenant", reason="unpaid invoice")
+    await s.send(
+        "dave",
+        GLOBEX,
+        "RegisterUser",
+        user_id="dave",
+        email="dave@globex.example",
+        display_name="Dave",
+    )
+
+    _say("\n3. A concurrent conflict: two suspensions of one tenant at once")
+    _say("   (the loser reloads, decides again on the new state, and is refused)")
+    await asyncio.gather(
+        s.send("acme-suspend-1", ACME, "SuspendTenant", reason="audit (first)"),
+        s.send("acme-suspend-2", ACME, "SuspendTenant", reason="audit (second)"),
+    )
+    await s.send("acme-reactivate", ACME, "ReactivateTenant")
+
+    _say("\n4. The same command id again: the first run's result, nothing runs twice")
+    await s.send("acme", ACME, "CreateTenant", name="Acme Corporation")
+
+    _say("\n5. The audit trail of demo-acme, and its state back then")
+    async with open_event_store(settings, migrate_schema=False) as rt:
+        for e in await rt.store.read_stream(ACME, ACME):
+            _say(f"  v{e.sequence_number} {e.created_at:%H:%M:%S} {e.event_type:<18} {e.data}")
+        first = await rt.repository.load(Tenant, ACME, ACME, version=1)
+        now = await rt.repository.load(Tenant, ACME, ACME)
+        _say(
+            f"  as of v1: {first.state.status}, {first.state.name!r};"
+            f" now (v{now.version}): {now.state.status}"
+        )
+
+    _say("\nLook around:")
+    if ui_url:
+        _say(f"  Temporal Web UI     {ui_url}/namespaces/{settings.temporal_namespace}/workflows")
+    _say(
+        f"  Temporal CLI        temporal workflow list --address {settings.temporal_address}"
+        f" --query \"TenantId='{ACME}'\""
+    )
+    _say(f"  the audit trail     acci events {ACME} --tenant {ACME}")
+    _say(f"  a user's state      acci aggregate alice --tenant {ACME}")
+    _say(f"  the event store     {_PSQL_HINT}")
+    _say("  RabbitMQ            exchange acci.events, routing keys <tenant>.<aggregate>.<event>")

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
 
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "acci-commands"
+    # `acci dev`: where the dev server keeps its SQLite file, and its Web UI port.
+    data_dir: str = ".acci"
+    temporal_ui_port: int = 8233
+    worker_max_concurrent_workflow_tasks: int = Field(default=64, ge=1)
+    worker_max_concurrent_activities: int = Field(default=64, ge=1)
+    # How often a command re-loads and decides again after losing a race, before it fails.
+    command_max_attempts: int = Field(default=5, ge=1, le=50)
+
     log_level: str = "INFO"
 
 

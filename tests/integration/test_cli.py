@@ -6,11 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
+from activities.commands import CommandHandler
+from domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
+from eventstore.repository import AggregateRepository
+from eventstore.store import EventStore
 from tests.conftest import drop_database
 
 ACCI = str(Path(sys.executable).with_name("acci"))
@@ -40,40 +46,50 @@ def test_db_migrate_creates_the_database_and_is_safe_to_run_twice(fresh_url: str
     assert "the schema is up to date" in again.stdout
 
 
-def test_demo_runs_and_a_second_run_resends_the_same_commands(fresh_url: str) -> None:
-    first = acci(fresh_url, "demo")
-    assert first.returncode == 0, first.stderr
-    assert "CreateTenant     Tenant demo-acme -> v1" in first.stdout
-    assert "REJECTED (validation): invalid RegisterUser: email" in first.stdout
-    assert "REJECTED (concurrency)" in first.stdout
-    assert "[re-sent: first result, nothing stored]" in first.stdout
-    second = acci(fresh_url, "demo")
-    assert second.returncode == 0, second.stderr
-    assert "CreateTenant     Tenant demo-acme -> v1, 1 event(s) at" in second.stdout
-    assert second.stdout.count("[re-sent: first result, nothing stored]") >= 5
+@pytest_asyncio.fixture(scope="module")
+async def seeded(database_url: str, store: EventStore, repository: AggregateRepository) -> str:
+    """The module's database with a tenant created, suspended and renamed."""
+    handler = CommandHandler(store, repository)
+    for command in (
+        CreateTenant(tenant_id="cli-t", name="First Name"),
+        SuspendTenant(tenant_id="cli-t", reason="audit"),
+        RenameTenant(tenant_id="cli-t", name="Second Name"),
+    ):
+        await handler.handle("cli-t", command, command_id=uuid.uuid4())
+    return database_url
 
 
-def test_events_prints_the_audit_trail_as_json(fresh_url: str) -> None:
-    out = acci(fresh_url, "events", "demo-acme", "--tenant", "demo-acme", "--json")
+def test_events_prints_the_audit_trail_as_json(seeded: str) -> None:
+    out = acci(seeded, "events", "cli-t", "--tenant", "cli-t", "--json")
     assert out.returncode == 0, out.stderr
     events = json.loads(out.stdout)
-    assert [e["sequence_number"] for e in events] == list(range(1, len(events) + 1))
-    assert events[0]["event_type"] == "TenantCreated"
+    assert [e["sequence_number"] for e in events] == [1, 2, 3]
+    assert [e["event_type"] for e in events] == [
+        "TenantCreated",
+        "TenantSuspended",
+        "TenantRenamed",
+    ]
 
 
-def test_aggregate_prints_state_at_a_version(fresh_url: str) -> None:
-    out = acci(fresh_url, "aggregate", "demo-acme", "--tenant", "demo-acme", "--version", "1")
+def test_aggregate_prints_state_now_and_at_a_version(seeded: str) -> None:
+    out = acci(seeded, "aggregate", "cli-t", "--tenant", "cli-t", "--version", "1")
     assert out.returncode == 0, out.stderr
-    state = json.loads(out.stdout)
-    assert (state["version"], state["state"]["status"], state["state"]["name"]) == (
+    then = json.loads(out.stdout)
+    assert (then["version"], then["state"]["status"], then["state"]["name"]) == (
         1,
         "active",
-        "Acme Corporation",
+        "First Name",
+    )
+    now = json.loads(acci(seeded, "aggregate", "cli-t", "--tenant", "cli-t").stdout)
+    assert (now["version"], now["state"]["status"], now["state"]["name"]) == (
+        3,
+        "suspended",
+        "Second Name",
     )
 
 
 def test_bad_input_on_the_command_line_is_a_typed_error_and_exit_1(fresh_url: str) -> None:
-    out = acci(fresh_url, "events", "x'; DROP TABLE event_store.events;--", "--tenant", "demo-acme")
+    out = acci(fresh_url, "events", "x'; DROP TABLE event_store.events;--", "--tenant", "t")
     assert out.returncode == 1
     assert "error (validation): invalid aggregate id" in out.stderr
     assert "Traceback" not in out.stderr

