@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -17,7 +18,7 @@ StateT = TypeVar("StateT", bound=BaseModel)
 CommandT = TypeVar("CommandT", bound=Command)
 
 
-class EventSourced(Generic[StateT, CommandT]):
+class EventSourced(ABC, Generic[StateT, CommandT]):
     """An aggregate instance: its state, its stream version and the events not yet stored.
 
     Subclasses supply the pure parts as static methods: ``initial_state``, ``decide`` (command
@@ -48,19 +49,19 @@ class EventSourced(Generic[StateT, CommandT]):
         self._uncommitted: list[DomainEvent] = []
 
     @staticmethod
+    @abstractmethod
     def initial_state() -> StateT:
         """The state before the first event."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def decide(command: CommandT, state: StateT) -> list[DomainEvent]:
         """The events ``command`` produces in ``state``; raises ``DomainError`` to refuse it."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def evolve(state: StateT, event: DomainEvent) -> StateT:
         """The state after ``event``."""
-        raise NotImplementedError
 
     @classmethod
     def from_events(

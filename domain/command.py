@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -15,6 +16,6 @@ class Command(BaseModel):
     command_type: ClassVar[str]
 
     @property
+    @abstractmethod
     def aggregate_id(self) -> str:
         """The id of the aggregate this command is addressed to."""
-        raise NotImplementedError(f"{type(self).__qualname__} does not name its aggregate")

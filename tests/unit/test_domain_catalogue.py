@@ -84,6 +84,10 @@ def test_a_command_no_aggregate_handles_is_a_validation_error() -> None:
     class Stray(Command):
         command_type: ClassVar[str] = "Stray"
 
+        @property
+        def aggregate_id(self) -> str:
+            return "stray-1"
+
     with pytest.raises(CommandValidationError, match="no aggregate handles"):
         aggregate_for_command(Stray())
 
