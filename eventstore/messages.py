@@ -120,14 +120,14 @@ def decode(
     properties: pika.BasicProperties, body: bytes, *, routing_key: str | None = None
 ) -> ReceivedEvent:
     """The event a message carries, or MessageFormatError; ``routing_key`` as delivered."""
+    if properties.content_type not in (None, CONTENT_TYPE):
+        raise MessageFormatError(f"content type {properties.content_type!r} is not {CONTENT_TYPE}")
     try:
         fields = json.loads(body)
     except ValueError as e:  # UnicodeDecodeError included
         raise MessageFormatError(f"message body is not JSON: {e}") from None
     if not isinstance(fields, dict):
         raise MessageFormatError(f"message body is a JSON {type(fields).__name__}, not an object")
-    if properties.content_type not in (None, CONTENT_TYPE):
-        raise MessageFormatError(f"content type {properties.content_type!r} is not {CONTENT_TYPE}")
     try:
         event = _event(fields, properties, routing_key)
     except InvalidIdentifierError as e:

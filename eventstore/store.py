@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, LiteralString
 
@@ -155,27 +155,18 @@ class EventStore:
         ``expected_version`` is ``ANY``, ``NO_STREAM`` or the stream's current version. The
         same command appended again returns the first append's result and stores nothing.
         """
-        params = self._append_params(
-            StreamAppend(
-                tenant_id, aggregate_id, aggregate_type, tuple(events), command_id, expected_version
-            ),
-            metadata,
+        append = StreamAppend(
+            tenant_id, aggregate_id, aggregate_type, tuple(events), command_id, expected_version
         )
+        params = self._append_params(append, metadata)
         await self.partitions.ensure(tenant_id)
-        for attempt in range(_RACE_RETRIES):
-            try:
-                async with self._pool.connection() as conn:
-                    cur = await conn.execute(_APPEND, params)
-                    rows = await cur.fetchall()
-                return _append_result(tenant_id, aggregate_id, rows)
-            except pg_errors.UniqueViolation as e:
-                # Lost a race: re-run, which now sees the winner (a duplicate of this command,
-                # or a version that no longer matches). Only "any" can keep losing.
-                if attempt == _RACE_RETRIES - 1:
-                    raise await self._conflict(tenant_id, aggregate_id, expected_version) from e
-            except psycopg.Error as e:
-                raise self._translate(e, tenant_id, aggregate_id, expected_version) from e
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def execute() -> list[AppendResult]:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_APPEND, params)
+                return [_append_result(tenant_id, aggregate_id, await cur.fetchall())]
+
+        return (await self._run_appends([append], execute))[0]
 
     async def append_many(
         self, appends: Sequence[StreamAppend], *, metadata: Mapping[str, Any] | None = None
@@ -186,22 +177,43 @@ class EventStore:
         params = [self._append_params(a, metadata) for a in appends]
         for tenant in {a.tenant_id for a in appends}:
             await self.partitions.ensure(tenant)
+
+        async def execute() -> list[AppendResult]:
+            async with self._pool.connection() as conn, conn.transaction():
+                async with conn.pipeline():
+                    cursors = [await conn.execute(_APPEND, p) for p in params]
+                return [
+                    _append_result(a.tenant_id, a.aggregate_id, await cur.fetchall())
+                    for a, cur in zip(appends, cursors, strict=True)
+                ]
+
+        return await self._run_appends(appends, execute)
+
+    async def _run_appends(
+        self,
+        appends: Sequence[StreamAppend],
+        execute: Callable[[], Awaitable[list[AppendResult]]],
+    ) -> list[AppendResult]:
+        """Execute, re-running after a lost race, and translate what cannot be re-run."""
+        rechecked = False
         for attempt in range(_RACE_RETRIES):
             try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    async with conn.pipeline():
-                        cursors = [await conn.execute(_APPEND, p) for p in params]
-                    return [
-                        _append_result(a.tenant_id, a.aggregate_id, await cur.fetchall())
-                        for a, cur in zip(appends, cursors, strict=True)
-                    ]
+                return await execute()
             except pg_errors.UniqueViolation as e:
+                # Lost a race: re-run, which now sees the winner (a duplicate of this command,
+                # or a version that no longer matches). Only "any" can keep losing.
                 if attempt == _RACE_RETRIES - 1:
                     first = appends[0]
                     raise await self._conflict(
                         first.tenant_id, first.aggregate_id, first.expected_version
                     ) from e
             except psycopg.Error as e:
+                # The function looks the command up before it checks the version, in two
+                # statements: a copy of this very command committing between them makes the
+                # version look wrong. One more run finds the copy (or confirms the conflict).
+                if e.sqlstate == SQLSTATE_CONCURRENCY and not rechecked:
+                    rechecked = True
+                    continue
                 failed = _failed_append(e, appends)
                 raise self._translate(
                     e, failed.tenant_id, failed.aggregate_id, failed.expected_version
@@ -269,12 +281,7 @@ class EventStore:
         return translate(exc)
 
     async def _conflict(self, tenant_id: str, aggregate_id: str, expected: int) -> Exception:
-        try:
-            actual = await self.stream_version(tenant_id, aggregate_id)
-        except Exception as e:  # the conflict is the news; the version is a detail
-            return ConcurrencyError(tenant_id, aggregate_id, expected, -1).with_traceback(
-                e.__traceback__
-            )
+        actual = await self.stream_version(tenant_id, aggregate_id)
         return ConcurrencyError(
             tenant_id, aggregate_id, "any" if expected == ANY else expected, actual
         )

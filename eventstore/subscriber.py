@@ -24,17 +24,18 @@ from typing import Any, Final
 import psycopg
 
 from eventstore import validation
+from eventstore.amqp import FAILURES, BrokerConnection, declare_exchange
 from eventstore.db import conninfo
 from eventstore.errors import InvalidIdentifierError, translate
 from eventstore.messages import EXCHANGE, MessageFormatError, ReceivedEvent, binding_key, decode
-from eventstore.publisher import FAILURES, BrokerConnection, declare_exchange
 
 log = logging.getLogger(__name__)
 
+# What consume calls: the event, and the connection whose open transaction holds its inbox row.
 Handler = Callable[[ReceivedEvent, psycopg.Connection[Any]], None]
 
 QUEUE_PREFIX: Final = "acci.sub."
-_SUBSCRIBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+_SUBSCRIBER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _MAX_ERROR_CHARS: Final = 2_000
 
 _INSERT_INBOX: Final = (
@@ -268,7 +269,7 @@ class EventSubscriber:
                     raise psycopg.Rollback() from None  # undoes the inbox row and the writes
                 conn.execute(_CLEAR_FAILURES, key)
         except psycopg.Error as e:
-            raise translate(e) from (failure or e)
+            raise translate(e) from e
         if failure is not None:
             return _Outcome.FAILED, failure
         return _Outcome.HANDLED, None

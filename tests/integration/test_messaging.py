@@ -81,9 +81,7 @@ async def effects(pool: AsyncConnectionPool) -> str:
 
 
 @pytest.fixture
-def new_subscriber(
-    database_url: str, exchange: str, effects: str
-) -> Iterator[SubscriberFactory]:
+def new_subscriber(database_url: str, exchange: str, effects: str) -> Iterator[SubscriberFactory]:
     """Makes subscribers with unique names; their queues are deleted after the test."""
     made: list[EventSubscriber] = []
 
@@ -292,7 +290,7 @@ async def test_unsubscribe_stops_delivery_of_those_types_only(
     publisher.publish_events([*note, *count])
 
     received: list[ReceivedEvent] = []
-    assert subscriber.consume(collecting(received), idle_timeout=QUIET * 2) == 1
+    assert subscriber.consume(collecting(received), idle_timeout=QUIET) == 1
     assert [e.event_type for e in received] == ["Counted"]
 
 
@@ -330,7 +328,7 @@ async def test_the_same_event_published_twice_reaches_the_handler_once(
     publisher.publish_event(event)  # a retried publish activity
 
     received: list[ReceivedEvent] = []
-    assert subscriber.consume(collecting(received), idle_timeout=QUIET * 2) == 1
+    assert subscriber.consume(collecting(received), idle_timeout=QUIET) == 1
     assert [e.event_id for e in received] == [event.event_id]
     inbox = await rows(
         pool,
@@ -371,6 +369,42 @@ async def test_a_handler_failure_rolls_back_its_writes_and_the_message_is_handle
     assert await rows(pool, failures_query, subscriber.subscriber, event.event_id) == []
 
 
+async def test_messages_behind_a_failed_one_are_kept_in_order_for_the_next_consume(
+    test_store: EventStore,
+    publisher: EventPublisher,
+    new_subscriber: SubscriberFactory,
+    pool: AsyncConnectionPool,
+) -> None:
+    tenant = new_tenant()
+    events = await stored(test_store, tenant, noted("1"), noted("2"), noted("3"))
+    subscriber = new_subscriber()
+    subscriber.subscribe(["Noted"], tenant_id=tenant)
+    publisher.publish_events(events)
+    seen: list[str] = []
+
+    def handler(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        seen.append(event.data["text"])
+        if seen == ["1", "2"]:
+            # Any exception is the handler's, even one that looks like a network error.
+            raise ConnectionError("the handler's own downstream is down")
+        conn.execute(
+            "INSERT INTO public.effects (subscriber, message_id, note) VALUES (%s, %s, %s)",
+            (subscriber.subscriber, event.event_id, event.data["text"]),
+        )
+
+    with pytest.raises(ConnectionError, match="downstream"):
+        subscriber.consume(handler, idle_timeout=WAIT)
+    assert subscriber.consume(handler, max_messages=2, idle_timeout=WAIT) == 2
+
+    assert seen == ["1", "2", "2", "3"]
+    notes = await rows(
+        pool,
+        "SELECT note FROM public.effects WHERE subscriber = %s ORDER BY note",
+        subscriber.subscriber,
+    )
+    assert notes == [("1",), ("2",), ("3",)]
+
+
 async def test_a_message_whose_handler_keeps_failing_is_parked_in_the_dead_letter_queue(
     test_store: EventStore,
     publisher: EventPublisher,
@@ -399,7 +433,12 @@ async def test_a_message_whose_handler_keeps_failing_is_parked_in_the_dead_lette
         subscriber.subscriber,
     )
     assert (attempts, error, parked) == (2, "RuntimeError: handler failed on call 2", True)
-    assert await rows(pool, "SELECT 1 FROM public.effects WHERE subscriber = %s", "x") == []
+    assert (
+        await rows(
+            pool, "SELECT 1 FROM public.effects WHERE subscriber = %s", subscriber.subscriber
+        )
+        == []
+    )
 
 
 def _not_json(properties: Any, body: dict[str, Any]) -> tuple[Any, bytes]:
@@ -441,7 +480,7 @@ async def test_a_malformed_message_goes_to_the_dead_letter_queue_and_skips_the_h
     raw.basic_publish(exchange, key, spoiled, properties)
 
     received: list[ReceivedEvent] = []
-    assert subscriber.consume(collecting(received), idle_timeout=QUIET * 2) == 0
+    assert subscriber.consume(collecting(received), idle_timeout=QUIET) == 0
     assert received == []
     _, _, dead = next_message(raw, subscriber.dead_letter_queue)
     assert dead == spoiled

@@ -28,7 +28,7 @@ async def test_migrating_again_applies_nothing(database_url: str) -> None:
 async def test_two_migrators_at_once_apply_each_migration_once(database_url: str) -> None:
     async with create_pool(database_url, min_size=1, max_size=2) as pool:
         async with pool.connection() as conn:
-            await conn.execute("DROP SCHEMA event_store, snapshots CASCADE")
+            await conn.execute("DROP SCHEMA event_store, snapshots, subscriptions CASCADE")
             await conn.execute("DROP TABLE public.acci_schema_migrations")
     pools = [create_pool(database_url, min_size=1, max_size=1) for _ in range(2)]
     for p in pools:

@@ -54,6 +54,9 @@ async def test_a_v1_event_reads_as_v2_from_the_stream_the_global_order_and_a_loa
 
     # Deciding on top of the upcast state and appending works as for any other stream.
     handler = CommandHandler(store, repository)
+    await handler.handle(
+        TENANT, CreateTenant(tenant_id=TENANT, name="Upcast"), command_id=uuid.uuid4()
+    )
     outcome = await handler.handle(
         TENANT, AssignRole(user_id="old-user", role="admin"), command_id=uuid.uuid4()
     )
