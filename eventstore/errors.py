@@ -57,20 +57,10 @@ class CommandIdReusedError(EventStoreValidationError):
     """A command id already stored for one stream was used for another."""
 
 
-# Custom SQLSTATEs raised by event_store.append_to_stream (migrations/001_event_store.sql).
-SQLSTATE_CONCURRENCY = "AC001"
-SQLSTATE_AGGREGATE_TYPE = "AC002"
-SQLSTATE_COMMAND_REUSED = "AC003"
-
-
 def translate(exc: psycopg.Error) -> EventStoreError:
     """Map a psycopg error to the event store's own error (the only place that does)."""
     sqlstate = exc.sqlstate or ""
     message = exc.diag.message_primary or str(exc)
-    if sqlstate == SQLSTATE_AGGREGATE_TYPE:
-        return AggregateTypeMismatchError(message)
-    if sqlstate == SQLSTATE_COMMAND_REUSED:
-        return CommandIdReusedError(message)
     if isinstance(exc, pg_errors.StringDataRightTruncation | pg_errors.CharacterNotInRepertoire):
         return EventStoreValidationError(message)
     if isinstance(exc, pg_errors.UntranslatableCharacter):

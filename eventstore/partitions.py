@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -38,19 +39,19 @@ class TenantPartitions:
     def __init__(self, pool: AsyncConnectionPool, *, lock_timeout_ms: int = 10_000) -> None:
         self._pool = pool
         self._lock_timeout_ms = lock_timeout_ms
-        self._known: set[str] = set()
+        self._known: dict[str, str] = {}
 
-    async def ensure(self, tenant_id: str) -> bool:
-        """Make sure the tenant has its partitions; True if this call created them."""
-        if tenant_id in self._known:
-            return False
-        validation.tenant_id(tenant_id)
-        try:
-            created = await self._ensure(tenant_id)
-        except psycopg.Error as e:
-            raise translate(e) from e
-        self._known.add(tenant_id)
-        return created
+    async def ensure(self, tenant_id: str) -> str:
+        """Make sure the tenant has its partitions; returns its events partition's name."""
+        name = self._known.get(tenant_id)
+        if name is None:
+            validation.tenant_id(tenant_id)
+            try:
+                name = await self._ensure(tenant_id)
+            except psycopg.Error as e:
+                raise translate(e) from e
+            self._known[tenant_id] = name
+        return name
 
     async def list(self) -> list[str]:
         """Every tenant that has partitions."""
@@ -58,20 +59,16 @@ class TenantPartitions:
             cur = await conn.execute("SELECT tenant_id FROM event_store.tenants ORDER BY 1")
             return [row[0] for row in await cur.fetchall()]
 
-    async def _ensure(self, tenant_id: str) -> bool:
+    async def _ensure(self, tenant_id: str) -> str:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM event_store.tenants WHERE tenant_id = %s", (tenant_id,)
-            )
-            if await cur.fetchone():
-                return False
+            existing = await self._events_partition(conn, tenant_id)
+            if existing:
+                return existing
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK_KEY,))
-                cur = await conn.execute(
-                    "SELECT 1 FROM event_store.tenants WHERE tenant_id = %s", (tenant_id,)
-                )
-                if await cur.fetchone():
-                    return False
+                existing = await self._events_partition(conn, tenant_id)
+                if existing:
+                    return existing
                 # ATTACH takes only SHARE UPDATE EXCLUSIVE on the parent, so appends and reads
                 # of other tenants go on meanwhile (CREATE TABLE ... PARTITION OF would lock
                 # them all out). A bounded wait turns a blocked attach into a retryable error.
@@ -91,7 +88,15 @@ class TenantPartitions:
                     (tenant_id, *names),
                 )
         log.info("created tenant partitions", extra={"tenant_id": tenant_id, "tables": names})
-        return True
+        return names[0]
+
+    @staticmethod
+    async def _events_partition(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> str | None:
+        cur = await conn.execute(
+            "SELECT events_partition FROM event_store.tenants WHERE tenant_id = %s", (tenant_id,)
+        )
+        row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     @staticmethod
     async def _attach(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, LiteralString
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -16,11 +15,9 @@ from domain import errors as domain_errors
 from domain.registry import EventRegistry
 from domain.registry import registry as default_registry
 from eventstore import validation
+from eventstore.append import Appender
 from eventstore.errors import (
-    SQLSTATE_CONCURRENCY,
-    ConcurrencyError,
     EventStoreValidationError,
-    TooManyEventsError,
     UnknownEventTypeError,
     translate,
 )
@@ -36,16 +33,7 @@ from eventstore.records import (
     event_id_for,
 )
 
-# How often an append re-runs after losing a race on the stream key (only "any version"
-# appends can win on a re-run; the others turn into ConcurrencyError or a duplicate result).
-_RACE_RETRIES: Final = 8
 _MAX_VERSION: Final = 2**62
-
-_APPEND: Final = (
-    "SELECT event_id, sequence_number, global_position, transaction_id, duplicate"
-    " FROM event_store.append_to_stream(%s, %s, %s, %s, %s, %s,"
-    " %s::uuid[], %s::text[], %s::int[], %s::jsonb[], %s::jsonb[])"
-)
 
 _COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, RecordedEvent._fields))
 
@@ -128,9 +116,15 @@ class EventStore:
     ) -> None:
         self._pool = pool
         self._registry = registry
-        self._max_payload_bytes = max_payload_bytes
         self._max_events = max_events_per_append
         self.partitions = partitions or TenantPartitions(pool)
+        self._appender = Appender(
+            pool,
+            registry,
+            max_payload_bytes=max_payload_bytes,
+            max_events=max_events_per_append,
+            command_events=self.command_events,
+        )
 
     @property
     def registry(self) -> EventRegistry:
@@ -158,133 +152,21 @@ class EventStore:
         append = StreamAppend(
             tenant_id, aggregate_id, aggregate_type, tuple(events), command_id, expected_version
         )
-        params = self._append_params(append, metadata)
-        await self.partitions.ensure(tenant_id)
-
-        async def execute() -> list[AppendResult]:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(_APPEND, params)
-                return [_append_result(tenant_id, aggregate_id, await cur.fetchall())]
-
-        return (await self._run_appends([append], execute))[0]
+        return (await self.append_many([append], metadata=metadata))[0]
 
     async def append_many(
         self, appends: Sequence[StreamAppend], *, metadata: Mapping[str, Any] | None = None
     ) -> list[AppendResult]:
-        """Append to many streams in one transaction and one round trip: all or nothing."""
+        """Append to many streams in one transaction and one round trip: all or nothing.
+
+        Commands of the batch that were appended before return their first result; the rest
+        are stored together or not at all.
+        """
         if not appends:
             return []
-        params = [self._append_params(a, metadata) for a in appends]
-        for tenant in {a.tenant_id for a in appends}:
-            await self.partitions.ensure(tenant)
-
-        async def execute() -> list[AppendResult]:
-            async with self._pool.connection() as conn, conn.transaction():
-                async with conn.pipeline():
-                    cursors = [await conn.execute(_APPEND, p) for p in params]
-                return [
-                    _append_result(a.tenant_id, a.aggregate_id, await cur.fetchall())
-                    for a, cur in zip(appends, cursors, strict=True)
-                ]
-
-        return await self._run_appends(appends, execute)
-
-    async def _run_appends(
-        self,
-        appends: Sequence[StreamAppend],
-        execute: Callable[[], Awaitable[list[AppendResult]]],
-    ) -> list[AppendResult]:
-        """Execute, re-running after a lost race, and translate what cannot be re-run."""
-        rechecked = False
-        for attempt in range(_RACE_RETRIES):
-            try:
-                return await execute()
-            except pg_errors.UniqueViolation as e:
-                # Lost a race: re-run, which now sees the winner (a duplicate of this command,
-                # or a version that no longer matches). Only "any" can keep losing.
-                if attempt == _RACE_RETRIES - 1:
-                    first = appends[0]
-                    raise await self._conflict(
-                        first.tenant_id, first.aggregate_id, first.expected_version
-                    ) from e
-            except psycopg.Error as e:
-                # The function looks the command up before it checks the version, in two
-                # statements: a copy of this very command committing between them makes the
-                # version look wrong. One more run finds the copy (or confirms the conflict).
-                if e.sqlstate == SQLSTATE_CONCURRENCY and not rechecked:
-                    rechecked = True
-                    continue
-                failed = _failed_append(e, appends)
-                raise self._translate(
-                    e, failed.tenant_id, failed.aggregate_id, failed.expected_version
-                ) from e
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _append_params(
-        self, append: StreamAppend, metadata: Mapping[str, Any] | None
-    ) -> tuple[object, ...]:
-        validation.tenant_id(append.tenant_id)
-        validation.aggregate_id(append.aggregate_id)
-        validation.type_name(append.aggregate_type, "aggregate type")
-        if not isinstance(append.command_id, uuid.UUID):
-            raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
-        if not isinstance(append.expected_version, int) or append.expected_version < ANY:
-            raise EventStoreValidationError(
-                f"expected version {append.expected_version!r} is not ANY (-1), "
-                "NO_STREAM (0) or a stream version"
-            )
-        count = len(append.events)
-        if not 0 < count <= self._max_events:
-            raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
-        limit = self._max_payload_bytes
-        types, versions, data, metas = [], [], [], []
-        for index, event in enumerate(append.events):
-            self._check_event_type(event)
-            types.append(event.event_type)
-            versions.append(event.event_version)
-            data.append(validation.encode_json(event.data, limit=limit, what=f"event {index} data"))
-            merged = {**(metadata or {}), **event.metadata}
-            metas.append(
-                validation.encode_json(merged, limit=limit, what=f"event {index} metadata")
-            )
-        return (
-            append.tenant_id,
-            append.aggregate_id,
-            append.aggregate_type,
-            append.expected_version,
-            append.command_id,
-            self._max_events,
-            [event_id_for(append.command_id, i) for i in range(count)],
-            types,
-            versions,
-            data,
-            metas,
-        )
-
-    def _check_event_type(self, event: NewEvent) -> None:
-        validation.type_name(event.event_type, "event type")
-        if not self._registry.is_known(event.event_type):
-            raise UnknownEventTypeError(f"unknown event type {event.event_type!r}")
-        current = self._registry.current_version(event.event_type)
-        if event.event_version != current:
-            raise UnknownEventTypeError(
-                f"event {event.event_type!r} version {event.event_version} cannot be appended:"
-                f" the current version is {current}"
-            )
-
-    def _translate(
-        self, exc: psycopg.Error, tenant_id: str, aggregate_id: str, expected: int
-    ) -> Exception:
-        if exc.sqlstate == SQLSTATE_CONCURRENCY:
-            actual = int(exc.diag.message_detail or -1)
-            return ConcurrencyError(tenant_id, aggregate_id, expected, actual)
-        return translate(exc)
-
-    async def _conflict(self, tenant_id: str, aggregate_id: str, expected: int) -> Exception:
-        actual = await self.stream_version(tenant_id, aggregate_id)
-        return ConcurrencyError(
-            tenant_id, aggregate_id, "any" if expected == ANY else expected, actual
-        )
+        params = [self._appender.params(a, metadata) for a in appends]
+        partitions = [await self.partitions.ensure(a.tenant_id) for a in appends]
+        return await self._appender.run(appends, params, partitions)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -413,26 +295,3 @@ class EventStore:
                 raise EventStoreValidationError(f"{where} cannot be read: {e}") from e
             events.append(event)
         return events
-
-
-def _append_result(
-    tenant_id: str, aggregate_id: str, rows: Sequence[tuple[Any, ...]]
-) -> AppendResult:
-    rows = sorted(rows, key=lambda r: r[1])
-    return AppendResult(
-        tenant_id=tenant_id,
-        aggregate_id=aggregate_id,
-        stream_version=int(rows[-1][1]),
-        event_ids=tuple(r[0] for r in rows),
-        positions=tuple(Position(int(r[3]), int(r[2])) for r in rows),
-        duplicate=bool(rows[0][4]),
-    )
-
-
-def _failed_append(exc: psycopg.Error, appends: Sequence[StreamAppend]) -> StreamAppend:
-    """The append an error was about (its message names the stream), else the first."""
-    message = exc.diag.message_primary or ""
-    for append in appends:
-        if f"'{append.aggregate_id}'" in message:
-            return append
-    return appends[0]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import sys
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -245,7 +247,18 @@ def _event_json(e: Any) -> dict[str, Any]:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    # The Temporal SDK's native threads can abort the interpreter while it finalises, turning
+    # a finished command into exit status -6. Everything is done and flushed by now: leave.
+    if "temporalio.bridge" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -145,10 +145,11 @@ async def test_tailing_reader_sees_every_event_exactly_once_despite_a_late_commi
         # Take a position (and a transaction id) before any writer, then hold the commit.
         late_command = uuid.uuid4()
         cur = await late.execute(
-            "SELECT event_id FROM event_store.append_to_stream(%s, %s, 'Note', 0, %s, 10,"
-            " ARRAY[%s]::uuid[], ARRAY['Noted'], ARRAY[1], ARRAY['{\"text\": \"late\"}'::jsonb],"
-            " ARRAY['{}'::jsonb])",
-            (tenant, late_stream, late_command, uuid.uuid5(late_command, "0")),
+            "INSERT INTO event_store.events (event_id, tenant_id, aggregate_id, aggregate_type,"
+            " sequence_number, event_type, event_version, data, command_id)"
+            " VALUES (%s, %s, %s, 'Note', 1, 'Noted', 1, '{\"text\": \"late\"}', %s)"
+            " RETURNING event_id",
+            (uuid.uuid5(late_command, "0"), tenant, late_stream, late_command),
         )
         late_event = (await cur.fetchone())[0]  # type: ignore[index]
 

@@ -1,0 +1,270 @@
+"""Appending events: one statement per stream, straight into the tenant's partition.
+
+The happy path is a single ``INSERT … SELECT`` that reads the stream's head and inserts the
+events only if the expected version (and aggregate type) match, in one round trip. Everything
+unusual — a stale expected version, a command stored before, a lost race — shows up as "no rows"
+or a unique violation, and only then does the slow path ask the store what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from domain.registry import EventRegistry
+from eventstore import validation
+from eventstore.errors import (
+    AggregateTypeMismatchError,
+    CommandIdReusedError,
+    ConcurrencyError,
+    EventStoreValidationError,
+    TooManyEventsError,
+    UnknownEventTypeError,
+    translate,
+)
+from eventstore.records import (
+    ANY,
+    AppendResult,
+    Position,
+    RecordedEvent,
+    StreamAppend,
+    event_id_for,
+)
+
+# How often a batch re-runs after losing a race on a stream key ("any version" appends can win
+# on a re-run; the others become a ConcurrencyError or a duplicate result on the first).
+RACE_RETRIES: Final = 8
+
+# The parent's identity sequence: rows inserted into a partition directly take their position
+# from it explicitly (a partition does not inherit the parent's identity default).
+_POSITIONS: Final = "event_store.events_global_position_seq"
+
+_INSERT: Final = """
+WITH head AS (
+    SELECT sequence_number, aggregate_type FROM {partition}
+     WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
+     ORDER BY sequence_number DESC LIMIT 1
+), stream AS (
+    SELECT coalesce((SELECT sequence_number FROM head), 0) AS version,
+           (SELECT aggregate_type FROM head) AS aggregate_type
+)
+INSERT INTO {partition} (global_position, event_id, tenant_id, aggregate_id, aggregate_type,
+                         sequence_number, event_type, event_version, data, metadata, command_id)
+SELECT nextval({positions}), e.event_id, %(tenant_id)s, %(aggregate_id)s, %(aggregate_type)s,
+       s.version + e.i, e.event_type, e.event_version, e.data, e.metadata, %(command_id)s
+  FROM stream s,
+       jsonb_to_recordset(%(events)s::jsonb)
+         AS e(i integer, event_id uuid, event_type text, event_version integer, data jsonb,
+              metadata jsonb)
+ WHERE (%(expected)s::bigint < 0 OR s.version = %(expected)s::bigint)
+   AND (s.aggregate_type IS NULL OR s.aggregate_type = %(aggregate_type)s)
+ ORDER BY e.i
+RETURNING event_id, sequence_number, global_position, transaction_id
+"""
+
+_HEAD: Final = (
+    "SELECT sequence_number, aggregate_type FROM event_store.events"
+    " WHERE tenant_id = %s AND aggregate_id = %s ORDER BY sequence_number DESC LIMIT 1"
+)
+
+Rows = list[tuple[Any, ...]]
+CommandEvents = Callable[[str, uuid.UUID], Coroutine[Any, Any, list[RecordedEvent]]]
+
+
+class _Refused(Exception):
+    """A statement of a batch inserted nothing: roll the batch back and find out why."""
+
+
+class Appender:
+    """Validates appends, runs them in one round trip, and explains the ones that were refused."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        registry: EventRegistry,
+        *,
+        max_payload_bytes: int,
+        max_events: int,
+        command_events: CommandEvents,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._max_payload_bytes = max_payload_bytes
+        self._max_events = max_events
+        self._command_events = command_events
+        self._queries: dict[str, str] = {}
+
+    def params(self, append: StreamAppend, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The statement's parameters, after every check on the input (nothing written yet)."""
+        validation.tenant_id(append.tenant_id)
+        validation.aggregate_id(append.aggregate_id)
+        validation.type_name(append.aggregate_type, "aggregate type")
+        if not isinstance(append.command_id, uuid.UUID):
+            raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
+        expected = append.expected_version
+        if isinstance(expected, bool) or not isinstance(expected, int) or expected < ANY:
+            raise EventStoreValidationError(
+                f"expected version {expected!r} is not ANY (-1), NO_STREAM (0) or a stream version"
+            )
+        count = len(append.events)
+        if not 0 < count <= self._max_events:
+            raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
+        limit, shared = self._max_payload_bytes, metadata or {}
+        rows = []
+        for index, event in enumerate(append.events):
+            self._check_event_type(event.event_type, event.event_version)
+            data = validation.encode_json(event.data, limit=limit, what=f"event {index} data")
+            meta = validation.encode_json(
+                {**shared, **event.metadata}, limit=limit, what=f"event {index} metadata"
+            )
+            # data and meta are JSON already: splice them in rather than encode them twice.
+            rows.append(
+                f'{{"i":{index + 1},"event_id":"{event_id_for(append.command_id, index)}",'
+                f'"event_type":{json.dumps(event.event_type)},"event_version":{event.event_version},'
+                f'"data":{data},"metadata":{meta}}}'
+            )
+        return {
+            "tenant_id": append.tenant_id,
+            "aggregate_id": append.aggregate_id,
+            "aggregate_type": append.aggregate_type,
+            "command_id": append.command_id,
+            "expected": expected,
+            "events": f"[{','.join(rows)}]",
+        }
+
+    def _check_event_type(self, event_type: str, version: int) -> None:
+        validation.type_name(event_type, "event type")
+        if not self._registry.is_known(event_type):
+            raise UnknownEventTypeError(f"unknown event type {event_type!r}")
+        current = self._registry.current_version(event_type)
+        if version != current:
+            raise UnknownEventTypeError(
+                f"event {event_type!r} version {version} cannot be appended:"
+                f" the current version is {current}"
+            )
+
+    def _query(self, partition: str) -> str:
+        query = self._queries.get(partition)
+        if query is None:
+            query = (
+                sql.SQL(_INSERT)
+                .format(
+                    partition=sql.Identifier("event_store", partition),
+                    positions=sql.Literal(_POSITIONS),
+                )
+                .as_string(None)
+            )
+            self._queries[partition] = query
+        return query
+
+    async def run(
+        self,
+        appends: Sequence[StreamAppend],
+        params: Sequence[dict[str, Any]],
+        partitions: Sequence[str],
+    ) -> list[AppendResult]:
+        """Run the appends (all or nothing); explain and re-run what was refused."""
+        results: list[AppendResult | None] = [None] * len(appends)
+        pending = list(range(len(appends)))
+        for _ in range(RACE_RETRIES):
+            try:
+                rows = await self._execute(
+                    [params[i] for i in pending], [partitions[i] for i in pending]
+                )
+            except (pg_errors.UniqueViolation, _Refused):
+                pending = await self._explain(appends, pending, results)
+                if not pending:
+                    return [r for r in results if r is not None]
+                continue
+            except psycopg.Error as e:
+                raise translate(e) from e
+            for i, stored in zip(pending, rows, strict=True):
+                results[i] = _result(appends[i], stored)
+            return [r for r in results if r is not None]
+        first = appends[pending[0]]
+        raise ConcurrencyError(
+            first.tenant_id, first.aggregate_id, "any", await self._version(first)
+        )
+
+    async def _execute(
+        self, params: Sequence[dict[str, Any]], partitions: Sequence[str]
+    ) -> list[Rows]:
+        async with self._pool.connection() as conn:
+            if len(params) == 1:  # one statement is its own transaction: no BEGIN/COMMIT trips
+                cur = await conn.execute(self._query(partitions[0]), params[0])
+                rows = await cur.fetchall()
+                if not rows:
+                    raise _Refused
+                return [rows]
+            async with conn.transaction():
+                async with conn.pipeline():
+                    cursors = [
+                        await conn.execute(self._query(part), p)
+                        for part, p in zip(partitions, params, strict=True)
+                    ]
+                stored = [await cur.fetchall() for cur in cursors]
+                if not all(stored):
+                    raise _Refused  # leaves the transaction: the whole batch rolls back
+                return stored
+
+    async def _explain(
+        self,
+        appends: Sequence[StreamAppend],
+        pending: list[int],
+        results: list[AppendResult | None],
+    ) -> list[int]:
+        """Fill in the duplicates, raise for real conflicts; what is left may run again."""
+        again = []
+        for i in pending:
+            append = appends[i]
+            earlier = await self._command_events(append.tenant_id, append.command_id)
+            if earlier:
+                if earlier[0].aggregate_id != append.aggregate_id:
+                    raise CommandIdReusedError(
+                        f"command {append.command_id} was already appended to stream"
+                        f" {earlier[0].aggregate_id!r}, not {append.aggregate_id!r}"
+                    )
+                results[i] = AppendResult.of_events(earlier, duplicate=True)
+                continue
+            version, stored_type = await self._head(append)
+            if stored_type is not None and stored_type != append.aggregate_type:
+                raise AggregateTypeMismatchError(
+                    f"stream {append.aggregate_id!r} is a {stored_type},"
+                    f" not a {append.aggregate_type}"
+                )
+            if append.expected_version != ANY and version != append.expected_version:
+                raise ConcurrencyError(
+                    append.tenant_id, append.aggregate_id, append.expected_version, version
+                )
+            again.append(i)  # lost a race it can still win: "any", or the winner rolled back
+        return again
+
+    async def _head(self, append: StreamAppend) -> tuple[int, str | None]:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_HEAD, (append.tenant_id, append.aggregate_id))
+                row = await cur.fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        return (int(row[0]), str(row[1])) if row else (0, None)
+
+    async def _version(self, append: StreamAppend) -> int:
+        return (await self._head(append))[0]
+
+
+def _result(append: StreamAppend, rows: Rows) -> AppendResult:
+    rows = sorted(rows, key=lambda r: r[1])
+    return AppendResult(
+        tenant_id=append.tenant_id,
+        aggregate_id=append.aggregate_id,
+        stream_version=int(rows[-1][1]),
+        event_ids=tuple(r[0] for r in rows),
+        positions=tuple(Position(int(r[3]), int(r[2])) for r in rows),
+    )
