@@ -8,7 +8,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from domain.aggregate import EventSourced
+from domain.errors import UnknownEventTypeError
 from eventstore.errors import EventStoreValidationError
+from eventstore.errors import UnknownEventTypeError as StoreUnknownEventTypeError
+from eventstore.loading import read_tail
 from eventstore.records import AppendResult, NewEvent
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
@@ -34,28 +37,29 @@ class AggregateRepository:
         use_snapshot: bool = True,
     ) -> AggregateT:
         """The aggregate now, at a stream version, or as of a time (version 0 if new)."""
-        state = None
-        start = 0
         # A snapshot is keyed by version, not time, so a load as of a time folds from the start.
-        if use_snapshot and as_of is None:
-            snapshot = await self._snapshots.load(
-                tenant_id,
-                aggregate_id,
-                schema_version=cls.state_schema_version,
-                at_or_below=version,
-            )
-            if snapshot is not None:
-                _check_type(cls, aggregate_id, snapshot.aggregate_type)
-                state = cls.state_from_json(snapshot.state)
-                start = snapshot.version
-        recorded = await self._store.read_stream(
-            tenant_id, aggregate_id, from_version=start + 1, to_version=version, until=as_of
+        snapshot_schema = cls.state_schema_version if use_snapshot and as_of is None else None
+        tail = await read_tail(
+            self._store.pool,
+            tenant_id,
+            aggregate_id,
+            schema_version=snapshot_schema,
+            to_version=version,
+            until=as_of,
         )
-        if recorded:
-            _check_type(cls, aggregate_id, recorded[0].aggregate_type)
+        if tail.aggregate_type is not None and tail.aggregate_type != cls.aggregate_type:
+            raise EventStoreValidationError(
+                f"{aggregate_id!r} is a {tail.aggregate_type}, not a {cls.aggregate_type}"
+            )
+        state = None if tail.snapshot_state is None else cls.state_from_json(tail.snapshot_state)
         decode = self._store.registry.decode
-        events = [decode(e.event_type, e.event_version, e.data) for e in recorded]
-        return cls.from_events(aggregate_id, tenant_id, events, state=state, version=start)
+        try:
+            events = [decode(t, v, data) for t, v, data in tail.events]
+        except UnknownEventTypeError as e:
+            raise StoreUnknownEventTypeError(f"{tenant_id}/{aggregate_id}: {e}") from e
+        return cls.from_events(
+            aggregate_id, tenant_id, events, state=state, version=tail.snapshot_version
+        )
 
     async def save(
         self,
@@ -96,11 +100,4 @@ class AggregateRepository:
             version=aggregate.version,
             schema_version=aggregate.state_schema_version,
             state=aggregate.state_to_json(),
-        )
-
-
-def _check_type(cls: type[EventSourced[Any, Any]], aggregate_id: str, stored: str) -> None:
-    if stored != cls.aggregate_type:
-        raise EventStoreValidationError(
-            f"{aggregate_id!r} is a {stored}, not a {cls.aggregate_type}"
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, LiteralString
 
@@ -37,24 +37,32 @@ _MAX_VERSION: Final = 2**62
 
 _COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, RecordedEvent._fields))
 
-_READ_STREAM: Final = sql.SQL(
-    "SELECT {columns} FROM event_store.events"
-    " WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s"
-    " AND sequence_number >= %(from_version)s AND sequence_number <= %(to_version)s"
-    " AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)"
-    " ORDER BY sequence_number"
-).format(columns=_COLUMNS)
+_READ_STREAM: Final = (
+    sql.SQL(
+        "SELECT {columns} FROM event_store.events"
+        " WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s"
+        " AND sequence_number >= %(from_version)s AND sequence_number <= %(to_version)s"
+        " AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)"
+        " ORDER BY sequence_number"
+    )
+    .format(columns=_COLUMNS)
+    .as_string(None)
+)
 
 # The events one command stored: found by its first event id, then by its contiguous range.
-_COMMAND_EVENTS: Final = sql.SQL(
-    "SELECT {columns} FROM event_store.events f JOIN event_store.events e"
-    " ON e.tenant_id = f.tenant_id AND e.aggregate_id = f.aggregate_id"
-    " AND e.sequence_number >= f.sequence_number"
-    " AND e.sequence_number < f.sequence_number + %(max_events)s"
-    " AND e.command_id = f.command_id"
-    " WHERE f.tenant_id = %(tenant_id)s AND f.event_id = %(first_event_id)s"
-    " ORDER BY e.sequence_number"
-).format(columns=sql.SQL(", ").join(sql.Identifier("e", c) for c in RecordedEvent._fields))
+_COMMAND_EVENTS: Final = (
+    sql.SQL(
+        "SELECT {columns} FROM event_store.events f JOIN event_store.events e"
+        " ON e.tenant_id = f.tenant_id AND e.aggregate_id = f.aggregate_id"
+        " AND e.sequence_number >= f.sequence_number"
+        " AND e.sequence_number < f.sequence_number + %(max_events)s"
+        " AND e.command_id = f.command_id"
+        " WHERE f.tenant_id = %(tenant_id)s AND f.event_id = %(first_event_id)s"
+        " ORDER BY e.sequence_number"
+    )
+    .format(columns=sql.SQL(", ").join(sql.Identifier("e", c) for c in RecordedEvent._fields))
+    .as_string(None)
+)
 
 _STREAM_VERSION: Final = (
     "SELECT coalesce(max(sequence_number), 0) FROM event_store.events"
@@ -68,7 +76,7 @@ _STREAM_VERSION: Final = (
 _VISIBLE: Final = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
 
 
-def _read_all_query(*, by_tenant: bool, by_type: bool) -> sql.Composed:
+def _read_all_query(*, by_tenant: bool, by_type: bool) -> str:
     where: list[LiteralString] = [
         "(transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)",
         _VISIBLE,
@@ -77,23 +85,31 @@ def _read_all_query(*, by_tenant: bool, by_type: bool) -> sql.Composed:
         where.append("tenant_id = %(tenant_id)s")
     if by_type:
         where.append("event_type = ANY(%(event_types)s::text[])")
-    return sql.SQL(
-        "SELECT {columns} FROM event_store.events WHERE {where}"
-        " ORDER BY transaction_id, global_position LIMIT %(limit)s"
-    ).format(
-        columns=_COLUMNS,
-        where=sql.SQL(" AND ").join(sql.SQL(w) for w in where),
+    return (
+        sql.SQL(
+            "SELECT {columns} FROM event_store.events WHERE {where}"
+            " ORDER BY transaction_id, global_position LIMIT %(limit)s"
+        )
+        .format(
+            columns=_COLUMNS,
+            where=sql.SQL(" AND ").join(sql.SQL(w) for w in where),
+        )
+        .as_string(None)
     )
 
 
-def _head_query(*, by_tenant: bool) -> sql.Composed:
+def _head_query(*, by_tenant: bool) -> str:
     where: list[LiteralString] = [_VISIBLE]
     if by_tenant:
         where.append("tenant_id = %(tenant_id)s")
-    return sql.SQL(
-        "SELECT transaction_id, global_position FROM event_store.events WHERE {where}"
-        " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
-    ).format(where=sql.SQL(" AND ").join(sql.SQL(w) for w in where))
+    return (
+        sql.SQL(
+            "SELECT transaction_id, global_position FROM event_store.events WHERE {where}"
+            " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        )
+        .format(where=sql.SQL(" AND ").join(sql.SQL(w) for w in where))
+        .as_string(None)
+    )
 
 
 _READ_ALL = {
@@ -125,6 +141,11 @@ class EventStore:
             max_events=max_events_per_append,
             command_events=self.command_events,
         )
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connection pool the store reads and writes through."""
+        return self._pool
 
     @property
     def registry(self) -> EventRegistry:
@@ -253,7 +274,7 @@ class EventStore:
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
     async def _fetchone(
-        self, query: LiteralString | sql.Composed, params: Sequence[Any] | Mapping[str, Any]
+        self, query: str, params: Sequence[Any] | Mapping[str, Any]
     ) -> tuple[Any, ...] | None:
         try:
             async with self._pool.connection() as conn:
@@ -262,29 +283,30 @@ class EventStore:
         except psycopg.Error as e:
             raise translate(e) from e
 
-    async def _fetch_events(
-        self, query: LiteralString | sql.Composed, params: Mapping[str, object]
-    ) -> list[RecordedEvent]:
+    async def _fetch_events(self, query: str, params: Mapping[str, object]) -> list[RecordedEvent]:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(query, params)
-                rows = await cur.fetchall()
+                cur = conn.cursor(row_factory=_recorded_event)
+                await cur.execute(query, params)
+                events = await cur.fetchall()
         except psycopg.Error as e:
             raise translate(e) from e
-        return self.upcast_rows(rows)
+        return self._upcast(events)
 
-    def upcast_rows(self, rows: Iterable[Sequence[Any]]) -> list[RecordedEvent]:
-        """Rows in RecordedEvent column order, as events at their types' current versions."""
+    def _upcast(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """The events at their types' current versions (most already are: left untouched)."""
         registry = self._registry
-        events = []
-        for row in rows:
-            event = RecordedEvent._make(row)
+        current: dict[str, int] = {}
+        for index, event in enumerate(events):
             try:
-                if registry.current_version(event.event_type) != event.event_version:
+                version = current.get(event.event_type)
+                if version is None:
+                    version = current[event.event_type] = registry.current_version(event.event_type)
+                if version != event.event_version:
                     version, data = registry.upcast(
                         event.event_type, event.event_version, event.data
                     )
-                    event = event._replace(event_version=version, data=data)
+                    events[index] = event._replace(event_version=version, data=data)
             except domain_errors.CommandValidationError as e:
                 where = f"stored event {event.event_id} in {event.tenant_id}/{event.aggregate_id}"
                 if isinstance(e, domain_errors.UnknownEventTypeError):
@@ -293,5 +315,9 @@ class EventStore:
                         f" version {event.event_version}: {e}"
                     ) from e
                 raise EventStoreValidationError(f"{where} cannot be read: {e}") from e
-            events.append(event)
         return events
+
+
+def _recorded_event(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
+    """psycopg row factory: rows in RecordedEvent's column order become RecordedEvents."""
+    return RecordedEvent._make
