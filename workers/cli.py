@@ -141,14 +141,37 @@ def aggregate(
 
 
 @app.command("worker")
-def worker() -> None:
+def worker(
+    max_workflow_tasks: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent-workflow-tasks",
+            min=1,
+            help="Workflow tasks at once (default: ACCI_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS).",
+        ),
+    ] = None,
+    max_activities: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent-activities",
+            min=1,
+            help="Activities at once (default: ACCI_WORKER_MAX_CONCURRENT_ACTIVITIES).",
+        ),
+    ] = None,
+) -> None:
     """Run a worker on the command task queue until SIGINT/SIGTERM (in-flight work finishes)."""
     setup()
     from workers.temporal_client import connect
     from workers.worker import running_worker
 
+    overrides: dict[str, int] = {}
+    if max_workflow_tasks is not None:
+        overrides["worker_max_concurrent_workflow_tasks"] = max_workflow_tasks
+    if max_activities is not None:
+        overrides["worker_max_concurrent_activities"] = max_activities
+    settings = get_settings().model_copy(update=overrides)
+
     async def main() -> None:
-        settings = get_settings()
         stop = _stop_on_signals()
         client = await connect(settings)
         async with running_worker(settings, client):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -177,3 +179,34 @@ async def test_acci_dev_runs_the_demo_and_keeps_runs_across_restarts(
     if run_number == 2:
         # The dev server kept the first runs in its SQLite file: every command is a re-send.
         assert out.count("[re-sent: first result]") >= 6
+
+
+async def test_acci_dev_stops_cleanly_on_ctrl_c(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **worker_env(settings),
+        "ACCI_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "ACCI_TEMPORAL_UI_PORT": str(free_port()),
+        "ACCI_DATA_DIR": str(tmp_path / "data"),
+    }
+    with (tmp_path / "stderr.log").open("wb") as errors:
+        process = await asyncio.create_subprocess_exec(
+            ACCI, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=errors
+        )
+        assert process.stdout is not None
+        try:
+            output = b""
+            while b"Press Ctrl-C to stop." not in output:
+                line = await asyncio.wait_for(process.stdout.readline(), 120)
+                assert line, (tmp_path / "stderr.log").read_text()
+                output += line
+            assert f"127.0.0.1:{port}".encode() in output
+            process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+    assert code == 0, (tmp_path / "stderr.log").read_text()
+    # The dev server went down with it.
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
