@@ -62,3 +62,27 @@ def test_a_bad_setting_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ACCI_MAX_EVENTS_PER_APPEND", "0")
     with pytest.raises(ValueError, match="max_events_per_append"):
         Settings()
+
+
+def test_the_full_stack_runs_a_worker_against_the_compose_services() -> None:
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    worker = services["acci-worker"]
+    env = worker["environment"]
+    assert env["ACCI_DATABASE_URL"].startswith("postgresql://postgres@postgres:5432/")
+    assert env["ACCI_RABBITMQ_URL"].startswith("amqp://guest:guest@rabbitmq:5672/")
+    assert env["ACCI_REDIS_URL"].startswith("redis://redis:6379/")
+    assert env["ACCI_TEMPORAL_ADDRESS"] == "temporal:7233"
+    # The worker waits for the search attributes its workflows set.
+    assert worker["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
+    setup = " ".join(services["temporal-setup"]["command"])
+    for name in ("TenantId", "AggregateId", "CommandType"):
+        assert name in setup
+    assert "127.0.0.1:8233:8233" in services["temporal-ui"]["ports"]
+    assert (ROOT / worker["build"] / "Dockerfile").exists()
+
+
+def test_the_worker_image_installs_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("domain", "eventstore", "readmodels", "activities", "workflows", "workers"):
+        assert f"COPY {package} {package}" in dockerfile

@@ -1,0 +1,17 @@
+# The ACCI worker image (docker-compose.yml's `acci-worker`): the project installed, `acci` as
+# the entry point. Settings come from ACCI_* environment variables.
+FROM python:3.11-slim
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY domain domain
+COPY eventstore eventstore
+COPY readmodels readmodels
+COPY activities activities
+COPY workflows workflows
+COPY workers workers
+RUN pip install --no-cache-dir .
+
+USER nobody
+ENTRYPOINT ["acci"]
+CMD ["worker"]
