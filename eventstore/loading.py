@@ -10,9 +10,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore import validation
-from eventstore.errors import EventStoreValidationError, translate
-
-_MAX_VERSION: Final = 2**62
+from eventstore.errors import translate
 
 # One statement, one round trip: the snapshot row (kind 0) first, then only the columns a fold
 # needs of each later event (kind 1). schema_version 0 matches no snapshot (a load without one).
@@ -57,15 +55,12 @@ async def read_tail(
     until: datetime | None = None,
 ) -> StreamTail:
     """The newest snapshot of ``schema_version`` at or below ``to_version``, and what follows."""
-    validation.tenant_id(tenant_id)
-    validation.aggregate_id(aggregate_id)
-    if until is not None and until.tzinfo is None:
-        raise EventStoreValidationError(f"timestamp {until.isoformat()} has no time zone")
+    validation.stream(tenant_id, aggregate_id, until=until)
     params = {
         "tenant_id": tenant_id,
         "aggregate_id": aggregate_id,
         "schema_version": schema_version or 0,
-        "to_version": _MAX_VERSION if to_version is None else to_version,
+        "to_version": validation.MAX_VERSION if to_version is None else to_version,
         "until": until,
     }
     try:

@@ -33,8 +33,6 @@ from eventstore.records import (
     event_id_for,
 )
 
-_MAX_VERSION: Final = 2**62
-
 _COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, RecordedEvent._fields))
 
 _READ_STREAM: Final = (
@@ -223,15 +221,12 @@ class EventStore:
         until: datetime | None = None,
     ) -> list[RecordedEvent]:
         """A stream's events in order, optionally between two versions or up to a time."""
-        validation.tenant_id(tenant_id)
-        validation.aggregate_id(aggregate_id)
-        if until is not None and until.tzinfo is None:
-            raise EventStoreValidationError(f"timestamp {until.isoformat()} has no time zone")
+        validation.stream(tenant_id, aggregate_id, until=until)
         params = {
             "tenant_id": tenant_id,
             "aggregate_id": aggregate_id,
             "from_version": max(from_version, 1),
-            "to_version": _MAX_VERSION if to_version is None else to_version,
+            "to_version": validation.MAX_VERSION if to_version is None else to_version,
             "until": until,
         }
         return await self._fetch_events(_READ_STREAM, params)

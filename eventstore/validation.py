@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 from domain.identifiers import AGGREGATE_ID_PATTERN, TENANT_ID_PATTERN, TYPE_NAME_PATTERN
-from eventstore.errors import InvalidIdentifierError, PayloadTooLargeError
+from eventstore.errors import (
+    EventStoreValidationError,
+    InvalidIdentifierError,
+    PayloadTooLargeError,
+)
+
+# Larger than any stream will ever be: "no upper bound" in version ranges.
+MAX_VERSION: Final = 2**62
 
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 _AGGREGATE_ID = re.compile(AGGREGATE_ID_PATTERN)
@@ -29,6 +37,14 @@ def tenant_id(value: object) -> str:
 def aggregate_id(value: object) -> str:
     """A valid aggregate id, or InvalidIdentifierError."""
     return _check(_AGGREGATE_ID, value, "aggregate id")
+
+
+def stream(tenant: object, aggregate: object, *, until: datetime | None = None) -> None:
+    """A valid stream reference (and, if given, a time-zone-aware time), or a validation error."""
+    tenant_id(tenant)
+    aggregate_id(aggregate)
+    if until is not None and until.tzinfo is None:
+        raise EventStoreValidationError(f"timestamp {until.isoformat()} has no time zone")
 
 
 def type_name(value: object, what: str = "type name") -> str:
