@@ -117,7 +117,7 @@ class SnapshotStore:
         """The newest snapshot of this schema at or below a version, if there is one."""
         validation.tenant_id(tenant_id)
         validation.aggregate_id(aggregate_id)
-        ceiling = 2**62 if at_or_below is None else at_or_below
+        ceiling = validation.MAX_VERSION if at_or_below is None else at_or_below
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_LOAD, (tenant_id, aggregate_id, schema_version, ceiling))
