@@ -142,9 +142,13 @@ class Captured:
     messages: list[tuple[str, pika.BasicProperties, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def message_ids(self) -> list[str]:
+    def message_ids(self, tenant: str | None = None) -> list[str]:
+        """Ids of the messages received (for one tenant's routing keys, if given)."""
+        prefix = f"{tenant}." if tenant else ""
         with self.lock:
-            return [str(props.message_id) for _, props, _ in self.messages]
+            return [
+                str(props.message_id) for key, props, _ in self.messages if key.startswith(prefix)
+            ]
 
     async def wait_for(self, ids: set[str], *, within: float = 60.0) -> list[str]:
         """Wait until every id in ``ids`` arrived; returns all ids received so far."""
@@ -154,6 +158,14 @@ class Captured:
             what=f"{len(ids)} messages on {self.queue}",
         )
         return self.message_ids()
+
+
+def unique(name: str) -> str:
+    """A tenant id of this test run: runs that share RabbitMQ never see each other's events."""
+    return f"{name}-{RUN}"
+
+
+RUN = uuid.uuid4().hex[:6]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from domain.errors import CommandValidationError, ConcurrencyError, DomainError
 from eventstore.store import EventStore
-from tests.workflows.conftest import Captured, eventually
+from tests.workflows.conftest import Captured, eventually, unique
 from tests.workflows.helpers import command, send
 from workers.settings import Settings
 from workers.temporal_client import execute_command, start_command
@@ -22,7 +22,7 @@ from workflows.models import command_workflow_id
 async def test_every_command_lands_in_the_store_and_on_rabbitmq(
     worker: Client, settings: Settings, store: EventStore, captured: Captured
 ) -> None:
-    q, t = settings.task_queue, "wf-every"
+    q, t = settings.task_queue, unique("wf-every")
     results = [
         await send(worker, q, t, "CreateTenant", name="Every Corp"),
         await send(worker, q, t, "RenameTenant", name="Every Corporation"),
@@ -54,9 +54,11 @@ async def test_every_command_lands_in_the_store_and_on_rabbitmq(
         assert [str(by_id[i].position) for i in r.event_ids] == r.positions
         assert [by_id[i].global_position for i in r.event_ids] == r.global_positions
 
-    received = await captured.wait_for({str(e.event_id) for e in stored})
-    assert len(received) == len(stored)
+    await captured.wait_for({str(e.event_id) for e in stored})
+    assert len(captured.message_ids(t)) == len(stored)
     for routing_key, props, body in captured.messages:
+        if not routing_key.startswith(f"{t}."):
+            continue
         event = by_id[uuid.UUID(props.message_id)]
         assert routing_key == f"{t}.{event.aggregate_type}.{event.event_type}"
         assert props.delivery_mode == 2
@@ -66,7 +68,7 @@ async def test_every_command_lands_in_the_store_and_on_rabbitmq(
 async def test_a_rejected_command_fails_typed_and_writes_and_publishes_nothing(
     worker: Client, settings: Settings, store: EventStore, captured: Captured
 ) -> None:
-    q, t = settings.task_queue, "wf-rejected"
+    q, t = settings.task_queue, unique("wf-rejected")
     await send(worker, q, t, "CreateTenant", name="Rejecting")
 
     with pytest.raises(CommandValidationError, match="email"):
@@ -91,13 +93,13 @@ async def test_a_rejected_command_fails_typed_and_writes_and_publishes_nothing(
     # A run publishes before it completes, and the rejected runs have completed: the only
     # messages are those of the two accepted commands.
     await captured.wait_for({str(e.event_id) for e in stored})
-    assert sorted(captured.message_ids()) == sorted(str(e.event_id) for e in stored)
+    assert sorted(captured.message_ids(t)) == sorted(str(e.event_id) for e in stored)
 
 
 async def test_twenty_commands_at_once_on_one_aggregate_keep_the_stream_contiguous(
     worker: Client, settings: Settings, store: EventStore
 ) -> None:
-    q, t = settings.task_queue, "wf-twenty"
+    q, t = settings.task_queue, unique("wf-twenty")
     await send(worker, q, t, "CreateTenant", name="Name 0")
     outcomes = await asyncio.gather(
         *(send(worker, q, t, "RenameTenant", name=f"Name {i}") for i in range(1, 21)),
@@ -120,7 +122,7 @@ async def test_twenty_commands_at_once_on_one_aggregate_keep_the_stream_contiguo
 async def test_the_same_command_id_twice_at_once_and_after_completion_runs_once(
     worker: Client, settings: Settings, store: EventStore
 ) -> None:
-    q, t = settings.task_queue, "wf-twice"
+    q, t = settings.task_queue, unique("wf-twice")
     create = command(t, "CreateTenant", name="Twice")
     together = await asyncio.gather(
         *(execute_command(worker, create, task_queue=q) for _ in range(5))
@@ -142,7 +144,7 @@ async def test_the_same_command_id_twice_at_once_and_after_completion_runs_once(
 async def test_search_attributes_find_a_tenants_commands(
     worker: Client, settings: Settings
 ) -> None:
-    q, t = settings.task_queue, "wf-search"
+    q, t = settings.task_queue, unique("wf-search")
     created = await send(worker, q, t, "CreateTenant", name="Searchable")
     sent = await start_command(worker, command(t, "RenameTenant", name="Found"), task_queue=q)
     await sent.handle.result()

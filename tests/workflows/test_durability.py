@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
-from tests.workflows.conftest import Captured, RabbitMQApp, eventually, worker_env
+from tests.workflows.conftest import Captured, RabbitMQApp, eventually, unique, worker_env
 from tests.workflows.helpers import command, send
 from workers.settings import Settings
 from workers.temporal_client import command_result, start_command
@@ -77,7 +77,7 @@ async def test_a_worker_killed_between_append_and_publish_publishes_after_restar
 ) -> None:
     client = temporal_env.client
     queue = worker_process._env["ACCI_TASK_QUEUE"]
-    tenant = "wf-killed"
+    tenant = unique("wf-killed")
     await worker_process.start()
     # With RabbitMQ down the run appends, then keeps retrying its publish step.
     await rabbitmq_app.stop()
@@ -107,7 +107,7 @@ async def test_a_command_completes_once_rabbitmq_is_back(
     captured: Captured,
     rabbitmq_app: RabbitMQApp,
 ) -> None:
-    tenant = "wf-outage"
+    tenant = unique("wf-outage")
     await rabbitmq_app.stop()
     running = asyncio.create_task(
         send(worker, settings.task_queue, tenant, "CreateTenant", name="Outage")
@@ -127,12 +127,12 @@ async def test_a_command_completes_once_rabbitmq_is_back(
 async def test_recorded_histories_replay_deterministically(
     worker: Client, settings: Settings
 ) -> None:
-    await send(worker, settings.task_queue, "wf-replay", "CreateTenant", name="Replay")
+    await send(worker, settings.task_queue, unique("wf-replay"), "CreateTenant", name="Replay")
     with pytest.raises(Exception, match="email"):
         await send(
             worker,
             settings.task_queue,
-            "wf-replay",
+            unique("wf-replay"),
             "RegisterUser",
             user_id="r",
             email="bad",
