@@ -15,13 +15,7 @@ from domain.errors import CommandError
 from domain.identifiers import validate_tenant_id
 from eventstore.publisher import EventPublisher
 from eventstore.store import EventStore
-from workflows.models import (
-    CommandInput,
-    CommandResult,
-    PublishInput,
-    PublishResult,
-    ValidatedCommand,
-)
+from workflows.models import CommandInput, CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +40,42 @@ class CommandActivities:
         self._store = store
         self._publisher = publisher
 
-    @activity.defn(name="ValidateCommand")
-    async def validate(self, command: CommandInput) -> ValidatedCommand:
-        """Parse and check the command; bad input fails for good (non-retryable)."""
-        try:
-            parsed = parse(command)
-            cls = aggregate_for_command(parsed)
-        except CommandError as e:
-            raise application_error(e) from e
-        return ValidatedCommand(aggregate_id=parsed.aggregate_id, aggregate_type=cls.aggregate_type)
+    @activity.defn(name="RunCommand")
+    async def run(self, command: CommandInput) -> CommandResult:
+        """Validate, handle (load, decide, append) and publish: the whole command, idempotent.
 
-    @activity.defn(name="HandleCommand")
-    async def handle(self, command: CommandInput) -> CommandResult:
-        """Load, decide and append; a re-run returns the first run's stored result."""
+        One local activity instead of three: each costs an activation and a marker, and every
+        phase is safe to repeat, so a retry (RabbitMQ down, a worker killed) simply runs the
+        command again: validation is pure, the append returns the stored result, and the
+        events are published again with the same message ids.
+        """
         try:
             parsed = parse(command)
-            outcome = await self._handler.handle(
-                command.tenant_id,
-                parsed,
-                command_id=command.command_id,
-                metadata=command.metadata,
-            )
+            aggregate_for_command(parsed)
+            result = await self._handle(command, parsed)
+            if result.event_ids:
+                await self._publish(command)
         except CommandError as e:
             raise application_error(e) from e
+        if result.duplicate and activity.info().attempt > 1:
+            # Stored by an earlier attempt of this very run, not by an earlier send.
+            result = result.model_copy(update={"duplicate": False})
+        return result
+
+    async def _handle(self, command: CommandInput, parsed: Command) -> CommandResult:
+        outcome = await self._handler.handle(
+            command.tenant_id, parsed, command_id=command.command_id, metadata=command.metadata
+        )
+        log.info(
+            "command handled",
+            extra={
+                "command_id": str(command.command_id),
+                "tenant_id": command.tenant_id,
+                "aggregate_id": outcome.aggregate_id,
+                "events": len(outcome.event_ids),
+                "duplicate": outcome.duplicate,
+            },
+        )
         return CommandResult(
             command_id=command.command_id,
             tenant_id=outcome.tenant_id,
@@ -81,19 +88,16 @@ class CommandActivities:
             duplicate=outcome.duplicate,
         )
 
-    @activity.defn(name="PublishEvents")
-    async def publish(self, request: PublishInput) -> PublishResult:
-        """Publish the command's stored events to RabbitMQ, confirmed; retried until done."""
-        events = await self._store.command_events(request.tenant_id, request.command_id)
-        try:
-            # pika is blocking: keep it off the event loop.
-            await asyncio.to_thread(
-                self._publisher.publish_events, events, causation_id=request.causation_id
-            )
-        except CommandError as e:
-            raise application_error(e) from e
+    async def _publish(self, command: CommandInput) -> None:
+        # Read back from the store, the truth (also after a crash between append and publish).
+        events = await self._store.command_events(command.tenant_id, command.command_id)
+        # pika is blocking: keep it off the event loop.
+        await asyncio.to_thread(
+            self._publisher.publish_events,
+            events,
+            causation_id=command.metadata.get("causation_id"),
+        )
         log.info(
             "published events",
-            extra={"command_id": str(request.command_id), "count": len(events)},
+            extra={"command_id": str(command.command_id), "count": len(events)},
         )
-        return PublishResult(published=len(events))

@@ -52,6 +52,9 @@ async def start_command(client: Client, command: CommandInput, *, task_queue: st
             # retention.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # When this client's process also runs a worker (acci dev, an API beside a worker),
+            # the server hands the first task straight back: no dispatch through matching.
+            request_eager_start=True,
         )
     except WorkflowAlreadyStartedError:
         return SentCommand(client.get_workflow_handle_for(CommandWorkflow.run, workflow_id), True)

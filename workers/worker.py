@@ -43,7 +43,7 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
             client,
             task_queue=settings.task_queue,
             workflows=[CommandWorkflow],
-            activities=[activities.validate, activities.handle, activities.publish],
+            activities=[activities.run],
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_concurrent_local_activities=settings.worker_max_concurrent_activities,

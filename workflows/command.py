@@ -13,13 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.command_activities import CommandActivities
     from activities.errors import NON_RETRYABLE_TYPES
-    from workflows.models import (
-        COMMAND_WORKFLOW,
-        CommandInput,
-        CommandResult,
-        PublishInput,
-        ValidatedCommand,
-    )
+    from workflows.models import COMMAND_WORKFLOW, CommandInput, CommandResult
 
 TENANT_ID: Final = SearchAttributeKey.for_keyword("TenantId")
 AGGREGATE_ID: Final = SearchAttributeKey.for_keyword("AggregateId")
@@ -56,18 +50,10 @@ class CommandWorkflow:
                 COMMAND_TYPE.value_set(command.command_type[:_KEYWORD_MAX]),
             ]
         )
-        validated: ValidatedCommand = await _step(CommandActivities.validate, command)
-        workflow.upsert_search_attributes([AGGREGATE_ID.value_set(validated.aggregate_id)])
-        result: CommandResult = await _step(CommandActivities.handle, command)
-        if result.event_ids:
-            await _step(
-                CommandActivities.publish,
-                PublishInput(
-                    command_id=command.command_id,
-                    tenant_id=command.tenant_id,
-                    causation_id=command.metadata.get("causation_id"),
-                ),
-            )
+        # Validate, handle and publish in one local activity (bench/commands_bench.py measured
+        # three separate ones at about 1.4x the CPU per command for the same guarantees).
+        result: CommandResult = await _step(CommandActivities.run, command)
+        workflow.upsert_search_attributes([AGGREGATE_ID.value_set(result.aggregate_id)])
         return result
 
 
