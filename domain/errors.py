@@ -119,8 +119,12 @@ def validation_error_from_pydantic(
     exc: pydantic.ValidationError, what: str
 ) -> CommandValidationError:
     """One readable ``CommandValidationError`` for everything pydantic found wrong in ``what``."""
-    problems = "; ".join(_describe(error) for error in exc.errors())
-    return CommandValidationError(f"invalid {what}: {problems}")
+    return CommandValidationError(f"invalid {what}: {describe_problems(exc)}")
+
+
+def describe_problems(exc: pydantic.ValidationError) -> str:
+    """Everything pydantic found wrong, as one line naming each field and value."""
+    return "; ".join(_describe(error) for error in exc.errors())
 
 
 def _describe(error: ErrorDetails) -> str:

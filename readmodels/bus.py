@@ -1,0 +1,152 @@
+"""The query bus: typed queries in, each dispatched to its handler, answers out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import psycopg_pool
+import pydantic
+from prometheus_client import Histogram
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+from domain.errors import QueryValidationError, ReadModelError
+from eventstore.db import create_pool
+from readmodels.cache import QueryCache
+from readmodels.consistency import wait_until_projected
+from readmodels.handlers import ReadModelQueries
+from readmodels.queries import (
+    GetTenantActivity,
+    GetTenantDetails,
+    GetUser,
+    ListTenants,
+    ListTenantUsers,
+    Query,
+)
+
+R = TypeVar("R", bound=pydantic.BaseModel)
+Q = TypeVar("Q", bound=Query[Any])
+
+QUERY_SECONDS: Final = Histogram(
+    "acci_query_seconds",
+    "Time to answer a query (waiting for projections and the cache included)",
+    ["query"],
+)
+
+
+class QueryBus:
+    """Dispatches each query to the handler registered for its type.
+
+    With a cache, answers are read through it; a query with ``consistent_with`` first waits
+    (at most ``consistency_timeout`` seconds) until the projections it reads have passed that
+    position, then skips the cached answer, which may be older than the position.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        cache: QueryCache | None = None,
+        consistency_timeout: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._cache = cache
+        self._consistency_timeout = consistency_timeout
+        self._handlers: dict[type[Query[Any]], Callable[[Any], Awaitable[Any]]] = {}
+
+    def register(self, query_type: type[Q], handler: Callable[[Q], Awaitable[Any]]) -> None:
+        """Answer queries of ``query_type`` with ``handler`` (replacing any earlier one)."""
+        self._handlers[query_type] = handler
+
+    async def ask(self, query: Query[R]) -> R:
+        """The answer to ``query``; a ``QueryError`` if it cannot be given."""
+        handler = self._handlers.get(type(query))
+        if handler is None:
+            known = ", ".join(sorted(t.__name__ for t in self._handlers)) or "none"
+            raise QueryValidationError(
+                f"no handler for query type {type(query).__name__!r} (known: {known})"
+            )
+
+        async def load() -> R:
+            answer: R = await handler(query)
+            return answer
+
+        with QUERY_SECONDS.labels(type(query).__name__).time():
+            position = query.consistent_with
+            if position is not None:
+                await wait_until_projected(
+                    self._pool, query.projections, position, timeout=self._consistency_timeout
+                )
+            if self._cache is None:
+                return await load()
+            return await self._cache.get_or_load(query, load, fresh=position is not None)
+
+
+def build_query_bus(
+    pool: AsyncConnectionPool,
+    *,
+    cache: QueryCache | None = None,
+    consistency_timeout: float = 5.0,
+) -> QueryBus:
+    """A bus with every read-model query registered, reading through ``pool`` (and ``cache``)."""
+    bus = QueryBus(pool, cache=cache, consistency_timeout=consistency_timeout)
+    queries = ReadModelQueries(pool)
+    bus.register(GetTenantDetails, queries.tenant_details)
+    bus.register(ListTenants, queries.tenants)
+    bus.register(GetUser, queries.user)
+    bus.register(ListTenantUsers, queries.tenant_users)
+    bus.register(GetTenantActivity, queries.tenant_activity)
+    return bus
+
+
+@asynccontextmanager
+async def open_query_bus(
+    database_url: str,
+    redis_url: str | None,
+    *,
+    pool_min_size: int = 1,
+    pool_max_size: int = 8,
+    statement_timeout_ms: int = 60_000,
+    cache_ttl_seconds: float = 60.0,
+    cache_socket_timeout: float = 0.25,
+    cache_retry_after: float = 5.0,
+    cache_prefix: str = "acci",
+    consistency_timeout: float = 5.0,
+    connect_timeout: float = 10.0,
+) -> AsyncIterator[QueryBus]:
+    """A bus over its own pool (and cache, unless ``redis_url`` is None), closed on exit.
+
+    ``ReadModelError`` if PostgreSQL cannot be reached within ``connect_timeout`` seconds.
+    """
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(
+            create_pool(
+                database_url,
+                min_size=pool_min_size,
+                max_size=pool_max_size,
+                statement_timeout_ms=statement_timeout_ms,
+            )
+        )
+        try:
+            # Fail now, not after the pool's own 30 s wait inside the first query.
+            await pool.wait(timeout=connect_timeout)
+        except psycopg_pool.PoolTimeout:
+            where = conninfo_to_dict(database_url)
+            raise ReadModelError(
+                f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)} did not"
+                f" accept a connection within {connect_timeout:.1f} s"
+            ) from None
+        cache = None
+        if redis_url is not None:
+            cache = await stack.enter_async_context(
+                QueryCache.from_url(
+                    redis_url,
+                    socket_timeout=cache_socket_timeout,
+                    ttl_seconds=cache_ttl_seconds,
+                    retry_after=cache_retry_after,
+                    prefix=cache_prefix,
+                )
+            )
+        yield build_query_bus(pool, cache=cache, consistency_timeout=consistency_timeout)

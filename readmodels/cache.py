@@ -1,0 +1,280 @@
+"""Cache-aside for query answers in Redis, invalidated by bumping generation counters.
+
+Every cached answer's key carries the current *generation* of its scope: the tenant's
+(``<prefix>:gen:<tenant>``) for a tenant's queries, the global one (``<prefix>:gen:*``) for lists
+that span tenants. Invalidation increments generations instead of deleting keys. A reader reads
+the generation *before* it reads PostgreSQL and writes its answer under that generation; if a
+change was committed and invalidated in between, the (old) answer lands under a generation that
+nobody reads any more. Deleting keys instead would let exactly that slow reader re-populate the
+old value after the delete. Old generations' entries simply expire with their TTL.
+
+The cache never makes a query fail: when Redis does not answer (quickly), the query reads
+PostgreSQL, the outage is logged once, counted, and Redis is left alone for a short while.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Final, TypeVar, cast
+
+import pydantic
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from readmodels.queries import Query
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=pydantic.BaseModel)
+
+CACHE_HITS: Final = Counter("acci_cache_hits_total", "Queries answered from Redis", ["query"])
+CACHE_MISSES: Final = Counter(
+    "acci_cache_misses_total", "Queries Redis had no answer for (read from PostgreSQL)", ["query"]
+)
+CACHE_ERRORS: Final = Counter(
+    "acci_cache_errors_total",
+    "Cache operations that failed because Redis did not answer (queries then read PostgreSQL)",
+    ["operation"],
+)
+CACHE_HIT_RATIO: Final = Gauge(
+    "acci_cache_hit_ratio", "Hits / (hits + misses) of the query cache since the process started"
+)
+CACHE_AVAILABLE: Final = Gauge(
+    "acci_cache_available", "1 while Redis answers, 0 during an outage (queries read PostgreSQL)"
+)
+
+# The generation scope of queries that span tenants (no tenant id can be "*").
+GLOBAL_SCOPE: Final = "*"
+# Part of every entry's key: bump it when a result model changes shape, and old entries are
+# never read again (instead of being misread).
+_ENTRY_FORMAT: Final = 1
+
+_REDIS_FAILURES: Final = (RedisError, OSError)
+
+
+class _Tally:
+    """Hits and misses of every cache in the process, for the hit-ratio gauge."""
+
+    hits = 0
+    misses = 0
+
+    @classmethod
+    def ratio(cls) -> float:
+        total = cls.hits + cls.misses
+        return cls.hits / total if total else 0.0
+
+
+CACHE_HIT_RATIO.set_function(_Tally.ratio)
+
+
+def _seed() -> int:
+    # A missing generation (first use, or a key Redis evicted) starts at the clock in ns, not at
+    # 0: a lost counter restarting at a value it had before would make old entries current again.
+    return time.time_ns()
+
+
+class QueryCache:
+    """Query answers in Redis (JSON, with a TTL), keyed by generation; never fails a query."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_seconds: float = 60.0,
+        prefix: str = "acci",
+        retry_after: float = 5.0,
+    ) -> None:
+        self._redis = redis
+        self._ttl_ms = max(1, int(ttl_seconds * 1000))
+        self._prefix = prefix
+        self._retry_after = retry_after
+        kwargs = redis.connection_pool.connection_kwargs
+        self._address = f"{kwargs.get('host', kwargs.get('path'))}:{kwargs.get('port', '')}"
+        # Circuit breaker: after a failure Redis is not asked again before this (monotonic) time.
+        self._skip_until = 0.0
+        self._down_since: float | None = None
+        # Scopes whose invalidation has not reached Redis yet; nothing is served from the cache
+        # by this process until it has.
+        self._pending: set[str] = set()
+        CACHE_AVAILABLE.set(1)  # until Redis fails to answer
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = 0.25,
+        ttl_seconds: float = 60.0,
+        prefix: str = "acci",
+        retry_after: float = 5.0,
+    ) -> QueryCache:
+        """A cache on a Redis URL, with short timeouts so that a dead Redis costs little."""
+        redis = Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            # One immediate reconnect absorbs a pooled connection that Redis closed (a restart,
+            # an idle timeout); a timeout is not retried, so a hung Redis costs one timeout.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        return cls(redis, ttl_seconds=ttl_seconds, prefix=prefix, retry_after=retry_after)
+
+    async def __aenter__(self) -> QueryCache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections to Redis."""
+        await self._redis.aclose()
+
+    @property
+    def available(self) -> bool:
+        """False during an outage (from the first failure until Redis answers again)."""
+        return self._down_since is None
+
+    async def get_or_load(
+        self, query: Query[R], load: Callable[[], Awaitable[R]], *, fresh: bool = False
+    ) -> R:
+        """The cached answer to ``query``, or ``load()``'s, which is then cached.
+
+        ``fresh`` skips the cached answer (a read-your-writes query) but still caches the new one.
+        """
+        key, cached = await self._lookup(query, fresh=fresh)
+        if cached is not None:
+            return cached
+        result = await load()
+        if key is not None:
+            await self._store(key, result)
+        return result
+
+    async def invalidate(self, tenant_ids: Iterable[str]) -> None:
+        """Make every cached answer about these tenants, and every cross-tenant one, unreachable.
+
+        Call it after the change is committed. It never raises: if Redis does not answer, the
+        invalidation is kept and sent before this process serves anything from the cache again.
+        """
+        self._pending.update(tenant_ids)
+        self._pending.add(GLOBAL_SCOPE)
+        if not self._may_try():
+            return
+        try:
+            await self._send_pending()
+        except _REDIS_FAILURES as e:
+            self._failed("invalidate", e)
+        else:
+            self._succeeded()
+
+    async def _lookup(self, query: Query[R], *, fresh: bool) -> tuple[str | None, R | None]:
+        # The key (None: leave Redis alone) and the cached answer, if there is one to serve.
+        if not self._may_try():
+            return None, None
+        name = type(query).__name__
+        try:
+            if self._pending:
+                await self._send_pending()
+            key = self._entry_key(query, await self._generation(query.tenant_scope))
+            raw = None if fresh else await self._redis.get(key)
+        except _REDIS_FAILURES as e:
+            self._failed("get", e)
+            return None, None
+        self._succeeded()
+        if fresh:
+            return key, None
+        if raw is not None:
+            try:
+                cached = cast(R, query.result_type.model_validate_json(raw))
+            except pydantic.ValidationError:
+                log.debug("unreadable cache entry, reading PostgreSQL", extra={"key": key})
+            else:
+                CACHE_HITS.labels(name).inc()
+                _Tally.hits += 1
+                return key, cached
+        CACHE_MISSES.labels(name).inc()
+        _Tally.misses += 1
+        return key, None
+
+    async def _store(self, key: str, result: pydantic.BaseModel) -> None:
+        if not self._may_try():
+            return
+        try:
+            await self._redis.set(key, result.model_dump_json(), px=self._ttl_ms)
+        except _REDIS_FAILURES as e:
+            self._failed("set", e)
+        else:
+            self._succeeded()
+
+    async def _generation(self, scope: str | None) -> int:
+        key = self._generation_key(scope)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, _seed(), nx=True)
+            pipe.get(key)
+            _, value = await pipe.execute()
+        return int(value)
+
+    async def _send_pending(self) -> None:
+        scopes = set(self._pending)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for scope in sorted(scopes):
+                key = self._generation_key(scope)
+                pipe.set(key, _seed(), nx=True)
+                pipe.incr(key)
+            await pipe.execute()
+        self._pending -= scopes
+
+    def _generation_key(self, scope: str | None) -> str:
+        return f"{self._prefix}:gen:{scope or GLOBAL_SCOPE}"
+
+    def _entry_key(self, query: Query[Any], generation: int) -> str:
+        scope = query.tenant_scope or GLOBAL_SCOPE
+        # The same question always has the same key; whether it waits for a position does not
+        # change the answer, so consistent_with is not part of it.
+        text = query.model_dump_json(exclude={"consistent_with"})
+        digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        name = type(query).__name__
+        return f"{self._prefix}:q{_ENTRY_FORMAT}:{scope}:{generation}:{name}:{digest}"
+
+    def _may_try(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def _failed(self, operation: str, error: BaseException) -> None:
+        CACHE_ERRORS.labels(operation).inc()
+        self._skip_until = time.monotonic() + self._retry_after
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        CACHE_AVAILABLE.set(0)
+        log.warning(
+            "query cache unavailable; answering queries from PostgreSQL",
+            extra={
+                "redis": self._address,
+                "operation": operation,
+                "error": str(error) or type(error).__name__,
+                "retry_after_s": self._retry_after,
+            },
+        )
+
+    def _succeeded(self) -> None:
+        if self._down_since is None:
+            return
+        outage = time.monotonic() - self._down_since
+        self._down_since = None
+        CACHE_AVAILABLE.set(1)
+        log.info(
+            "query cache available again",
+            extra={"redis": self._address, "outage_s": round(outage, 3)},
+        )
