@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from workers.cli_commands import tenant_app, user_app
+from workers.cli_projections import projections_app
 from workers.cli_support import JsonOption, TenantOption, run, setup
 from workers.settings import get_settings
 
@@ -25,6 +26,7 @@ db_app = typer.Typer(help="The event-store database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
+app.add_typer(projections_app, name="projections")
 
 
 @app.command("check-services")

@@ -40,6 +40,22 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Projections (DESIGN §5): events per batch, attempts at a failing event (the first
+    # included; the last one parks it) with the backoff between them, how long a caught-up
+    # projection's batch waits for new appends before it reports back to its workflow, and
+    # how long a woken projection gathers appends before it applies them (also the least time
+    # between two NOTIFYs a worker sends to the others).
+    projection_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projection_max_attempts: int = Field(default=5, ge=2, le=100)
+    projection_retry_initial_ms: int = Field(default=200, ge=1)
+    projection_retry_max_ms: int = Field(default=10_000, ge=1)
+    projection_idle_ms: int = Field(default=1_000, ge=10)
+    projection_wake_interval_ms: int = Field(default=100, ge=0)
+
+    # The worker's Prometheus endpoint (http://host:port/metrics); port 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

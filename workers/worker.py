@@ -1,30 +1,51 @@
-"""The ACCI worker: the command workflow and its activities on the command task queue."""
+"""The ACCI worker: the command workflow, the projection workflows and their activities."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.command_activities import CommandActivities
 from activities.commands import CommandHandler
+from activities.projection_activities import ProjectionActivities
+from eventstore.db import conninfo
 from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
+from readmodels.projections import Projection, default_projections
+from readmodels.runner import OnCommitted, ProjectionRunner
+from readmodels.wakeups import Appended, AppendListener, AppendNotifier
+from workers.metrics import metrics_endpoint, observe_projection
 from workers.runtime import open_event_store
 from workers.settings import Settings
+from workers.wakeups import WakeProjectionsAfterAppend
 from workflows.command import CommandWorkflow
+from workflows.models import ProjectionConfig, ProjectionInput, projection_workflow_id
+from workflows.projection import ProjectionWorkflow
 
 log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
-    """A worker polling the command task queue until the block exits (then drained)."""
+async def running_worker(
+    settings: Settings,
+    client: Client,
+    *,
+    projections: Sequence[Projection] | None = None,
+    on_committed: OnCommitted | None = None,
+) -> AsyncIterator[Worker]:
+    """A worker polling the task queue until the block exits (then drained).
+
+    It runs commands and keeps ``projections`` (default: every projection) up to date: their
+    workflows are started, or found running and sent this worker's config, once it polls.
+    ``on_committed`` is called after each projection commit with the tenants whose rows changed.
+    """
     async with open_event_store(settings) as rt:
         publisher = EventPublisher(settings.rabbitmq_url.get_secret_value())
         try:
@@ -39,11 +60,33 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
             store=rt.store,
             publisher=publisher,
         )
+        projections = default_projections() if projections is None else list(projections)
+        appended = Appended()
+        listen_conninfo = conninfo(
+            settings.database_url.get_secret_value(),
+            idle_in_transaction_timeout_ms=settings.db_idle_in_transaction_timeout_ms,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        notifier = AppendNotifier(
+            rt.pool, appended, interval=settings.projection_wake_interval_ms / 1000
+        )
+        projection_activities = ProjectionActivities(
+            runners=[ProjectionRunner(p, rt.store, on_committed=on_committed) for p in projections],
+            appended=appended,
+            on_report=observe_projection,
+        )
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[CommandWorkflow],
-            activities=[activities.run],
+            workflows=[CommandWorkflow, ProjectionWorkflow],
+            activities=[
+                activities.run,
+                projection_activities.run_batch,
+                projection_activities.set_paused,
+                projection_activities.retry_dead_letter,
+                projection_activities.skip_dead_letter,
+            ],
+            interceptors=[WakeProjectionsAfterAppend(notifier)],
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_concurrent_local_activities=settings.worker_max_concurrent_activities,
@@ -51,15 +94,86 @@ async def running_worker(settings: Settings, client: Client) -> AsyncIterator[Wo
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
         try:
-            async with worker:
-                log.info(
-                    "worker polling",
-                    extra={
-                        "task_queue": settings.task_queue,
-                        "temporal": settings.temporal_address,
-                    },
-                )
-                yield worker
+            with metrics_endpoint(settings.metrics_host, settings.metrics_port):
+                async with AppendListener(listen_conninfo, appended), worker:
+                    await start_projections(
+                        client,
+                        [projection_config(settings, p) for p in projections],
+                        task_queue=settings.task_queue,
+                    )
+                    log.info(
+                        "worker polling",
+                        extra={
+                            "task_queue": settings.task_queue,
+                            "temporal": settings.temporal_address,
+                            "projections": [p.name for p in projections],
+                        },
+                    )
+                    try:
+                        yield worker
+                    finally:
+                        # Batches waiting for appends return now, so the worker stops at once.
+                        appended.close()
         finally:
+            await notifier.aclose()
             await asyncio.to_thread(publisher.close)
             log.info("worker stopped", extra={"task_queue": settings.task_queue})
+
+
+def projection_config(settings: Settings, projection: Projection) -> ProjectionConfig:
+    """How ``projection`` runs, from the settings and its own failure policy."""
+    return ProjectionConfig(
+        name=projection.name,
+        batch_size=settings.projection_batch_size,
+        max_attempts=settings.projection_max_attempts,
+        retry_initial_seconds=settings.projection_retry_initial_ms / 1000,
+        retry_max_seconds=settings.projection_retry_max_ms / 1000,
+        on_failure=projection.on_failure,
+        idle_seconds=settings.projection_idle_ms / 1000,
+        gather_seconds=settings.projection_wake_interval_ms / 1000,
+    )
+
+
+async def start_projections(
+    client: Client, configs: Sequence[ProjectionConfig], *, task_queue: str
+) -> None:
+    """Start each projection's workflow, or send the running one this config (idempotent).
+
+    A run found on another task queue belongs to a deployment that is gone (its progress lives
+    in the checkpoint row, not in the run): it is terminated and started again here.
+    """
+    for config in configs:
+        workflow_id = projection_workflow_id(config.name)
+        await _take_over(client, workflow_id, task_queue)
+        # Signal-with-start: starts the run if none is running, else only signals it.
+        await client.start_workflow(
+            ProjectionWorkflow.run,
+            ProjectionInput(config=config),
+            id=workflow_id,
+            task_queue=task_queue,
+            start_signal="configure",
+            start_signal_args=[config],
+        )
+
+
+async def _take_over(client: Client, workflow_id: str, task_queue: str) -> None:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+    if (
+        description.status == WorkflowExecutionStatus.RUNNING
+        and description.task_queue != task_queue
+    ):
+        log.warning(
+            "taking over a projection run of another task queue",
+            extra={"workflow_id": workflow_id, "task_queue": description.task_queue},
+        )
+        try:
+            await handle.terminate(reason=f"taken over by a worker on task queue {task_queue}")
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise

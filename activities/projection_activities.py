@@ -1,0 +1,162 @@
+"""The projection workflow's activities: run a batch, pause or resume, resolve a parked event."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.errors import NotFoundError, ProjectionError
+from readmodels.runner import BatchReport, EventFailure, ProjectionRunner
+from readmodels.wakeups import Appended
+from workflows.models import (
+    DeadLetterInput,
+    DeadLetterResult,
+    ProjectionBatchInput,
+    ProjectionBatchResult,
+    ProjectionFailure,
+    ProjectionPauseInput,
+)
+
+log = logging.getLogger(__name__)
+
+# An operator's mistake (no such projection or parked event, already resolved, failed again):
+# retrying cannot change the answer. Database outages stay retryable.
+NON_RETRYABLE_TYPES: Final = ("ProjectionError", "NotFoundError")
+
+
+def application_error(exc: ProjectionError | NotFoundError) -> ApplicationError:
+    """``exc`` as a non-retryable ApplicationError whose type names its family."""
+    error_type = "NotFoundError" if isinstance(exc, NotFoundError) else "ProjectionError"
+    return ApplicationError(str(exc), type=error_type, non_retryable=True)
+
+
+def failure_model(failure: EventFailure | None) -> ProjectionFailure | None:
+    """A runner's event failure as the workflow's model."""
+    if failure is None:
+        return None
+    event = failure.event
+    if event is None:
+        return ProjectionFailure(event_id=None, error=failure.error)
+    return ProjectionFailure(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        tenant_id=event.tenant_id,
+        position=str(event.position),
+        error=failure.error,
+    )
+
+
+def batch_result(report: BatchReport) -> ProjectionBatchResult:
+    """A runner's report as the workflow's result model."""
+    return ProjectionBatchResult(
+        projection=report.projection,
+        applied=report.applied,
+        position=str(report.position),
+        head=str(report.lag.head),
+        lag_events=report.lag.events,
+        lag_seconds=report.lag.seconds,
+        paused=report.paused,
+        caught_up=report.caught_up,
+        last_error=report.last_error,
+        failure=failure_model(report.failure),
+        parked=failure_model(report.parked),
+    )
+
+
+class ProjectionActivities:
+    """Activities holding one runner per projection; each is safe to run twice."""
+
+    def __init__(
+        self,
+        *,
+        runners: Iterable[ProjectionRunner],
+        appended: Appended | None = None,
+        on_report: Callable[[ProjectionBatchResult], None] | None = None,
+    ) -> None:
+        self._runners = {runner.name: runner for runner in runners}
+        self._appended = appended or Appended()
+        self._on_report = on_report
+
+    def _runner(self, name: str) -> ProjectionRunner:
+        try:
+            return self._runners[name]
+        except KeyError:
+            raise application_error(
+                ProjectionError(
+                    f"no projection {name!r} on this worker; it runs {sorted(self._runners)}"
+                )
+            ) from None
+
+    @activity.defn(name="RunProjectionBatch")
+    async def run_batch(self, request: ProjectionBatchInput) -> ProjectionBatchResult:
+        """Apply the events after the checkpoint, exactly once, batch by batch while new ones
+        are appended (for up to ``wait_seconds`` once caught up); report position, head, lag."""
+        runner = self._runner(request.projection)
+        report = await runner.run_batches(
+            limit=request.batch_size,
+            wait_seconds=request.wait_seconds,
+            report_seconds=request.report_seconds,
+            gather_seconds=request.gather_seconds,
+            appended=self._appended,
+            park=request.park_event_id,
+            attempts=request.attempts,
+            on_failure=request.on_failure,
+            heartbeat=activity.heartbeat,
+        )
+        result = batch_result(report)
+        if self._on_report is not None:
+            self._on_report(result)
+        return result
+
+    @activity.defn(name="SetProjectionPaused")
+    async def set_paused(self, request: ProjectionPauseInput) -> ProjectionBatchResult:
+        """Pause or resume the projection's checkpoint; returns where it stands."""
+        runner = self._runner(request.projection)
+        checkpoint = await runner.checkpoints.set_status(
+            runner.name, "paused" if request.paused else "running"
+        )
+        lag = await runner.lag(checkpoint.position)
+        report = BatchReport(
+            projection=runner.name,
+            applied=0,
+            position=checkpoint.position,
+            lag=lag,
+            paused=checkpoint.paused,
+            last_error=checkpoint.last_error,
+        )
+        log.info(
+            "projection paused" if request.paused else "projection resumed",
+            extra={"projection": runner.name, "position": str(checkpoint.position)},
+        )
+        return batch_result(report)
+
+    @activity.defn(name="RetryDeadLetter")
+    async def retry_dead_letter(self, request: DeadLetterInput) -> DeadLetterResult:
+        """Apply a parked event once more (exactly once) and mark it retried."""
+        runner = self._runner(request.projection)
+        try:
+            changes = await runner.retry_dead_letter(request.event_id)
+        except (ProjectionError, NotFoundError) as e:
+            raise application_error(e) from e
+        return DeadLetterResult(
+            projection=runner.name,
+            event_id=request.event_id,
+            resolution="retried",
+            changes=changes,
+        )
+
+    @activity.defn(name="SkipDeadLetter")
+    async def skip_dead_letter(self, request: DeadLetterInput) -> DeadLetterResult:
+        """Mark a parked event skipped (a projection paused at it moves past it)."""
+        runner = self._runner(request.projection)
+        try:
+            await runner.skip_dead_letter(request.event_id)
+        except (ProjectionError, NotFoundError) as e:
+            raise application_error(e) from e
+        return DeadLetterResult(
+            projection=runner.name, event_id=request.event_id, resolution="skipped"
+        )

@@ -1,0 +1,153 @@
+"""Where each projection is in the global order, and whether it is running or paused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from eventstore.errors import translate
+from eventstore.records import Position
+
+CheckpointStatus = Literal["running", "paused"]
+
+_ENSURE: Final = (
+    "INSERT INTO read_models.checkpoints (projection) VALUES (%s) ON CONFLICT DO NOTHING"
+)
+_SELECT: Final = (
+    "SELECT projection, transaction_id, global_position, status, last_error, updated_at"
+    " FROM read_models.checkpoints"
+)
+_GET: Final = _SELECT + " WHERE projection = %s"
+_ALL: Final = _SELECT + " ORDER BY projection"
+# Locks the row only if it is still where the caller read it: a second runner of the same
+# projection (a retried activity racing a stale one) finds nothing and applies nothing.
+_LOCK_AT: Final = (
+    _SELECT + " WHERE projection = %s AND transaction_id = %s AND global_position = %s FOR UPDATE"
+)
+_LOCK: Final = _GET + " FOR UPDATE"
+_MOVE: Final = (
+    "UPDATE read_models.checkpoints SET transaction_id = %s, global_position = %s,"
+    " last_error = %s, updated_at = now() WHERE projection = %s"
+)
+_SET_STATUS: Final = (
+    "UPDATE read_models.checkpoints SET status = %s, last_error = %s, updated_at = now()"
+    " WHERE projection = %s"
+    " RETURNING projection, transaction_id, global_position, status, last_error, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A projection's checkpoint row."""
+
+    projection: str
+    position: Position
+    status: CheckpointStatus
+    last_error: str | None
+    updated_at: datetime | None
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
+
+
+def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
+    name, tx, gp, status, last_error, updated_at = row
+    return Checkpoint(name, Position(int(tx), int(gp)), status, last_error, updated_at)
+
+
+class CheckpointStore:
+    """Reads and moves the rows of ``read_models.checkpoints``."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def get(self, projection: str) -> Checkpoint:
+        """The projection's checkpoint; a projection seen for the first time starts at 0."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_GET, (projection,))
+                row = await cur.fetchone()
+                if row is None:
+                    await conn.execute(_ENSURE, (projection,))
+                    cur = await conn.execute(_GET, (projection,))
+                    row = await cur.fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        assert row is not None  # ensured just before
+        return _checkpoint(row)
+
+    async def all(self) -> list[Checkpoint]:
+        """Every projection's checkpoint, by name."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_ALL)
+                return [_checkpoint(r) for r in await cur.fetchall()]
+        except psycopg.Error as e:
+            raise translate(e) from e
+
+    async def set_status(
+        self, projection: str, status: CheckpointStatus, *, last_error: str | None = None
+    ) -> Checkpoint:
+        """Pause or resume a projection (resuming clears its last error)."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(_ENSURE, (projection,))
+                cur = await conn.execute(_SET_STATUS, (status, last_error, projection))
+                row = await cur.fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        assert row is not None
+        return _checkpoint(row)
+
+    # -- inside the caller's transaction --------------------------------------------------
+
+    @staticmethod
+    async def start_lock_at(
+        conn: AsyncConnection[Any], projection: str, checkpoint: Checkpoint
+    ) -> AsyncCursor[Any]:
+        """Lock the checkpoint if it is still where ``checkpoint`` says (in pipeline mode the
+        answer comes with the next sync): read it with ``locked``."""
+        return await conn.execute(_LOCK_AT, (projection, *checkpoint.position))
+
+    @staticmethod
+    async def locked(cursor: AsyncCursor[Any]) -> Checkpoint | None:
+        """The checkpoint ``start_lock_at`` locked; None if it had moved."""
+        row = await cursor.fetchone()
+        return _checkpoint(row) if row else None
+
+    @staticmethod
+    async def lock(conn: AsyncConnection[Any], projection: str) -> Checkpoint:
+        """Lock the checkpoint wherever it is."""
+        await conn.execute(_ENSURE, (projection,))
+        cur = await conn.execute(_LOCK, (projection,))
+        row = await cur.fetchone()
+        assert row is not None
+        return _checkpoint(row)
+
+    @staticmethod
+    async def move(
+        conn: AsyncConnection[Any],
+        projection: str,
+        position: Position,
+        *,
+        last_error: str | None = None,
+    ) -> None:
+        """Set the checkpoint (locked by the caller) to ``position``."""
+        await conn.execute(_MOVE, (*position, last_error, projection))
+
+    @staticmethod
+    async def set_status_locked(
+        conn: AsyncConnection[Any],
+        projection: str,
+        status: CheckpointStatus,
+        *,
+        last_error: str | None,
+    ) -> None:
+        """Pause or resume inside the caller's transaction."""
+        await conn.execute(_SET_STATUS, (status, last_error, projection))

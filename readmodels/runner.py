@@ -1,0 +1,589 @@
+"""Runs one projection: a batch of events and its checkpoint, applied in one transaction.
+
+Exactly-once effects come from the transaction, not from the caller: the runner reads the
+checkpoint, reads the events after it, then, in one transaction, locks the checkpoint row only if
+it is still where it was read, applies every change and moves the checkpoint. A crash anywhere
+rolls all of it back; a retry, or a second runner racing this one, finds the checkpoint where the
+first commit left it. Nothing is applied twice and, because events are read in the gap-free
+global order (DESIGN §4), nothing is passed over.
+
+Retrying a failing event is the caller's loop (the ``ProjectionWorkflow``): ``run_batch`` applies
+the events before it, reports it, and on the last attempt (``park=`` its id) parks it in the
+dead-letter table and pauses the projection or moves past it, as the policy says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor, sql
+
+from domain.errors import NotFoundError, ProjectionError
+from eventstore.errors import EventStoreValidationError, translate
+from eventstore.records import START, Position, RecordedEvent
+from eventstore.store import EventStore
+from readmodels.changes import Change, MissingRowError, apply_changes
+from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
+from readmodels.dead_letters import DeadLetterStore, Resolution
+from readmodels.projections import FailurePolicy, Projection
+from readmodels.wakeups import Appended
+
+log = logging.getLogger(__name__)
+
+OnCommitted = Callable[[set[str]], Awaitable[None]]
+"""Called after each commit that changed rows, with the tenants whose rows changed."""
+
+HEARTBEAT_SECONDS: Final = 5.0
+"""How often ``run_batches`` calls its heartbeat while it waits for appends."""
+
+LAG_CAP: Final = 100_000
+"""Lag in events is counted up to this many; a lag of ``LAG_CAP`` means at least that."""
+
+# Lag in events and seconds after a position, under the same visibility rule as
+# EventStore.read_all: only events of transactions older than every open one count, so an open
+# transaction shows as a stall (lag stays put), never as events that were passed over.
+# Counting (bounded) is the only honest measure: global positions are not commit-ordered, so
+# "head.global_position - checkpoint.global_position" is wrong under (tx, gp) ordering.
+# The head comes from the same statement (one snapshot, one round trip) by the rule of
+# EventStore.head.
+_LAG: Final = (
+    "WITH pending AS ("
+    " SELECT created_at FROM event_store.events"
+    " WHERE (transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)"
+    " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY transaction_id, global_position LIMIT %(cap)s),"
+    " head AS ("
+    " SELECT transaction_id, global_position FROM event_store.events"
+    " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY transaction_id DESC, global_position DESC LIMIT 1)"
+    " SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0),"
+    " (SELECT transaction_id FROM head), (SELECT global_position FROM head) FROM pending"
+)
+_TRUNCATE: Final = "TRUNCATE read_models.{}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventFailure:
+    """An event the projection could not apply, and why (event None: it could not be read)."""
+
+    error: str
+    event: RecordedEvent | None = None
+
+    @property
+    def event_id(self) -> uuid.UUID | None:
+        return self.event.event_id if self.event else None
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a position is behind the newest event readers can see."""
+
+    head: Position
+    events: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What one ``run_batch`` did and where the projection stands after it."""
+
+    projection: str
+    applied: int
+    position: Position
+    lag: Lag
+    paused: bool
+    last_error: str | None
+    # The event that failed this time (not parked: the caller retries it).
+    failure: EventFailure | None = None
+    # The event parked this time (its policy decided whether the position moved past it).
+    parked: EventFailure | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        """Nothing visible is left to apply (and nothing is failing)."""
+        return self.lag.events == 0 and self.failure is None and not self.paused
+
+
+class _CheckpointMoved(Exception):
+    """The checkpoint is no longer where this batch read it (another runner, or a pause)."""
+
+
+class ProjectionRunner:
+    """Applies one projection's events, batch by batch, exactly once."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        store: EventStore,
+        *,
+        on_committed: OnCommitted | None = None,
+        checkpoints: CheckpointStore | None = None,
+        dead_letters: DeadLetterStore | None = None,
+        lag_cap: int = LAG_CAP,
+    ) -> None:
+        self.projection = projection
+        self._store = store
+        self._pool = store.pool
+        self._on_committed = on_committed
+        self.checkpoints = checkpoints or CheckpointStore(store.pool)
+        self.dead_letters = dead_letters or DeadLetterStore(store.pool)
+        self._lag_cap = lag_cap
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    # -- position -------------------------------------------------------------------------
+
+    async def get_position(self) -> Position:
+        """The position of the last event this projection applied (or passed over)."""
+        return (await self.checkpoints.get(self.name)).position
+
+    async def set_position(self, position: Position) -> None:
+        """Move the checkpoint without touching any row (operators only: events between the
+        old and the new position are then applied twice or never)."""
+        await self.checkpoints.get(self.name)
+        await self._transaction(
+            lambda conn: self.checkpoints.move(conn, self.name, position), lock=True
+        )
+
+    async def reset(self) -> None:
+        """Empty the projection's tables and go back to the start, in one transaction."""
+
+        async def work(conn: AsyncConnection[Any]) -> None:
+            for table in sorted(self.projection.tables):
+                await conn.execute(sql.SQL(_TRUNCATE).format(sql.Identifier(table)))
+            await self.checkpoints.move(conn, self.name, START)
+
+        await self.checkpoints.get(self.name)
+        await self._transaction(work, lock=True)
+
+    async def lag(self, position: Position | None = None) -> Lag:
+        """How far ``position`` (default: the checkpoint) is behind the head."""
+        if position is None:
+            position = await self.get_position()
+        params = {
+            "tx": str(position.transaction_id),
+            "gp": position.global_position,
+            "cap": self._lag_cap,
+        }
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_LAG, params)
+                row = await cur.fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+        assert row is not None
+        events, seconds, tx, gp = row
+        head = Position(int(tx), int(gp)) if tx is not None else START
+        return Lag(head=head, events=int(events), seconds=float(seconds))
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run_batch(
+        self,
+        *,
+        limit: int = 500,
+        park: uuid.UUID | None = None,
+        attempts: int = 1,
+        on_failure: FailurePolicy | None = None,
+    ) -> BatchReport:
+        """Apply up to ``limit`` events after the checkpoint, with the new checkpoint.
+
+        Stops before the first event that fails (its handler raised, or the database refused
+        its changes) and reports it. If that event is ``park``, it is parked instead, counted
+        as ``attempts`` attempts, and the projection pauses at it or moves past it
+        (``on_failure``, default the projection's own policy).
+
+        Round trips: the checkpoint, the events, and two for the transaction; the lag is only
+        measured when the batch did not reach the end (else it is 0 at the batch's snapshot).
+        """
+        checkpoint = await self.checkpoints.get(self.name)
+        if checkpoint.paused:
+            return await self._report(checkpoint, 0)
+        try:
+            events = await self._store.read_all(checkpoint.position, limit=limit)
+        except EventStoreValidationError as e:
+            # A stored event that cannot be read at all: nothing to park (no event to name),
+            # so the projection keeps failing, visibly, until the event store is repaired.
+            return await self._report(checkpoint, 0, failure=EventFailure(str(e)))
+        if not events:
+            return await self._report(checkpoint, 0, reached_end=True)
+        items, failure = self._changes(events)
+        policy = on_failure or self.projection.on_failure
+        try:
+            applied, failure, after = await self._commit(
+                checkpoint, items, failure, park=park, attempts=attempts, policy=policy
+            )
+        except _CheckpointMoved:
+            return await self._report(await self.checkpoints.get(self.name), 0)
+        parked = None
+        if failure is not None and park is not None and failure.event_id == park:
+            parked, failure = failure, None
+            log.warning(
+                "projection parked an event",
+                extra={
+                    "projection": self.name,
+                    "event_id": str(parked.event_id),
+                    "policy": policy,
+                    "error": parked.error,
+                },
+            )
+        await self._notify(applied)
+        return await self._report(
+            after,
+            len(applied),
+            failure=failure,
+            parked=parked,
+            reached_end=len(events) < limit and failure is None and parked is None,
+        )
+
+    async def run_batches(
+        self,
+        *,
+        limit: int = 500,
+        wait_seconds: float = 0.0,
+        report_seconds: float = 0.0,
+        gather_seconds: float = 0.0,
+        appended: Appended | None = None,
+        park: uuid.UUID | None = None,
+        attempts: int = 1,
+        on_failure: FailurePolicy | None = None,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> BatchReport:
+        """``run_batch``; then, while caught up, wait for appends and run again.
+
+        Returns the last batch's report, every batch's events counted: at once when a batch did
+        not catch up (the caller records the progress), failed, parked or found the projection
+        paused; ``report_seconds`` after it started if it applied anything (else it waits on);
+        when no append came for ``wait_seconds``; or when ``appended`` is closed. Woken by an
+        append, it lets ``gather_seconds`` pass before the next batch, so that a burst of
+        commands costs one batch, not one each. ``heartbeat`` is called after every batch and at
+        least every ``HEARTBEAT_SECONDS`` while waiting.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        applied = 0
+        while True:
+            since = appended.generation if appended is not None else 0
+            report = await self.run_batch(
+                limit=limit, park=park, attempts=attempts, on_failure=on_failure
+            )
+            park = None
+            applied += report.applied
+            if heartbeat is not None:
+                heartbeat()
+            if not report.caught_up or report.parked is not None:
+                return replace(report, applied=applied)
+            # Once something was applied, report it within report_seconds.
+            deadline = start + (min(report_seconds, wait_seconds) if applied else wait_seconds)
+            if not await self._wait(appended, since, deadline, heartbeat):
+                return replace(report, applied=applied)
+            if gather_seconds > 0:
+                await asyncio.sleep(gather_seconds)
+
+    @staticmethod
+    async def _wait(
+        appended: Appended | None,
+        since: int,
+        deadline: float,
+        heartbeat: Callable[[], None] | None,
+    ) -> bool:
+        """Whether an append came after ``since`` before ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        while (remaining := deadline - loop.time()) > 0:
+            step = min(remaining, HEARTBEAT_SECONDS)
+            if appended is None:
+                await asyncio.sleep(step)
+            elif await appended.wait(since, step):
+                return True
+            elif appended.closed:
+                return False
+            if heartbeat is not None:
+                heartbeat()
+        return False
+
+    async def catch_up(self, *, limit: int = 500) -> BatchReport:
+        """Run batches until nothing visible is left, or an event fails, or it is paused."""
+        while True:
+            report = await self.run_batch(limit=limit)
+            # An empty batch with lag left is no reason to stop: a transaction anywhere on the
+            # server held the reader back for a moment, or another runner moved the checkpoint.
+            if report.failure or report.paused or report.caught_up:
+                return report
+
+    def _changes(
+        self, events: Sequence[RecordedEvent]
+    ) -> tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None]:
+        """Each event's changes, up to the first event whose handler fails."""
+        items: list[tuple[RecordedEvent, list[Change]]] = []
+        for event in events:
+            try:
+                changes = self.projection.handle_event(event)
+                for change in changes:
+                    if change.table not in self.projection.tables:
+                        raise ProjectionError(
+                            f"projection {self.name} may not write read_models.{change.table}"
+                        )
+            except Exception as e:  # any handler failure is this event's failure
+                return items, EventFailure(_describe(e), event)
+            items.append((event, changes))
+        return items, None
+
+    async def _commit(
+        self,
+        checkpoint: Checkpoint,
+        items: list[tuple[RecordedEvent, list[Change]]],
+        failure: EventFailure | None,
+        *,
+        park: uuid.UUID | None,
+        attempts: int,
+        policy: FailurePolicy,
+    ) -> tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None, Checkpoint]:
+        """Apply ``items`` and move the checkpoint past them, in one transaction.
+
+        The fast path is pipelined: the checkpoint lock and every change in one round trip, the
+        checkpoint move and the commit in a second. If the database refuses a change, the
+        transaction is rolled back and replayed event by event, each in a savepoint, to find the
+        event whose changes were refused: the events before it are committed, it is reported.
+        """
+        async with self._pool.connection() as conn:
+            try:
+                async with conn.pipeline(), conn.transaction():
+                    lock = await self.checkpoints.start_lock_at(conn, self.name, checkpoint)
+                    await apply_changes(conn, [c for _, changes in items for c in changes])
+                    await self._locked(lock)
+                    after = await self._finish(
+                        conn, checkpoint, items, failure, park, attempts, policy
+                    )
+                return items, failure, after
+            except psycopg.Error as e:
+                if _is_outage(e):
+                    raise translate(e) from e
+            except MissingRowError:
+                pass
+            try:
+                async with conn.transaction():
+                    await self._locked(
+                        await self.checkpoints.start_lock_at(conn, self.name, checkpoint)
+                    )
+                    good: list[tuple[RecordedEvent, list[Change]]] = []
+                    for event, changes in items:
+                        try:
+                            async with conn.transaction():  # a savepoint
+                                await apply_changes(conn, changes)
+                        except (psycopg.Error, MissingRowError) as e:
+                            if isinstance(e, psycopg.Error) and _is_outage(e):
+                                raise
+                            failure = EventFailure(_describe(e), event)
+                            break
+                        good.append((event, changes))
+                    after = await self._finish(
+                        conn, checkpoint, good, failure, park, attempts, policy
+                    )
+                return good, failure, after
+            except psycopg.Error as e:
+                raise translate(e) from e
+
+    async def _locked(self, lock: AsyncCursor[Any]) -> None:
+        """Go on only if the checkpoint was still where this batch read it, and running."""
+        locked = await CheckpointStore.locked(lock)
+        if locked is None or locked.paused:
+            raise _CheckpointMoved
+
+    async def _finish(
+        self,
+        conn: AsyncConnection[Any],
+        checkpoint: Checkpoint,
+        applied: list[tuple[RecordedEvent, list[Change]]],
+        failure: EventFailure | None,
+        park: uuid.UUID | None,
+        attempts: int,
+        policy: FailurePolicy,
+    ) -> Checkpoint:
+        """Move the checkpoint past ``applied``; park the failed event if it is ``park``.
+
+        Returns the checkpoint as it will be once committed.
+        """
+        position = applied[-1][0].position if applied else checkpoint.position
+        error = failure.error if failure else None
+        status: CheckpointStatus = "running"
+        if failure is not None and failure.event is not None and failure.event_id == park:
+            event = failure.event
+            await self.dead_letters.park(
+                conn, self.name, event, error=failure.error, attempts=attempts
+            )
+            if policy == "skip":
+                position, error = event.position, None
+            else:
+                status = "paused"
+                error = f"parked event {event.event_id} ({event.event_type}): {failure.error}"
+                await self.checkpoints.set_status_locked(conn, self.name, status, last_error=error)
+        await self.checkpoints.move(conn, self.name, position, last_error=error)
+        return Checkpoint(self.name, position, status, error, checkpoint.updated_at)
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    async def retry_dead_letter(self, event_id: uuid.UUID) -> int:
+        """Apply a parked event once more and close its row, in one transaction.
+
+        Returns how many row changes it applied. A projection paused at the event moves past it
+        (and stays paused until resumed). Fails with ``ProjectionError`` if the event fails
+        again (its row stays open, its attempts counted), ``NotFoundError`` if it was never
+        parked.
+        """
+        try:
+            return await self._resolve(event_id, "retried")
+        except _RetryFailedError as e:
+            await self.dead_letters.failed_again(self.name, event_id, str(e))
+            raise
+
+    async def skip_dead_letter(self, event_id: uuid.UUID) -> None:
+        """Close a parked event's row without applying it; a projection paused at the event
+        moves past it (and stays paused until resumed)."""
+        await self._resolve(event_id, "skipped")
+
+    async def _resolve(self, event_id: uuid.UUID, resolution: Resolution) -> int:
+        tenants: set[str] = set()
+        count = 0
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                letter = await self.dead_letters.lock(conn, self.name, event_id)
+                if letter is None:
+                    raise _NotParkedError(
+                        f"event {event_id} is not parked for projection {self.name}"
+                    )
+                if not letter.open:
+                    raise _AlreadyResolvedError(
+                        f"parked event {event_id} of projection {self.name} was already"
+                        f" {letter.resolution} at {letter.resolved_at}"
+                    )
+                checkpoint = await self.checkpoints.lock(conn, self.name)
+                event = await self._parked_event(letter.tenant_id, letter.position, event_id)
+                if checkpoint.position < event.position:
+                    # Paused at it: only the next event may be passed, never a gap.
+                    following = await self._store.read_all(checkpoint.position, limit=1)
+                    if [e.event_id for e in following] != [event_id]:
+                        raise ProjectionError(
+                            f"projection {self.name} is at {checkpoint.position}, before other"
+                            f" events; it has not reached parked event {event_id} yet"
+                        )
+                    await self.checkpoints.move(conn, self.name, event.position)
+                if resolution == "retried":
+                    try:
+                        changes = self.projection.handle_event(event)
+                        await apply_changes(conn, changes)
+                    except Exception as e:
+                        if isinstance(e, psycopg.Error) and _is_outage(e):
+                            raise
+                        raise _RetryFailedError(
+                            f"parked event {event_id} failed again in projection {self.name}:"
+                            f" {_describe(e)}"
+                        ) from e
+                    count = len(changes)
+                    if changes:
+                        tenants.add(event.tenant_id)
+                await self.dead_letters.resolve(conn, self.name, event_id, resolution)
+        except psycopg.Error as e:
+            raise translate(e) from e
+        if tenants and self._on_committed is not None:
+            await self._call_on_committed(tenants)
+        log.info(
+            "dead letter resolved",
+            extra={"projection": self.name, "event_id": str(event_id), "resolution": resolution},
+        )
+        return count
+
+    async def _parked_event(
+        self, tenant_id: str, position: Position, event_id: uuid.UUID
+    ) -> RecordedEvent:
+        # The event is the only one at its position: read from just before it, upcast.
+        before = Position(position.transaction_id, position.global_position - 1)
+        found = await self._store.read_all(before, limit=1, tenant_id=tenant_id)
+        if not found or found[0].event_id != event_id:
+            raise ProjectionError(f"parked event {event_id} is not in the event store")
+        return found[0]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _transaction(
+        self, work: Callable[[AsyncConnection[Any]], Awaitable[None]], *, lock: bool
+    ) -> None:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                if lock:
+                    await self.checkpoints.lock(conn, self.name)
+                await work(conn)
+        except psycopg.Error as e:
+            raise translate(e) from e
+
+    async def _notify(self, applied: list[tuple[RecordedEvent, list[Change]]]) -> None:
+        tenants = {event.tenant_id for event, changes in applied if changes}
+        if tenants and self._on_committed is not None:
+            await self._call_on_committed(tenants)
+
+    async def _call_on_committed(self, tenants: set[str]) -> None:
+        assert self._on_committed is not None
+        try:
+            await self._on_committed(tenants)
+        except Exception as e:
+            # The rows are committed; a failed callback (a cache that could not be invalidated)
+            # must not make the batch run again.
+            log.warning(
+                "on_committed callback failed",
+                extra={"projection": self.name, "error": _describe(e)},
+            )
+
+    async def _report(
+        self,
+        checkpoint: Checkpoint,
+        applied: int,
+        *,
+        failure: EventFailure | None = None,
+        parked: EventFailure | None = None,
+        reached_end: bool = False,
+    ) -> BatchReport:
+        # A batch that read fewer events than it asked for saw everything visible: no lag at
+        # its snapshot, and the head was its last event.
+        if reached_end:
+            lag = Lag(head=checkpoint.position, events=0, seconds=0.0)
+        else:
+            lag = await self.lag(checkpoint.position)
+        return BatchReport(
+            projection=self.name,
+            applied=applied,
+            position=checkpoint.position,
+            lag=lag,
+            paused=checkpoint.paused,
+            last_error=(failure.error if failure else checkpoint.last_error),
+            failure=failure,
+            parked=parked,
+        )
+
+
+class _NotParkedError(NotFoundError, ProjectionError):
+    """The event was never parked for this projection."""
+
+
+class _AlreadyResolvedError(ProjectionError):
+    """The parked event was retried or skipped before."""
+
+
+class _RetryFailedError(ProjectionError):
+    """The parked event failed again."""
+
+
+def _is_outage(e: psycopg.Error) -> bool:
+    """Whether the database (not the event's changes) failed: the batch is retried as a whole."""
+    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | psycopg.InternalError)
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e).strip() or "(no message)"
+    return f"{type(e).__name__}: {text}"
