@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_activities import CommandActivities
     from activities.errors import NON_RETRYABLE_TYPES
     from workflows.models import COMMAND_WORKFLOW, CommandInput, CommandResult
+    from workflows.steps import run_local
 
 TENANT_ID: Final = SearchAttributeKey.for_keyword("TenantId")
 AGGREGATE_ID: Final = SearchAttributeKey.for_keyword("AggregateId")
@@ -34,9 +33,6 @@ _RETRY: Final = RetryPolicy(
 _STEP_TIMEOUT: Final = timedelta(seconds=30)
 _KEYWORD_MAX: Final = 256
 
-InputT = TypeVar("InputT")
-ResultT = TypeVar("ResultT")
-
 
 @workflow.defn(name=COMMAND_WORKFLOW)
 class CommandWorkflow:
@@ -52,21 +48,8 @@ class CommandWorkflow:
         )
         # Validate, handle and publish in one local activity (bench/commands_bench.py measured
         # three separate ones at about 1.4x the CPU per command for the same guarantees).
-        result: CommandResult = await _step(CommandActivities.run, command)
+        result: CommandResult = await run_local(
+            CommandActivities.run, command, step_timeout=_STEP_TIMEOUT, retry=_RETRY
+        )
         workflow.upsert_search_attributes([AGGREGATE_ID.value_set(result.aggregate_id)])
         return result
-
-
-async def _step(activity: Callable[[Any, InputT], Awaitable[ResultT]], arg: InputT) -> ResultT:
-    """Run one step; its typed failure becomes the workflow's failure, type and message kept."""
-    try:
-        return await workflow.execute_local_activity_method(
-            activity, arg, start_to_close_timeout=_STEP_TIMEOUT, retry_policy=_RETRY
-        )
-    except ActivityError as e:
-        cause = e.cause
-        if isinstance(cause, ApplicationError):
-            raise ApplicationError(
-                cause.message, *cause.details, type=cause.type, non_retryable=True
-            ) from e
-        raise

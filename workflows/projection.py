@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.projection_activities import NON_RETRYABLE_TYPES, ProjectionActivities
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ProjectionPauseInput,
         ProjectionStatus,
     )
+    from workflows.steps import run_local
 
 # The batch activity is retried here a few times for a database blip or a lost worker; a longer
 # outage comes back to the loop as a failure, shown by the status query, and is retried there
@@ -258,14 +259,10 @@ class ProjectionWorkflow:
 
 async def _action(activity: Callable[[Any, InputT], Awaitable[ResultT]], arg: InputT) -> ResultT:
     """Run an operator's step; its typed failure fails the update, type and message kept."""
-    try:
-        return await workflow.execute_local_activity_method(
-            activity, arg, start_to_close_timeout=_ACTION_TIMEOUT, retry_policy=_ACTION_RETRY
-        )
-    except ActivityError as e:
-        cause = e.cause
-        if isinstance(cause, ApplicationError):
-            raise ApplicationError(
-                cause.message, *cause.details, type=cause.type, non_retryable=True
-            ) from e
-        raise ApplicationError(str(cause or e), type="ProjectionError", non_retryable=True) from e
+    return await run_local(
+        activity,
+        arg,
+        step_timeout=_ACTION_TIMEOUT,
+        retry=_ACTION_RETRY,
+        other_failures="ProjectionError",
+    )
