@@ -104,23 +104,21 @@ def build_query_bus(
 @asynccontextmanager
 async def open_query_bus(
     database_url: str,
-    redis_url: str | None,
     *,
+    cache: QueryCache | None = None,
     pool_min_size: int = 1,
     pool_max_size: int = 8,
     statement_timeout_ms: int = 60_000,
-    cache_ttl_seconds: float = 60.0,
-    cache_socket_timeout: float = 0.25,
-    cache_retry_after: float = 5.0,
-    cache_prefix: str = "acci",
     consistency_timeout: float = 5.0,
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[QueryBus]:
-    """A bus over its own pool (and cache, unless ``redis_url`` is None), closed on exit.
+    """A bus over its own pool (and ``cache``, which it closes), both closed on exit.
 
     ``ReadModelError`` if PostgreSQL cannot be reached within ``connect_timeout`` seconds.
     """
     async with AsyncExitStack() as stack:
+        if cache is not None:
+            await stack.enter_async_context(cache)
         pool = await stack.enter_async_context(
             create_pool(
                 database_url,
@@ -138,15 +136,4 @@ async def open_query_bus(
                 f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)} did not"
                 f" accept a connection within {connect_timeout:.1f} s"
             ) from None
-        cache = None
-        if redis_url is not None:
-            cache = await stack.enter_async_context(
-                QueryCache.from_url(
-                    redis_url,
-                    socket_timeout=cache_socket_timeout,
-                    ttl_seconds=cache_ttl_seconds,
-                    retry_after=cache_retry_after,
-                    prefix=cache_prefix,
-                )
-            )
         yield build_query_bus(pool, cache=cache, consistency_timeout=consistency_timeout)

@@ -170,7 +170,21 @@ class QueryCache:
         """
         self._pending.update(tenant_ids)
         self._pending.add(GLOBAL_SCOPE)
-        if not self._may_try():
+        await self.flush()
+
+    @property
+    def pending(self) -> bool:
+        """True while some invalidation has not reached Redis (it is down, or was)."""
+        return bool(self._pending)
+
+    async def flush(self) -> None:
+        """Send the invalidations Redis missed, if there are any and Redis may be tried.
+
+        A worker calls this now and then: without it, an invalidation lost in an outage would
+        wait for the next commit, while other processes read the stale answers once Redis is
+        back. Never raises.
+        """
+        if not self._pending or not self._may_try():
             return
         try:
             await self._send_pending()

@@ -14,6 +14,7 @@ import typer
 
 from workers.cli_commands import tenant_app, user_app
 from workers.cli_projections import projections_app
+from workers.cli_queries import tenant_queries, user_queries
 from workers.cli_support import JsonOption, TenantOption, run, setup
 from workers.settings import get_settings
 
@@ -24,6 +25,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The event-store database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+tenant_app.add_typer(tenant_queries)
+user_app.add_typer(user_queries)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(projections_app, name="projections")

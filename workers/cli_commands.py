@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from workers.cli_support import JsonOption, TenantOption, run, setup
 from workers.settings import get_settings
+
+if TYPE_CHECKING:
+    from readmodels.queries import TenantView, UserView
+    from workflows.models import CommandResult
 
 tenant_app = typer.Typer(help="Tenant commands.", no_args_is_help=True)
 user_app = typer.Typer(help="User commands (in a tenant).", no_args_is_help=True)
@@ -22,6 +26,14 @@ NoWaitOption = Annotated[
     bool, typer.Option("--no-wait", help="Print the workflow id and return at once.")
 ]
 UserArgument = Annotated[str, typer.Argument(help="The user id.")]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait-for-read-model",
+        help="Then wait (at most ACCI_QUERY_CONSISTENCY_TIMEOUT_MS) until the read model shows"
+        " the change, and print it.",
+    ),
+]
 
 
 def send(
@@ -32,13 +44,20 @@ def send(
     command_id: uuid.UUID | None,
     as_json: bool,
     no_wait: bool,
+    wait_for_read_model: bool = False,
 ) -> None:
-    """Start the command's workflow and print its result (or its workflow id)."""
+    """Start the command's workflow and print its result (or its workflow id).
+
+    With ``wait_for_read_model``, then wait until the read model of the command's aggregate has
+    passed the command's position, and print it too.
+    """
     setup()
     from workers.temporal_client import command_result, connect, start_command
     from workflows.models import CommandInput
 
     settings = get_settings()
+    if no_wait and wait_for_read_model:
+        raise typer.BadParameter("--no-wait and --wait-for-read-model exclude each other")
 
     async def main() -> None:
         client = await connect(settings)
@@ -54,23 +73,55 @@ def send(
             typer.echo(json.dumps({"workflow_id": sent.handle.id}) if as_json else sent.handle.id)
             return
         result = await command_result(sent.handle)
+        view = await _read_back(result) if wait_for_read_model else None
         if as_json:
-            typer.echo(result.model_dump_json(indent=2))
+            shown = {**result.model_dump(mode="json"), "position": result.position}
+            if view is not None:
+                shown["read_model"] = view.model_dump(mode="json")
+            typer.echo(json.dumps(shown, indent=2))
             return
         if not result.event_ids:
             typer.echo(
                 f"{command_type}: no change ({result.aggregate_type} {result.aggregate_id}"
                 f" at v{result.stream_version})"
             )
-            return
-        resent = ", re-sent" if sent.resent or result.duplicate else ""
-        typer.echo(
-            f"{command_type}: {result.aggregate_type} {result.aggregate_id} ->"
-            f" v{result.stream_version}, position {result.position}"
-            f" (command {result.command_id}{resent})"
-        )
+        else:
+            resent = ", re-sent" if sent.resent or result.duplicate else ""
+            typer.echo(
+                f"{command_type}: {result.aggregate_type} {result.aggregate_id} ->"
+                f" v{result.stream_version}, position {result.position}"
+                f" (command {result.command_id}{resent})"
+            )
+        if view is not None:
+            from readmodels.queries import TenantView, UserView
+            from workers.cli_queries import show_tenant, show_user
+
+            typer.echo("\nread model:")
+            if isinstance(view, TenantView):
+                show_tenant(view)
+            elif isinstance(view, UserView):
+                show_user(view)
 
     run(main())
+
+
+async def _read_back(result: CommandResult) -> TenantView | UserView:
+    """The read model of the result's aggregate, once it has passed the result's position."""
+    from eventstore.records import Position
+    from readmodels.queries import GetTenantDetails, GetUser
+    from workers.runtime import open_query_bus
+
+    position = None if result.position is None else Position.parse(result.position)
+    async with open_query_bus(get_settings(), pool_max_size=1) as bus:
+        if result.aggregate_type == "Tenant":
+            return await bus.ask(
+                GetTenantDetails(tenant_id=result.aggregate_id, consistent_with=position)
+            )
+        return await bus.ask(
+            GetUser(
+                tenant_id=result.tenant_id, user_id=result.aggregate_id, consistent_with=position
+            )
+        )
 
 
 def _settings_payload(settings_json: str | None) -> dict[str, Any]:
@@ -95,10 +146,19 @@ def tenant_create(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Create a tenant."""
     payload = {"name": name, **_settings_payload(settings_json)}
-    send(tenant, "CreateTenant", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+    send(
+        tenant,
+        "CreateTenant",
+        payload,
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+        wait_for_read_model=wait,
+    )
 
 
 @tenant_app.command("rename")
@@ -108,6 +168,7 @@ def tenant_rename(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Rename a tenant."""
     send(
@@ -117,6 +178,7 @@ def tenant_rename(
         command_id=command_id,
         as_json=as_json,
         no_wait=no_wait,
+        wait_for_read_model=wait,
     )
 
 
@@ -127,6 +189,7 @@ def tenant_update_settings(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Replace a tenant's settings."""
     send(
@@ -136,6 +199,7 @@ def tenant_update_settings(
         command_id=command_id,
         as_json=as_json,
         no_wait=no_wait,
+        wait_for_read_model=wait,
     )
 
 
@@ -146,6 +210,7 @@ def tenant_suspend(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Suspend an active tenant."""
     send(
@@ -155,6 +220,7 @@ def tenant_suspend(
         command_id=command_id,
         as_json=as_json,
         no_wait=no_wait,
+        wait_for_read_model=wait,
     )
 
 
@@ -164,9 +230,18 @@ def tenant_reactivate(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Reactivate a suspended tenant."""
-    send(tenant, "ReactivateTenant", {}, command_id=command_id, as_json=as_json, no_wait=no_wait)
+    send(
+        tenant,
+        "ReactivateTenant",
+        {},
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+        wait_for_read_model=wait,
+    )
 
 
 @tenant_app.command("delete")
@@ -176,10 +251,19 @@ def tenant_delete(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Delete a tenant, for good."""
     payload = {} if reason is None else {"reason": reason}
-    send(tenant, "DeleteTenant", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+    send(
+        tenant,
+        "DeleteTenant",
+        payload,
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+        wait_for_read_model=wait,
+    )
 
 
 @user_app.command("register")
@@ -192,12 +276,21 @@ def user_register(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Register a user in a tenant."""
     payload: dict[str, Any] = {"user_id": user_id, "email": email, "display_name": name}
     if role:
         payload["roles"] = role
-    send(tenant, "RegisterUser", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+    send(
+        tenant,
+        "RegisterUser",
+        payload,
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+        wait_for_read_model=wait,
+    )
 
 
 @user_app.command("change-email")
@@ -208,6 +301,7 @@ def user_change_email(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Change a user's email address."""
     send(
@@ -217,6 +311,7 @@ def user_change_email(
         command_id=command_id,
         as_json=as_json,
         no_wait=no_wait,
+        wait_for_read_model=wait,
     )
 
 
@@ -228,6 +323,7 @@ def user_assign_role(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Give a user a role."""
     send(
@@ -237,6 +333,7 @@ def user_assign_role(
         command_id=command_id,
         as_json=as_json,
         no_wait=no_wait,
+        wait_for_read_model=wait,
     )
 
 
@@ -248,6 +345,7 @@ def user_revoke_role(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Take a role from a user."""
     send(
@@ -257,6 +355,7 @@ def user_revoke_role(
         command_id=command_id,
         as_json=as_json,
         no_wait=no_wait,
+        wait_for_read_model=wait,
     )
 
 
@@ -268,9 +367,18 @@ def user_deactivate(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    wait: WaitOption = False,
 ) -> None:
     """Deactivate a user, for good."""
     payload: dict[str, Any] = {"user_id": user_id}
     if reason is not None:
         payload["reason"] = reason
-    send(tenant, "DeactivateUser", payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+    send(
+        tenant,
+        "DeactivateUser",
+        payload,
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+        wait_for_read_model=wait,
+    )

@@ -7,8 +7,7 @@ The commands live on two Typer apps that ``workers/cli.py`` merges into ``acci t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,8 +19,7 @@ from workers.settings import get_settings
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from readmodels.bus import QueryBus
-    from readmodels.queries import Query
+    from readmodels.queries import Query, TenantView, UserView
 
 tenant_queries = typer.Typer(help="Tenant queries (read models).")
 user_queries = typer.Typer(help="User queries (read models).")
@@ -43,29 +41,15 @@ CursorOption = Annotated[
 UserArgument = Annotated[str, typer.Argument(help="The user id.")]
 
 
-@asynccontextmanager
-async def open_bus() -> AsyncIterator[QueryBus]:
-    """A query bus on the configured PostgreSQL and Redis."""
-    from readmodels.bus import open_query_bus
-
-    settings = get_settings()
-    async with open_query_bus(
-        settings.database_url.get_secret_value(),
-        settings.redis_url.get_secret_value(),
-        pool_max_size=2,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    ) as bus:
-        yield bus
-
-
 def answer(make_query: type[Query[Any]], as_json: bool, **fields: object) -> BaseModel:
     """Ask the query built from ``fields``; print it as JSON if asked. Errors exit with 1."""
     setup()
+    from workers.runtime import open_query_bus
 
     async def main() -> BaseModel:
         # Built here, so that a malformed query is reported like every other query error.
         query = make_query(**fields)
-        async with open_bus() as bus:
+        async with open_query_bus(get_settings(), pool_max_size=2) as bus:
             return await bus.ask(query)
 
     result = run(main())
@@ -88,6 +72,39 @@ def _fields(pairs: Sequence[tuple[str, object]]) -> None:
         typer.echo(f"{name.ljust(width)}  {value}")
 
 
+def show_tenant(view: TenantView) -> None:
+    """Print a tenant's read model, a field a line."""
+    _fields(
+        [
+            ("tenant", view.tenant_id),
+            ("name", view.name),
+            ("status", view.status),
+            ("users", view.user_count),
+            ("settings", json.dumps(view.settings)),
+            ("created", view.created_at.isoformat()),
+            ("updated", view.last_updated.isoformat()),
+            ("version", view.version),
+        ]
+    )
+
+
+def show_user(view: UserView) -> None:
+    """Print a user's read model, a field a line."""
+    _fields(
+        [
+            ("user", view.user_id),
+            ("tenant", view.tenant_id),
+            ("email", view.email),
+            ("name", view.display_name),
+            ("roles", ", ".join(view.roles)),
+            ("status", view.status),
+            ("created", view.created_at.isoformat()),
+            ("updated", view.last_updated.isoformat()),
+            ("version", view.version),
+        ]
+    )
+
+
 def _next_page(cursor: str | None) -> None:
     if cursor is not None:
         typer.echo(f"\nmore: --cursor {cursor}")
@@ -104,18 +121,7 @@ def tenant_get(
     if as_json:
         return
     assert isinstance(view, TenantView)
-    _fields(
-        [
-            ("tenant", view.tenant_id),
-            ("name", view.name),
-            ("status", view.status),
-            ("users", view.user_count),
-            ("settings", json.dumps(view.settings)),
-            ("created", view.created_at.isoformat()),
-            ("updated", view.last_updated.isoformat()),
-            ("version", view.version),
-        ]
-    )
+    show_tenant(view)
 
 
 @tenant_queries.command("list")
@@ -132,7 +138,7 @@ def tenant_list(
     consistent_with: ConsistentOption = None,
 ) -> None:
     """List tenants, a page at a time."""
-    from readmodels.queries import ListTenants, Page, TenantView
+    from readmodels.queries import ListTenants, Page
 
     page = answer(
         ListTenants,
@@ -208,19 +214,7 @@ def user_get(
     if as_json:
         return
     assert isinstance(view, UserView)
-    _fields(
-        [
-            ("user", view.user_id),
-            ("tenant", view.tenant_id),
-            ("email", view.email),
-            ("name", view.display_name),
-            ("roles", ", ".join(view.roles)),
-            ("status", view.status),
-            ("created", view.created_at.isoformat()),
-            ("updated", view.last_updated.isoformat()),
-            ("version", view.version),
-        ]
-    )
+    show_user(view)
 
 
 @user_queries.command("list")
@@ -237,7 +231,7 @@ def user_list(
     consistent_with: ConsistentOption = None,
 ) -> None:
     """List a tenant's users by email, a page at a time."""
-    from readmodels.queries import ListTenantUsers, Page, UserView
+    from readmodels.queries import ListTenantUsers, Page
 
     page = answer(
         ListTenantUsers,

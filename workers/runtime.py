@@ -14,6 +14,9 @@ from eventstore.partitions import TenantPartitions
 from eventstore.repository import AggregateRepository
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
+from readmodels import bus
+from readmodels.bus import QueryBus
+from readmodels.cache import QueryCache
 from workers.settings import Settings
 
 
@@ -53,3 +56,29 @@ async def open_event_store(
         )
         snapshots = SnapshotStore(pool, partitions=partitions)
         yield EventStoreRuntime(pool, store, snapshots, AggregateRepository(store, snapshots))
+
+
+def query_cache(settings: Settings) -> QueryCache:
+    """The Redis query cache, configured as the settings say."""
+    return QueryCache.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.cache_socket_timeout_ms / 1000,
+        ttl_seconds=settings.cache_ttl_seconds,
+        retry_after=settings.cache_retry_after_ms / 1000,
+        prefix=settings.cache_prefix,
+    )
+
+
+@asynccontextmanager
+async def open_query_bus(
+    settings: Settings, *, pool_max_size: int = 8, cached: bool = True
+) -> AsyncIterator[QueryBus]:
+    """A query bus on the configured PostgreSQL, through the Redis cache if ``cached``."""
+    async with bus.open_query_bus(
+        settings.database_url.get_secret_value(),
+        cache=query_cache(settings) if cached else None,
+        pool_max_size=pool_max_size,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        consistency_timeout=settings.query_consistency_timeout_ms / 1000,
+    ) as query_bus:
+        yield query_bus

@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     projection_idle_ms: int = Field(default=1_000, ge=10)
     projection_wake_interval_ms: int = Field(default=100, ge=0)
 
+    # Queries (DESIGN §5): how long a cached answer lives, how long Redis may take to answer
+    # before a query reads PostgreSQL instead, how long Redis is then left alone, the prefix of
+    # every cache key, and how long a read-your-writes query waits for the read models.
+    cache_ttl_seconds: float = Field(default=60.0, gt=0)
+    cache_socket_timeout_ms: int = Field(default=250, ge=1)
+    cache_retry_after_ms: int = Field(default=5_000, ge=0)
+    cache_prefix: str = Field(default="acci", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    query_consistency_timeout_ms: int = Field(default=5_000, ge=0)
+
     # The worker's Prometheus endpoint (http://host:port/metrics); port 0 turns it off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)

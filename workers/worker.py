@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -18,11 +19,12 @@ from activities.projection_activities import ProjectionActivities
 from eventstore.db import conninfo
 from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
+from readmodels.cache import QueryCache
 from readmodels.projections import Projection, default_projections
 from readmodels.runner import OnCommitted, ProjectionRunner
 from readmodels.wakeups import Appended, AppendListener, AppendNotifier
 from workers.metrics import metrics_endpoint, observe_projection
-from workers.runtime import open_event_store
+from workers.runtime import open_event_store, query_cache
 from workers.settings import Settings
 from workers.wakeups import WakeProjectionsAfterAppend
 from workflows.command import CommandWorkflow
@@ -44,9 +46,10 @@ async def running_worker(
 
     It runs commands and keeps ``projections`` (default: every projection) up to date: their
     workflows are started, or found running and sent this worker's config, once it polls.
-    ``on_committed`` is called after each projection commit with the tenants whose rows changed.
+    After each projection commit the query cache's answers about the changed tenants are
+    invalidated, then ``on_committed`` (if given) is called with those tenants.
     """
-    async with open_event_store(settings) as rt:
+    async with open_event_store(settings) as rt, query_cache(settings) as cache:
         publisher = EventPublisher(settings.rabbitmq_url.get_secret_value())
         try:
             await asyncio.to_thread(publisher.declare)
@@ -70,8 +73,14 @@ async def running_worker(
         notifier = AppendNotifier(
             rt.pool, appended, interval=settings.projection_wake_interval_ms / 1000
         )
+
+        async def committed(tenants: set[str]) -> None:
+            await cache.invalidate(tenants)
+            if on_committed is not None:
+                await on_committed(tenants)
+
         projection_activities = ProjectionActivities(
-            runners=[ProjectionRunner(p, rt.store, on_committed=on_committed) for p in projections],
+            runners=[ProjectionRunner(p, rt.store, on_committed=committed) for p in projections],
             appended=appended,
             on_report=observe_projection,
         )
@@ -95,7 +104,11 @@ async def running_worker(
         )
         try:
             with metrics_endpoint(settings.metrics_host, settings.metrics_port):
-                async with AppendListener(listen_conninfo, appended), worker:
+                async with (
+                    AppendListener(listen_conninfo, appended),
+                    _flushing(cache),
+                    worker,
+                ):
                     await start_projections(
                         client,
                         [projection_config(settings, p) for p in projections],
@@ -118,6 +131,25 @@ async def running_worker(
             await notifier.aclose()
             await asyncio.to_thread(publisher.close)
             log.info("worker stopped", extra={"task_queue": settings.task_queue})
+
+
+@asynccontextmanager
+async def _flushing(cache: QueryCache) -> AsyncIterator[None]:
+    # Invalidations that Redis missed during an outage are sent as soon as it answers again
+    # (the cache's retry_after allowing), not only with the next commit: other processes read
+    # the cache meanwhile. flush() costs nothing while nothing is pending.
+    async def flush_forever() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await cache.flush()
+
+    task = asyncio.create_task(flush_forever(), name="query-cache-flush")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def projection_config(settings: Settings, projection: Projection) -> ProjectionConfig:
