@@ -18,11 +18,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 import pydantic
 from prometheus_client import Counter, Gauge
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -58,6 +60,62 @@ GLOBAL_SCOPE: Final = "*"
 _ENTRY_FORMAT: Final = 1
 
 _REDIS_FAILURES: Final = (RedisError, OSError)
+
+# A generation key lives a day: when it expires (or Redis loses it), it starts again from the
+# clock (see _seed), above every value it had, so entries under the old one are never read again.
+_GENERATION_TTL_MS: Final = 86_400_000
+
+# KEYS: the scope's generation key, the stats hash. ARGV: a seed for a missing generation, its
+# TTL, the entry key's head and tail (the generation goes between), the query type, 1 if the
+# cached answer is not wanted. Returns {generation} or {generation, cached answer}, and counts
+# the hit or miss in the hash, which every process using this Redis shares.
+_LOOKUP: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+local generation = redis.call('GET', KEYS[1])
+if ARGV[6] == '1' then
+  return {generation}
+end
+local answer = redis.call('GET', ARGV[3] .. generation .. ARGV[4])
+if answer then
+  redis.call('HINCRBY', KEYS[2], 'hits:' .. ARGV[5], 1)
+  return {generation, answer}
+end
+redis.call('HINCRBY', KEYS[2], 'misses:' .. ARGV[5], 1)
+return {generation}
+"""
+
+
+def stats_key(prefix: str) -> str:
+    """The Redis hash in which every process counts its hits (``hits:<query>``) and misses."""
+    return f"{prefix}:stats"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """Hits and misses of one query type, counted in Redis by every process that asked."""
+
+    query: str
+    hits: int
+    misses: int
+
+    @property
+    def ratio(self) -> float:
+        """hits / (hits + misses), 0 before the first lookup."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+def shared_stats(redis: SyncRedis, prefix: str) -> list[CacheStats]:
+    """Every query type's hits and misses from the shared hash, by query type."""
+    counts: dict[str, dict[str, int]] = {}
+    fields = cast(dict[bytes, bytes], redis.hgetall(stats_key(prefix)))
+    for field, value in fields.items():
+        kind, _, query = field.decode().partition(":")
+        counts.setdefault(query, {})[kind] = int(value)
+    return [
+        CacheStats(query, c.get("hits", 0), c.get("misses", 0))
+        for query, c in sorted(counts.items())
+    ]
 
 
 class _Tally:
@@ -104,6 +162,8 @@ class QueryCache:
         # Scopes whose invalidation has not reached Redis yet; nothing is served from the cache
         # by this process until it has.
         self._pending: set[str] = set()
+        self._stats_key = stats_key(prefix)
+        self._lookup_script = redis.register_script(_LOOKUP)
         CACHE_AVAILABLE.set(1)  # until Redis fails to answer
 
     @classmethod
@@ -198,15 +258,22 @@ class QueryCache:
         if not self._may_try():
             return None, None
         name = type(query).__name__
+        scope = query.tenant_scope or GLOBAL_SCOPE
+        head, tail = self._entry_key_parts(query, scope)
         try:
             if self._pending:
                 await self._send_pending()
-            key = self._entry_key(query, await self._generation(query.tenant_scope))
-            raw = None if fresh else await self._redis.get(key)
+            # One round trip: the scope's generation, the entry under it, and the tally.
+            reply = await self._lookup_script(
+                keys=[self._generation_key(scope), self._stats_key],
+                args=[_seed(), _GENERATION_TTL_MS, head, tail, name, int(fresh)],
+            )
         except _REDIS_FAILURES as e:
             self._failed("get", e)
             return None, None
         self._succeeded()
+        key = f"{head}{int(reply[0])}{tail}"
+        raw = reply[1] if len(reply) > 1 else None
         if fresh:
             return key, None
         if raw is not None:
@@ -232,35 +299,27 @@ class QueryCache:
         else:
             self._succeeded()
 
-    async def _generation(self, scope: str | None) -> int:
-        key = self._generation_key(scope)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(key, _seed(), nx=True)
-            pipe.get(key)
-            _, value = await pipe.execute()
-        return int(value)
-
     async def _send_pending(self) -> None:
         scopes = set(self._pending)
         async with self._redis.pipeline(transaction=True) as pipe:
             for scope in sorted(scopes):
                 key = self._generation_key(scope)
-                pipe.set(key, _seed(), nx=True)
+                pipe.set(key, _seed(), nx=True, px=_GENERATION_TTL_MS)
                 pipe.incr(key)
             await pipe.execute()
         self._pending -= scopes
 
-    def _generation_key(self, scope: str | None) -> str:
-        return f"{self._prefix}:gen:{scope or GLOBAL_SCOPE}"
+    def _generation_key(self, scope: str) -> str:
+        return f"{self._prefix}:gen:{scope}"
 
-    def _entry_key(self, query: Query[Any], generation: int) -> str:
-        scope = query.tenant_scope or GLOBAL_SCOPE
-        # The same question always has the same key; whether it waits for a position does not
-        # change the answer, so consistent_with is not part of it.
+    def _entry_key_parts(self, query: Query[Any], scope: str) -> tuple[str, str]:
+        # An entry's key is head + generation + tail. The same question always has the same
+        # key; whether it waits for a position does not change the answer, so consistent_with
+        # is not part of it.
         text = query.model_dump_json(exclude={"consistent_with"})
         digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
         name = type(query).__name__
-        return f"{self._prefix}:q{_ENTRY_FORMAT}:{scope}:{generation}:{name}:{digest}"
+        return f"{self._prefix}:q{_ENTRY_FORMAT}:{scope}:", f":{name}:{digest}"
 
     def _may_try(self) -> bool:
         return time.monotonic() >= self._skip_until

@@ -24,7 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The event-store database.", no_args_is_help=True)
+cache_app = typer.Typer(help="The Redis query cache.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(cache_app, name="cache")
 tenant_app.add_typer(tenant_queries)
 user_app.add_typer(user_queries)
 app.add_typer(tenant_app, name="tenant")
@@ -73,6 +75,35 @@ def db_migrate() -> None:
             typer.echo("the schema is up to date")
 
     run(main())
+
+
+@cache_app.command("stats")
+def cache_stats(as_json: JsonOption = False) -> None:
+    """Hits, misses and hit ratio of the query cache, counted by every process using it."""
+    setup()
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from readmodels.cache import shared_stats
+
+    settings = get_settings()
+    try:
+        with Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2) as redis:
+            stats = shared_stats(redis, settings.cache_prefix)
+    except (RedisError, OSError) as e:
+        typer.echo(f"error (unavailable): Redis did not answer: {e}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        rows = [
+            {"query": s.query, "hits": s.hits, "misses": s.misses, "hit_ratio": s.ratio}
+            for s in stats
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not stats:
+        typer.echo("no queries asked yet")
+    for s in stats:
+        typer.echo(f"{s.query:<20} hits {s.hits:>8}  misses {s.misses:>8}  ratio {s.ratio:6.1%}")
 
 
 @app.command("events")

@@ -23,7 +23,7 @@ from readmodels.cache import QueryCache
 from readmodels.projections import Projection, default_projections
 from readmodels.runner import OnCommitted, ProjectionRunner
 from readmodels.wakeups import Appended, AppendListener, AppendNotifier
-from workers.metrics import metrics_endpoint, observe_projection
+from workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
 from workers.runtime import open_event_store, query_cache
 from workers.settings import Settings
 from workers.wakeups import WakeProjectionsAfterAppend
@@ -103,7 +103,10 @@ async def running_worker(
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
         try:
-            with metrics_endpoint(settings.metrics_host, settings.metrics_port):
+            with (
+                shared_cache_stats(settings.redis_url.get_secret_value(), settings.cache_prefix),
+                metrics_endpoint(settings.metrics_host, settings.metrics_port),
+            ):
                 async with (
                     AppendListener(listen_conninfo, appended),
                     _flushing(cache),

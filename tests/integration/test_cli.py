@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import redis
 
 from activities.commands import CommandHandler
 from domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 from tests.conftest import drop_database
+from tests.integration.query_rows import REDIS_URL
 
 ACCI = str(Path(sys.executable).with_name("acci"))
 
@@ -115,3 +117,29 @@ def test_check_services_names_the_one_that_is_down(fresh_url: str) -> None:
     assert out.returncode == 2
     assert "DOWN PostgreSQL" in out.stdout
     assert "docker compose up -d postgres redis rabbitmq" in out.stderr
+
+
+def test_cache_stats_shows_the_tally_every_process_keeps_in_redis(fresh_url: str) -> None:
+    prefix = f"acci-test-{uuid.uuid4().hex[:12]}"
+    env = {**os.environ, "ACCI_DATABASE_URL": fresh_url, "ACCI_CACHE_PREFIX": prefix}
+    with redis.Redis.from_url(REDIS_URL) as client:
+        client.hset(f"{prefix}:stats", mapping={"hits:ListTenants": 3, "misses:ListTenants": 1})
+        try:
+            shown = subprocess.run(
+                [ACCI, "cache", "stats", "--json"], env=env, capture_output=True, text=True
+            )
+        finally:
+            client.delete(f"{prefix}:stats")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == [
+        {"query": "ListTenants", "hits": 3, "misses": 1, "hit_ratio": 0.75}
+    ]
+
+    down = subprocess.run(
+        [ACCI, "cache", "stats"],
+        env={**env, "ACCI_REDIS_URL": "redis://127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+    )
+    assert down.returncode == 1
+    assert "error (unavailable): Redis did not answer" in down.stderr

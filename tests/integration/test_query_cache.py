@@ -20,7 +20,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from eventstore.records import Position
 from readmodels.bus import QueryBus, build_query_bus
-from readmodels.cache import QueryCache
+from readmodels.cache import CacheStats, QueryCache, shared_stats
 from readmodels.handlers import ReadModelQueries
 from readmodels.queries import (
     GetTenantActivity,
@@ -42,6 +42,7 @@ from tests.integration.query_rows import (
     set_checkpoint,
 )
 from tests.workflows.conftest import eventually
+from workers.metrics import SharedCacheStats
 
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 
@@ -126,6 +127,38 @@ async def test_hit_and_miss_counters_and_the_hit_ratio_move(
     assert (total("acci_cache_hits"), total("acci_cache_misses")) == (hits + 2, misses + 1)
     ratio = sample("acci_cache_hit_ratio")
     assert ratio == pytest.approx((hits + 2) / (hits + misses + 3))
+
+
+async def test_every_process_counts_its_hits_and_misses_in_one_shared_tally(
+    bus: QueryBus, read_models: AsyncConnectionPool, prefix: str
+) -> None:
+    tenant = new_id()
+    await put_tenant(read_models, tenant, name="Shared")
+    query = GetTenantDetails(tenant_id=tenant)
+    # A second cache on the same prefix stands for another process (a CLI query, say).
+    async with QueryCache.from_url(REDIS_URL, prefix=prefix) as other_cache:
+        other = build_query_bus(read_models, cache=other_cache)
+        await bus.ask(query)  # miss
+        await other.ask(query)  # hit
+        await other.ask(query)  # hit
+        await set_checkpoint(read_models, "tenants", Position(1, 1))
+        await other.ask(query.model_copy(update={"consistent_with": Position(1, 1)}))  # bypass
+
+    with redis.Redis.from_url(REDIS_URL) as client:
+        assert shared_stats(client, prefix) == [CacheStats("GetTenantDetails", hits=2, misses=1)]
+        collector = SharedCacheStats(REDIS_URL, prefix)
+        families = {f.name: f for f in collector.collect()}
+        collector.close()
+    samples = {(s.name, s.labels["query"]): s.value for f in families.values() for s in f.samples}
+    assert samples[("acci_cache_shared_hits_total", "GetTenantDetails")] == 2
+    assert samples[("acci_cache_shared_misses_total", "GetTenantDetails")] == 1
+    assert samples[("acci_cache_shared_hit_ratio", "GetTenantDetails")] == pytest.approx(2 / 3)
+
+
+def test_the_shared_tally_is_left_out_of_the_metrics_while_redis_is_down() -> None:
+    collector = SharedCacheStats(UNREACHABLE_REDIS_URL, "acci-test-down")
+    assert list(collector.collect()) == []
+    collector.close()
 
 
 async def test_after_invalidate_no_query_about_the_tenant_returns_an_old_answer(
