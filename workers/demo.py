@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any, Final
 
+from prometheus_client import REGISTRY
 from temporalio.client import Client
 
 from domain import Tenant
 from domain.errors import CommandError
-from workers.runtime import open_event_store
+from eventstore.records import Position
+from readmodels.queries import GetTenantActivity, GetTenantDetails, ListTenantUsers
+from workers.runtime import open_event_store, open_query_bus
 from workers.settings import Settings
 from workers.temporal_client import command_result, start_command
 from workflows.models import CommandInput
@@ -34,6 +38,9 @@ class _Scenario:
     def __init__(self, client: Client, task_queue: str) -> None:
         self._client = client
         self._task_queue = task_queue
+        # The furthest position a command of this run stored (or re-sent): what the read
+        # models must have passed before the scenario reads them.
+        self.position: Position | None = None
 
     async def send(self, key: str, tenant: str, command_type: str, /, **payload: Any) -> bool:
         command = CommandInput(
@@ -51,6 +58,9 @@ class _Scenario:
             _say(f"  {label} REJECTED ({e.code}): {e}")
             return False
         again = "  [re-sent: first result]" if sent.resent or result.duplicate else ""
+        if result.position is not None:
+            position = Position.parse(result.position)
+            self.position = max(position, self.position or position)
         if not result.event_ids:
             _say(f"  {label} no change{again}")
         else:
@@ -123,6 +133,9 @@ async def run_demo(settings: Settings, client: Client, *, ui_url: str | None = N
             f" now (v{now.version}): {now.state.status}"
         )
 
+    _say("\n6. The read models, read-your-writes: asked at the last command's position")
+    await _read_models(settings, s.position)
+
     _say("\nLook around:")
     if ui_url:
         _say(f"  Temporal Web UI     {ui_url}/namespaces/{settings.temporal_namespace}/workflows")
@@ -132,5 +145,42 @@ async def run_demo(settings: Settings, client: Client, *, ui_url: str | None = N
     )
     _say(f"  the audit trail     acci events {ACME} --tenant {ACME}")
     _say(f"  a user's state      acci aggregate alice --tenant {ACME}")
+    _say(f"  the read models     acci tenant list; acci user list --tenant {ACME}")
+    _say("  the projections     acci projections status; acci cache stats")
+    if settings.metrics_port:
+        _say(
+            f"  metrics             http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        )
     _say(f"  the event store     {_PSQL_HINT}")
     _say("  RabbitMQ            exchange acci.events, routing keys <tenant>.<aggregate>.<event>")
+
+
+async def _read_models(settings: Settings, position: Position | None) -> None:
+    tenant = GetTenantDetails(tenant_id=ACME, consistent_with=position)
+    async with open_query_bus(settings, pool_max_size=2) as bus:
+        started = time.perf_counter()
+        acme = await bus.ask(tenant)
+        waited = time.perf_counter() - started
+        _say(
+            f"  {acme.tenant_id:<12} {acme.name!r}, {acme.status}, {acme.user_count} users"
+            f"  (answered once the read model had passed {position}: {waited * 1000:.0f} ms)"
+        )
+        users = await bus.ask(ListTenantUsers(tenant_id=ACME, consistent_with=position))
+        for user in users.items:
+            _say(f"  {'':<12} {user.user_id:<6} {user.email:<20} {', '.join(user.roles) or '-'}")
+        activity = await bus.ask(GetTenantActivity(tenant_id=ACME, consistent_with=position))
+        counts = ", ".join(f"{a.event_type} {a.event_count}" for a in activity.event_types)
+        _say(f"  {'':<12} activity: {counts}")
+        # The same question without a position, twice: the second is answered from Redis.
+        for attempt in ("asked without a position", "and again"):
+            hits = _cache_hits("GetTenantDetails")
+            started = time.perf_counter()
+            await bus.ask(tenant.model_copy(update={"consistent_with": None}))
+            took = (time.perf_counter() - started) * 1000
+            source = "the Redis cache" if _cache_hits("GetTenantDetails") > hits else "PostgreSQL"
+            _say(f"  {attempt}: {took:.1f} ms, from {source}")
+    _say("  (each projection commit invalidates the cached answers about the tenants it changed)")
+
+
+def _cache_hits(query: str) -> float:
+    return REGISTRY.get_sample_value("acci_cache_hits_total", {"query": query}) or 0.0
