@@ -1,10 +1,12 @@
 """Cache-aside for query answers in Redis, invalidated by bumping generation counters.
 
-Every cached answer's key carries the current *generation* of its scope: the tenant's
-(``<prefix>:gen:<tenant>``) for a tenant's queries, the global one (``<prefix>:gen:*``) for lists
-that span tenants. Invalidation increments generations instead of deleting keys. A reader reads
-the generation *before* it reads PostgreSQL and writes its answer under that generation; if a
-change was committed and invalidated in between, the (old) answer lands under a generation that
+Every cached answer's key carries the current *generations* of what it was read from: for each
+projection (read model) the query reads, the generation of the tenant's rows in it
+(``<prefix>:gen:<projection>:<tenant>``), or of the whole read model (``…:<projection>:*``) for
+lists that span tenants. After a projection commits, the generations of the tenants it changed,
+and its global one, are incremented; answers read from other read models stay cached. Readers
+read the generations *before* they read PostgreSQL and write their answer under them; if a
+change was committed and invalidated in between, the (old) answer lands under generations that
 nobody reads any more. Deleting keys instead would let exactly that slow reader re-populate the
 old value after the delete. Old generations' entries simply expire with their TTL.
 
@@ -65,23 +67,29 @@ _REDIS_FAILURES: Final = (RedisError, OSError)
 # clock (see _seed), above every value it had, so entries under the old one are never read again.
 _GENERATION_TTL_MS: Final = 86_400_000
 
-# KEYS: the scope's generation key, the stats hash. ARGV: a seed for a missing generation, its
-# TTL, the entry key's head and tail (the generation goes between), the query type, 1 if the
-# cached answer is not wanted. Returns {generation} or {generation, cached answer}, and counts
-# the hit or miss in the hash, which every process using this Redis shares.
+# KEYS: the generation keys of the query's projections in its scope, then the stats hash.
+# ARGV: a seed for a missing generation, its TTL, the entry key's head and tail (the generations
+# go between, joined by '.'), the query type, 1 if the cached answer is not wanted. Returns
+# {generations} or {generations, cached answer}, and counts the hit or miss in the hash, which
+# every process using this Redis shares.
 _LOOKUP: Final = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-local generation = redis.call('GET', KEYS[1])
+local generations = {}
+for i = 1, #KEYS - 1 do
+  redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2])
+  generations[i] = redis.call('GET', KEYS[i])
+end
+local joined = table.concat(generations, '.')
 if ARGV[6] == '1' then
-  return {generation}
+  return {joined}
 end
-local answer = redis.call('GET', ARGV[3] .. generation .. ARGV[4])
+local answer = redis.call('GET', ARGV[3] .. joined .. ARGV[4])
+local stats = KEYS[#KEYS]
 if answer then
-  redis.call('HINCRBY', KEYS[2], 'hits:' .. ARGV[5], 1)
-  return {generation, answer}
+  redis.call('HINCRBY', stats, 'hits:' .. ARGV[5], 1)
+  return {joined, answer}
 end
-redis.call('HINCRBY', KEYS[2], 'misses:' .. ARGV[5], 1)
-return {generation}
+redis.call('HINCRBY', stats, 'misses:' .. ARGV[5], 1)
+return {joined}
 """
 
 
@@ -159,9 +167,9 @@ class QueryCache:
         # Circuit breaker: after a failure Redis is not asked again before this (monotonic) time.
         self._skip_until = 0.0
         self._down_since: float | None = None
-        # Scopes whose invalidation has not reached Redis yet; nothing is served from the cache
-        # by this process until it has.
-        self._pending: set[str] = set()
+        # (projection, scope) pairs whose invalidation has not reached Redis yet; nothing is
+        # served from the cache by this process until it has.
+        self._pending: set[tuple[str, str]] = set()
         self._stats_key = stats_key(prefix)
         self._lookup_script = redis.register_script(_LOOKUP)
         CACHE_AVAILABLE.set(1)  # until Redis fails to answer
@@ -222,14 +230,15 @@ class QueryCache:
             await self._store(key, result)
         return result
 
-    async def invalidate(self, tenant_ids: Iterable[str]) -> None:
-        """Make every cached answer about these tenants, and every cross-tenant one, unreachable.
+    async def invalidate(self, projection: str, tenant_ids: Iterable[str]) -> None:
+        """Make every cached answer read from ``projection`` about these tenants, and every
+        cross-tenant one read from it, unreachable.
 
         Call it after the change is committed. It never raises: if Redis does not answer, the
         invalidation is kept and sent before this process serves anything from the cache again.
         """
-        self._pending.update(tenant_ids)
-        self._pending.add(GLOBAL_SCOPE)
+        self._pending.update((projection, tenant) for tenant in tenant_ids)
+        self._pending.add((projection, GLOBAL_SCOPE))
         await self.flush()
 
     @property
@@ -260,19 +269,20 @@ class QueryCache:
         name = type(query).__name__
         scope = query.tenant_scope or GLOBAL_SCOPE
         head, tail = self._entry_key_parts(query, scope)
+        generations = [self._generation_key(p, scope) for p in query.projections]
         try:
             if self._pending:
                 await self._send_pending()
-            # One round trip: the scope's generation, the entry under it, and the tally.
+            # One round trip: the generations, the entry under them, and the tally.
             reply = await self._lookup_script(
-                keys=[self._generation_key(scope), self._stats_key],
+                keys=[*generations, self._stats_key],
                 args=[_seed(), _GENERATION_TTL_MS, head, tail, name, int(fresh)],
             )
         except _REDIS_FAILURES as e:
             self._failed("get", e)
             return None, None
         self._succeeded()
-        key = f"{head}{int(reply[0])}{tail}"
+        key = f"{head}{reply[0].decode()}{tail}"
         raw = reply[1] if len(reply) > 1 else None
         if fresh:
             return key, None
@@ -300,17 +310,17 @@ class QueryCache:
             self._succeeded()
 
     async def _send_pending(self) -> None:
-        scopes = set(self._pending)
+        pending = set(self._pending)
         async with self._redis.pipeline(transaction=True) as pipe:
-            for scope in sorted(scopes):
-                key = self._generation_key(scope)
+            for projection, scope in sorted(pending):
+                key = self._generation_key(projection, scope)
                 pipe.set(key, _seed(), nx=True, px=_GENERATION_TTL_MS)
                 pipe.incr(key)
             await pipe.execute()
-        self._pending -= scopes
+        self._pending -= pending
 
-    def _generation_key(self, scope: str) -> str:
-        return f"{self._prefix}:gen:{scope}"
+    def _generation_key(self, projection: str, scope: str) -> str:
+        return f"{self._prefix}:gen:{projection}:{scope}"
 
     def _entry_key_parts(self, query: Query[Any], scope: str) -> tuple[str, str]:
         # An entry's key is head + generation + tail. The same question always has the same

@@ -74,13 +74,18 @@ async def running_worker(
             rt.pool, appended, interval=settings.projection_wake_interval_ms / 1000
         )
 
-        async def committed(tenants: set[str]) -> None:
-            await cache.invalidate(tenants)
-            if on_committed is not None:
-                await on_committed(tenants)
+        def committed(projection: str) -> OnCommitted:
+            async def invalidate(tenants: set[str]) -> None:
+                await cache.invalidate(projection, tenants)
+                if on_committed is not None:
+                    await on_committed(tenants)
+
+            return invalidate
 
         projection_activities = ProjectionActivities(
-            runners=[ProjectionRunner(p, rt.store, on_committed=committed) for p in projections],
+            runners=[
+                ProjectionRunner(p, rt.store, on_committed=committed(p.name)) for p in projections
+            ],
             appended=appended,
             on_report=observe_projection,
         )

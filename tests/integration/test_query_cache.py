@@ -181,7 +181,8 @@ async def test_after_invalidate_no_query_about_the_tenant_returns_an_old_answer(
     await put_user(read_models, tenant, "u-1", email="new@x.io", roles=["admin"])
     await put_activity(read_models, tenant, "UserRegistered", 2, at(2))
     assert [await bus.ask(q) for q in questions] == before  # cached
-    await cache.invalidate([tenant])
+    for projection in ("tenants", "users", "tenant_activity"):
+        await cache.invalidate(projection, [tenant])
 
     details, tenants, user, users, activity = [await bus.ask(q) for q in questions]
     assert isinstance(details, TenantView)
@@ -192,6 +193,26 @@ async def test_after_invalidate_no_query_about_the_tenant_returns_an_old_answer(
     assert activity.total_events == 2
 
 
+async def test_a_projection_invalidates_only_answers_read_from_its_own_read_model(
+    bus: QueryBus, cache: QueryCache, read_models: AsyncConnectionPool
+) -> None:
+    tenant = new_id()
+    await put_tenant(read_models, tenant, name="Old")
+    await put_user(read_models, tenant, "u-1", email="old@x.io")
+    details, user = GetTenantDetails(tenant_id=tenant), GetUser(tenant_id=tenant, user_id="u-1")
+    await bus.ask(details)
+    await bus.ask(user)
+
+    await put_tenant(read_models, tenant, name="New")
+    await put_user(read_models, tenant, "u-1", email="new@x.io")
+    await cache.invalidate("tenants", [tenant])
+
+    assert (await bus.ask(details)).name == "New"
+    assert (await bus.ask(user)).email == "old@x.io"  # the users read model did not commit
+    await cache.invalidate("users", [tenant])
+    assert (await bus.ask(user)).email == "new@x.io"
+
+
 async def test_invalidating_one_tenant_keeps_the_other_tenants_answers_cached(
     bus: QueryBus, cache: QueryCache, read_models: AsyncConnectionPool
 ) -> None:
@@ -199,7 +220,7 @@ async def test_invalidating_one_tenant_keeps_the_other_tenants_answers_cached(
     for tenant in (changed, untouched):
         await put_tenant(read_models, tenant)
         await bus.ask(GetTenantDetails(tenant_id=tenant))
-    await cache.invalidate([changed])
+    await cache.invalidate("tenants", [changed])
 
     hits = sample("acci_cache_hits_total", query="GetTenantDetails")
     misses = sample("acci_cache_misses_total", query="GetTenantDetails")
@@ -232,7 +253,7 @@ async def test_a_reader_that_read_before_a_change_cannot_bring_the_old_answer_ba
     await asyncio.wait_for(has_read.wait(), timeout=5)
     # ... while the projection commits the change and invalidates ...
     await put_tenant(read_models, tenant, name="New")
-    await cache.invalidate([tenant])
+    await cache.invalidate("tenants", [tenant])
     # ... and only then does the slow reader write its old answer into the cache.
     may_write.set()
     assert (await asyncio.wait_for(slow, timeout=5)).name == "Old"
@@ -297,7 +318,7 @@ async def test_with_redis_unreachable_queries_read_postgres_and_say_so_once(
         for i in range(10):
             await put_tenant(read_models, tenant, name=f"Name {i}")
             assert (await bus.ask(GetTenantDetails(tenant_id=tenant))).name == f"Name {i}"
-        await dead.invalidate([tenant])  # does not raise
+        await dead.invalidate("tenants", [tenant])  # does not raise
         elapsed = time.monotonic() - started
 
     assert not dead.available
@@ -381,7 +402,7 @@ async def test_a_lost_invalidation_is_sent_before_the_cache_answers_again(
             assert (await projector.get_or_load(query, load)).name == "Old"
             proxy.cut()
             await put_tenant(read_models, tenant, name="New")
-            await projector.invalidate([tenant])  # cannot reach Redis; does not raise
+            await projector.invalidate("tenants", [tenant])  # cannot reach Redis; does not raise
             assert not projector.available
             # Another process still gets the old answer: the invalidation has not arrived.
             assert (await elsewhere.get_or_load(query, load)).name == "Old"
@@ -476,7 +497,7 @@ async def test_queries_keep_answering_while_redis_restarts(
         await put_tenant(read_models, tenant, name="Two")
         for _ in range(5):
             assert (await bus.ask(query)).name == "Two"  # from PostgreSQL
-        await cache.invalidate([tenant])
+        await cache.invalidate("tenants", [tenant])
         assert not cache.available
         assert total("acci_cache_errors") > errors
         assert len(_outage_warnings(caplog)) == 1
