@@ -59,10 +59,12 @@ _ACTION_RETRY: Final = RetryPolicy(
 )
 # The batch is a regular activity: it long-polls for appends, and a local activity that long
 # would hold the workflow task open (queries and updates would wait for it). It heartbeats
-# after every batch, so a lost worker's batch is retried within the heartbeat timeout; the
-# checkpoint makes a re-run (or a zombie racing it) apply nothing twice.
+# after every batch and every few seconds while it waits, so a killed worker's batch is retried
+# (by a restarted worker, or another one) within the heartbeat timeout; the checkpoint makes a
+# re-run (or a zombie racing it) apply nothing twice, so a slow batch timing out costs only
+# wasted work.
 _BATCH_BUDGET: Final = timedelta(seconds=120)
-_HEARTBEAT_TIMEOUT: Final = timedelta(seconds=30)
+_HEARTBEAT_TIMEOUT: Final = timedelta(seconds=12)
 # Operator actions are short: local activities, no server round trip.
 _ACTION_TIMEOUT: Final = timedelta(seconds=30)
 

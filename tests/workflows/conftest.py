@@ -22,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from eventstore.messages import EXCHANGE
+from tests.integration.query_rows import delete_keys
 from workers.devserver import temporal_binary
 from workers.settings import Settings
 from workers.worker import running_worker
@@ -76,15 +77,19 @@ def temporal_address(temporal_env: WorkflowEnvironment) -> str:
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str, temporal_address: str) -> Settings:
-    """Settings of a worker of this module: its own database and task queue."""
-    return Settings(
+def settings(database_url: str, temporal_address: str) -> Iterator[Settings]:
+    """Settings of a worker of this module: its own database, task queue and cache keys."""
+    settings = Settings(
         database_url=database_url,  # type: ignore[arg-type]
         temporal_address=temporal_address,
         task_queue=f"acci-test-{uuid.uuid4().hex[:8]}",
         rabbitmq_url=RABBITMQ_URL,  # type: ignore[arg-type]
         db_pool_max_size=30,
+        # Modules reuse tenant ids in databases of their own: not in one cache namespace.
+        cache_prefix=f"acci-test-{uuid.uuid4().hex[:12]}",
     )
+    yield settings
+    delete_keys(settings.cache_prefix)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -102,6 +107,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ACCI_TEMPORAL_ADDRESS": settings.temporal_address,
         "ACCI_TASK_QUEUE": settings.task_queue,
         "ACCI_RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
+        "ACCI_CACHE_PREFIX": settings.cache_prefix,
     }
 
 
