@@ -68,10 +68,25 @@ _STREAM_VERSION: Final = (
 )
 
 # Gap-free global order (DESIGN §4): only rows of transactions older than every transaction
-# still open are read, in (transaction_id, global_position) order. An open transaction holds
-# the reader back until it commits or aborts, so a late commit is delivered late, never
-# skipped, and no lock serialises the writers.
-_VISIBLE: Final = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+# still open that could have written them are read, in (transaction_id, global_position) order.
+# An open transaction holds the reader back until it commits or aborts, so a late commit is
+# delivered late, never skipped, and no lock serialises the writers.
+#
+# The horizon is the oldest transaction open in the statement's snapshot, leaving out those
+# seen running in *another database* (a session never changes database, so they cannot have
+# written these rows): a long write transaction elsewhere on the server does not stall the
+# readers. Anything not positively seen elsewhere counts (one that ended between the snapshot
+# and the look at pg_stat_activity, a prepared transaction, a subtransaction), so the horizon
+# can only be lower than it needs to be, never higher. backend_xid is a 32-bit xid: open ones
+# are within 2^31 of each other, so their low 32 bits tell them apart.
+HORIZON: Final = (
+    "coalesce((SELECT min(open.xid) FROM pg_snapshot_xip(pg_current_snapshot()) AS open(xid)"
+    " WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a"
+    " WHERE a.datname <> current_database()"
+    " AND a.backend_xid::text::bigint = (open.xid::text::bigint & 4294967295))),"
+    " pg_snapshot_xmax(pg_current_snapshot()))"
+)
+_VISIBLE: Final = "transaction_id < " + HORIZON
 
 
 def _read_all_query(*, by_tenant: bool, by_type: bool) -> str:

@@ -14,6 +14,7 @@ from eventstore.errors import EventStoreValidationError
 from eventstore.partitions import partition_name
 from eventstore.records import START, Position, RecordedEvent
 from eventstore.store import EventStore
+from tests.conftest import SERVER_URL
 from tests.integration.events import counted, noted
 
 
@@ -200,3 +201,35 @@ async def test_tailing_reader_sees_every_event_exactly_once_despite_a_late_commi
     assert [e.position for e in seen] == sorted(e.position for e in seen)
     # The scenario is real: ordering by global_position alone skipped the late event.
     assert late_event not in naive_seen
+
+
+async def test_an_open_write_transaction_elsewhere_on_the_server_does_not_hold_readers_back(
+    test_store: EventStore, database_url: str
+) -> None:
+    start = await test_store.head()
+    # A write transaction in another database of the same server, open throughout.
+    async with await psycopg.AsyncConnection.connect(SERVER_URL) as elsewhere:
+        await elsewhere.execute("SELECT pg_current_xact_id()")  # takes a transaction id
+        appended = await test_store.append(
+            "t-read", new_id(), "Note", [noted("x")], command_id=uuid.uuid4()
+        )
+        assert [e.event_id for e in await read_everything(test_store, start)] == list(
+            appended.event_ids
+        )
+        await elsewhere.rollback()
+
+
+async def test_an_open_write_transaction_in_this_database_holds_readers_back_until_it_ends(
+    test_store: EventStore, database_url: str
+) -> None:
+    start = await test_store.head()
+    async with await psycopg.AsyncConnection.connect(database_url) as here:
+        await here.execute("SELECT pg_current_xact_id()")  # could be about to append
+        appended = await test_store.append(
+            "t-read", new_id(), "Note", [noted("y")], command_id=uuid.uuid4()
+        )
+        assert await read_everything(test_store, start) == []
+        await here.rollback()
+    assert [e.event_id for e in await read_everything(test_store, start)] == list(
+        appended.event_ids
+    )
