@@ -24,11 +24,6 @@ _SELECT: Final = (
 )
 _GET: Final = _SELECT + " WHERE projection = %s"
 _ALL: Final = _SELECT + " ORDER BY projection"
-# Locks the row only if it is still where the caller read it: a second runner of the same
-# projection (a retried activity racing a stale one) finds nothing and applies nothing.
-_LOCK_AT: Final = (
-    _SELECT + " WHERE projection = %s AND transaction_id = %s AND global_position = %s FOR UPDATE"
-)
 _LOCK: Final = _GET + " FOR UPDATE"
 _MOVE: Final = (
     "UPDATE read_models.checkpoints SET transaction_id = %s, global_position = %s,"
@@ -111,15 +106,24 @@ class CheckpointStore:
     async def start_lock_at(
         conn: AsyncConnection[Any], projection: str, checkpoint: Checkpoint
     ) -> AsyncCursor[Any]:
-        """Lock the checkpoint if it is still where ``checkpoint`` says (in pipeline mode the
-        answer comes with the next sync): read it with ``locked``."""
-        return await conn.execute(_LOCK_AT, (projection, *checkpoint.position))
+        """Lock the checkpoint, to go on only if it is still where ``checkpoint`` says (in
+        pipeline mode the answer comes with the next sync): read it with ``locked``.
+
+        A second runner of the same projection (a retried activity racing a stale one) finds
+        it moved and applies nothing. The row is locked wherever it is, waiting for a
+        transaction that holds it, and compared after: a position in the WHERE clause would be
+        tested against the row as last committed, and not wait for a transaction that is moving
+        it to exactly that position (the next batch of a pipelined catch-up).
+        """
+        return await conn.execute(_LOCK, (projection,))
 
     @staticmethod
-    async def locked(cursor: AsyncCursor[Any]) -> Checkpoint | None:
-        """The checkpoint ``start_lock_at`` locked; None if it had moved."""
+    async def locked(cursor: AsyncCursor[Any], checkpoint: Checkpoint) -> Checkpoint | None:
+        """The checkpoint ``start_lock_at`` locked; None if it was not where ``checkpoint``
+        says."""
         row = await cursor.fetchone()
-        return _checkpoint(row) if row else None
+        found = _checkpoint(row) if row else None
+        return found if found is not None and found.position == checkpoint.position else None
 
     @staticmethod
     async def lock(conn: AsyncConnection[Any], projection: str) -> Checkpoint:

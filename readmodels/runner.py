@@ -15,6 +15,7 @@ dead-letter table and pauses the projection or moves past it, as the policy says
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from psycopg import AsyncConnection, AsyncCursor, sql
 from domain.errors import NotFoundError, ProjectionError
 from eventstore.errors import EventStoreValidationError, translate
 from eventstore.records import START, Position, RecordedEvent
-from eventstore.store import EventStore
+from eventstore.store import HORIZON, EventStore
 from readmodels.changes import Change, MissingRowError, apply_changes
 from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
 from readmodels.dead_letters import DeadLetterStore, Resolution
@@ -42,6 +43,9 @@ OnCommitted = Callable[[set[str]], Awaitable[None]]
 HEARTBEAT_SECONDS: Final = 5.0
 """How often ``run_batches`` calls its heartbeat while it waits for appends."""
 
+CATCH_UP_PAGE: Final = 2_000
+"""Events ``catch_up`` reads at a time (it applies them ``limit`` at a time)."""
+
 LAG_CAP: Final = 100_000
 """Lag in events is counted up to this many; a lag of ``LAG_CAP`` means at least that."""
 
@@ -53,17 +57,21 @@ LAG_CAP: Final = 100_000
 # The head comes from the same statement (one snapshot, one round trip) by the rule of
 # EventStore.head.
 _LAG: Final = (
-    "WITH pending AS ("
-    " SELECT created_at FROM event_store.events"
-    " WHERE (transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)"
-    " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY transaction_id, global_position LIMIT %(cap)s),"
-    " head AS ("
-    " SELECT transaction_id, global_position FROM event_store.events"
-    " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY transaction_id DESC, global_position DESC LIMIT 1)"
-    " SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0),"
-    " (SELECT transaction_id FROM head), (SELECT global_position FROM head) FROM pending"
+    sql.SQL(
+        "WITH pending AS ("
+        " SELECT created_at FROM event_store.events"
+        " WHERE (transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)"
+        " AND transaction_id < {horizon}"
+        " ORDER BY transaction_id, global_position LIMIT %(cap)s),"
+        " head AS ("
+        " SELECT transaction_id, global_position FROM event_store.events"
+        " WHERE transaction_id < {horizon}"
+        " ORDER BY transaction_id DESC, global_position DESC LIMIT 1)"
+        " SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0),"
+        " (SELECT transaction_id FROM head), (SELECT global_position FROM head) FROM pending"
+    )
+    .format(horizon=sql.SQL(HORIZON))
+    .as_string(None)
 )
 _TRUNCATE: Final = "TRUNCATE read_models.{}"
 
@@ -108,6 +116,10 @@ class BatchReport:
     def caught_up(self) -> bool:
         """Nothing visible is left to apply (and nothing is failing)."""
         return self.lag.events == 0 and self.failure is None and not self.paused
+
+
+Committed = tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None, Checkpoint]
+"""What ``_commit`` applied, the event that failed (if one did), and the checkpoint after."""
 
 
 class _CheckpointMoved(Exception):
@@ -310,13 +322,86 @@ class ProjectionRunner:
         return False
 
     async def catch_up(self, *, limit: int = 500) -> BatchReport:
-        """Run batches until nothing visible is left, or an event fails, or it is paused."""
-        while True:
-            report = await self.run_batch(limit=limit)
-            # An empty batch with lag left is no reason to stop: a transaction anywhere on the
-            # server held the reader back for a moment, or another runner moved the checkpoint.
-            if report.failure or report.paused or report.caught_up:
-                return report
+        """Run batches until nothing visible is left, or an event fails, or it is paused.
+
+        Each batch is ``run_batch``'s: up to ``limit`` events, their changes and the checkpoint
+        in one transaction that locks the checkpoint only where the batch started. For a backlog
+        they are pipelined: events are read ``CATCH_UP_PAGE`` at a time (a ``read_all`` costs
+        about as much to plan for 500 events as for 2,000), the next page while this one is
+        applied; a batch's transaction is sent while the one before it commits (on another
+        connection, its checkpoint lock waits for that commit, and finds the checkpoint where
+        that batch ends or applies nothing); and the lag is not measured after every batch
+        (only at the end, as ``run_batch`` does: if something failed or was paused).
+        """
+        pages = _Pages(self._store, max(limit, CATCH_UP_PAGE))
+        checkpoint = await self.checkpoints.get(self.name)
+        try:
+            while True:  # from the checkpoint: at the start, and after another runner moved it
+                if checkpoint.paused:
+                    return await self._report(checkpoint, 0)
+                await pages.restart(checkpoint.position)
+                report = await self._catch_up_from(checkpoint, pages, limit)
+                if report is not None:
+                    return report
+                checkpoint = await self.checkpoints.get(self.name)
+        finally:
+            await pages.restart(START)
+
+    async def _catch_up_from(
+        self, checkpoint: Checkpoint, pages: _Pages, limit: int
+    ) -> BatchReport | None:
+        """``catch_up`` from ``checkpoint``; None if the checkpoint moved under a batch."""
+        policy = self.projection.on_failure
+        last: tuple[list[tuple[RecordedEvent, list[Change]]], Checkpoint] = ([], checkpoint)
+        expected = checkpoint  # where the next batch's transaction expects the checkpoint
+        previous: asyncio.Task[Committed] | None = None
+        current: asyncio.Task[Committed] | None = None
+        try:
+            while True:
+                unreadable: EventStoreValidationError | None = None
+                try:
+                    events = await pages.next(limit)
+                except EventStoreValidationError as e:
+                    events, unreadable = [], e
+                failure = None
+                if events:
+                    items, failure = self._changes(events)
+                    current = asyncio.create_task(
+                        self._commit(expected, items, failure, park=None, attempts=1, policy=policy)
+                    )
+                if previous is not None:
+                    try:
+                        applied, failed, after = await previous
+                    except _CheckpointMoved:
+                        return None
+                    finally:
+                        previous = None
+                    await self._notify(applied)
+                    last = (applied, after)
+                    if failed is not None:
+                        # The batch in flight finds the checkpoint short of where it expects
+                        # it, and applies nothing.
+                        return await self._report(after, len(applied), failure=failed)
+                if unreadable is not None:
+                    return await self._report(last[1], 0, failure=EventFailure(str(unreadable)))
+                if current is None:
+                    return await self._report(last[1], len(last[0]), reached_end=True)
+                if failure is not None:  # its handler failed: the batch stops before it
+                    try:
+                        applied, failed, after = await current
+                    except _CheckpointMoved:
+                        return None
+                    finally:
+                        current = None
+                    await self._notify(applied)
+                    return await self._report(after, len(applied), failure=failed)
+                previous, current = current, None
+                expected = Checkpoint(self.name, events[-1].position, "running", None, None)
+        finally:
+            for task in (previous, current):
+                if task is not None:  # never left half-way: it commits or rolls back
+                    with contextlib.suppress(Exception):
+                        await task
 
     def _changes(
         self, events: Sequence[RecordedEvent]
@@ -358,7 +443,7 @@ class ProjectionRunner:
                 async with conn.pipeline(), conn.transaction():
                     lock = await self.checkpoints.start_lock_at(conn, self.name, checkpoint)
                     await apply_changes(conn, [c for _, changes in items for c in changes])
-                    await self._locked(lock)
+                    await self._locked(lock, checkpoint)
                     after = await self._finish(
                         conn, checkpoint, items, failure, park, attempts, policy
                     )
@@ -371,7 +456,8 @@ class ProjectionRunner:
             try:
                 async with conn.transaction():
                     await self._locked(
-                        await self.checkpoints.start_lock_at(conn, self.name, checkpoint)
+                        await self.checkpoints.start_lock_at(conn, self.name, checkpoint),
+                        checkpoint,
                     )
                     good: list[tuple[RecordedEvent, list[Change]]] = []
                     for event, changes in items:
@@ -391,9 +477,9 @@ class ProjectionRunner:
             except psycopg.Error as e:
                 raise translate(e) from e
 
-    async def _locked(self, lock: AsyncCursor[Any]) -> None:
+    async def _locked(self, lock: AsyncCursor[Any], checkpoint: Checkpoint) -> None:
         """Go on only if the checkpoint was still where this batch read it, and running."""
-        locked = await CheckpointStore.locked(lock)
+        locked = await CheckpointStore.locked(lock, checkpoint)
         if locked is None or locked.paused:
             raise _CheckpointMoved
 
@@ -577,6 +663,52 @@ class _AlreadyResolvedError(ProjectionError):
 
 class _RetryFailedError(ProjectionError):
     """The parked event failed again."""
+
+
+class _Pages:
+    """Events in the global order, a page per ``read_all`` and the next one read ahead."""
+
+    def __init__(self, store: EventStore, size: int) -> None:
+        self._store = store
+        self._size = size
+        self._after = START
+        self._buffer: list[RecordedEvent] = []
+        self._more = True  # the last page was full: events may follow it
+        self._ahead: asyncio.Task[list[RecordedEvent]] | None = None
+
+    async def restart(self, after: Position) -> None:
+        """Drop what was read; read from ``after`` next."""
+        await _cancel(self._ahead)
+        self._ahead, self._buffer, self._more, self._after = None, [], True, after
+
+    async def next(self, limit: int) -> list[RecordedEvent]:
+        """Up to ``limit`` events after the last ones returned; [] when none are visible."""
+        if not self._buffer:
+            if not self._more:
+                return []
+            reading, self._ahead = self._ahead, None
+            if reading is None:
+                page = await self._store.read_all(self._after, limit=self._size)
+            else:
+                page = await reading
+            if not page:
+                self._more = False
+                return []
+            self._buffer, self._more, self._after = page, len(page) == self._size, page[-1].position
+            if self._more:
+                self._ahead = asyncio.create_task(
+                    self._store.read_all(self._after, limit=self._size)
+                )
+        events, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        return events
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Stop a read ahead that is not needed (whatever it raised is of no interest)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def _is_outage(e: psycopg.Error) -> bool:
