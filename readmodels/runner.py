@@ -46,7 +46,7 @@ HEARTBEAT_SECONDS: Final = 5.0
 CATCH_UP_PAGE: Final = 2_000
 """Events ``catch_up`` reads at a time (it applies them ``limit`` at a time)."""
 
-LAG_CAP: Final = 100_000
+LAG_CAP: Final = 10_000
 """Lag in events is counted up to this many; a lag of ``LAG_CAP`` means at least that."""
 
 # Lag in events and seconds after a position, under the same visibility rule as

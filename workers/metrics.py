@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 PROJECTION_LAG_EVENTS: Final = Gauge(
     "acci_projection_lag_events",
-    "Events visible in the event store that the projection has not applied yet (capped at 100000)",
+    "Events visible in the event store that the projection has not applied yet (capped at 10000)",
     ["projection"],
 )
 PROJECTION_LAG_SECONDS: Final = Gauge(
