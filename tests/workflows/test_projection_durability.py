@@ -31,8 +31,7 @@ from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 from readmodels.consistency import projected_positions
 from tests.integration.projection_support import expected_rows, read_model_rows
-from tests.integration.query_rows import REDIS_URL, delete_keys
-from tests.workflows.conftest import RABBITMQ_URL, eventually
+from tests.workflows.conftest import eventually
 from tests.workflows.helpers import send
 from tests.workflows.test_durability import WorkerProcess
 from workers.settings import Settings
@@ -41,20 +40,12 @@ PROJECTIONS = ("tenants", "users", "tenant_activity")
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str, temporal_address: str) -> Iterator[Settings]:
-    """This module's workers: its own database, task queue, cache prefix; no metrics port."""
-    prefix = f"acci-pdur-{uuid.uuid4().hex[:8]}"
-    yield Settings(
-        database_url=database_url,  # type: ignore[arg-type]
-        temporal_address=temporal_address,
-        task_queue=f"acci-pdur-{uuid.uuid4().hex[:8]}",
-        rabbitmq_url=RABBITMQ_URL,  # type: ignore[arg-type]
-        redis_url=REDIS_URL,  # type: ignore[arg-type]
-        cache_prefix=prefix,
-        db_pool_max_size=30,
-        metrics_port=0,
-    )
-    delete_keys(prefix)  # the generations the workers bumped
+def settings(settings: Settings) -> Settings:
+    """The package's settings (own database, task queue, cache prefix), no metrics port."""
+    return settings.model_copy(update={"metrics_port": 0})
+
+
+# the generations the workers bumped
 
 
 class TunedWorkerProcess(WorkerProcess):

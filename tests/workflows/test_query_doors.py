@@ -12,8 +12,7 @@ import re
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,8 +24,8 @@ from temporalio.client import Client
 from eventstore.records import Position
 from readmodels.consistency import wait_until_projected
 from readmodels.queries import GetTenantDetails
-from tests.integration.query_rows import REDIS_URL, delete_keys, require_redis
-from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker_env
+from tests.integration.query_rows import REDIS_URL, require_redis
+from tests.workflows.conftest import eventually, free_port, worker_env
 from tests.workflows.helpers import send
 from tests.workflows.test_operator_doors import ACCI, run
 from tests.workflows.test_projection_workflow import Cli
@@ -39,21 +38,10 @@ POSITION = re.compile(r"^\d+:\d+$")  # transaction:global position
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str, temporal_address: str) -> Iterator[Settings]:
-    """The module's worker and queries: its own database, task queue and cache prefix."""
+def settings(settings: Settings) -> Settings:
+    """The package's settings (own database, task queue, cache prefix), no metrics port."""
     require_redis()
-    prefix = f"acci-doors-{uuid.uuid4().hex[:8]}"
-    yield Settings(
-        database_url=database_url,  # type: ignore[arg-type]
-        temporal_address=temporal_address,
-        task_queue=f"acci-doors-{uuid.uuid4().hex[:8]}",
-        rabbitmq_url=RABBITMQ_URL,  # type: ignore[arg-type]
-        redis_url=REDIS_URL,  # type: ignore[arg-type]
-        cache_prefix=prefix,
-        db_pool_max_size=30,
-        metrics_port=0,
-    )
-    delete_keys(prefix)
+    return settings.model_copy(update={"metrics_port": 0})
 
 
 def query_env(settings: Settings, **overrides: str) -> dict[str, str]:
