@@ -44,6 +44,8 @@ HEARTBEAT_SECONDS: Final = 5.0
 """How often ``run_batches`` calls its heartbeat while it waits for appends."""
 
 CATCH_UP_PAGE: Final = 2_000
+CATCH_UP_BUDGET_SECONDS: Final = 10.0
+"""How long ``run_batches`` works through a backlog before it returns to report progress."""
 """Events ``catch_up`` reads at a time (it applies them ``limit`` at a time)."""
 
 LAG_CAP: Final = 10_000
@@ -287,10 +289,17 @@ class ProjectionRunner:
             report = await self.run_batch(
                 limit=limit, park=park, attempts=attempts, on_failure=on_failure
             )
-            park = None
             applied += report.applied
             if heartbeat is not None:
                 heartbeat()
+            if backlog(report, park, attempts):
+                # A backlog (a new or reset projection, a worker back after an outage): the
+                # pipelined catch-up, for a while, then back to the caller with the progress.
+                report = await self.catch_up(
+                    limit=limit, budget=CATCH_UP_BUDGET_SECONDS, heartbeat=heartbeat
+                )
+                return replace(report, applied=applied + report.applied)
+            park = None
             if not report.caught_up or report.parked is not None:
                 return replace(report, applied=applied)
             # Once something was applied, report it within report_seconds.
@@ -321,8 +330,16 @@ class ProjectionRunner:
                 heartbeat()
         return False
 
-    async def catch_up(self, *, limit: int = 500) -> BatchReport:
-        """Run batches until nothing visible is left, or an event fails, or it is paused.
+    async def catch_up(
+        self,
+        *,
+        limit: int = 500,
+        budget: float | None = None,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> BatchReport:
+        """Run batches until nothing visible is left, or an event fails, or it is paused, or
+        ``budget`` seconds have passed (then the report shows the lag left); ``heartbeat`` is
+        called after every batch. The report counts every batch's events.
 
         Each batch is ``run_batch``'s: up to ``limit`` events, their changes and the checkpoint
         in one transaction that locks the checkpoint only where the batch started. For a backlog
@@ -334,13 +351,16 @@ class ProjectionRunner:
         (only at the end, as ``run_batch`` does: if something failed or was paused).
         """
         pages = _Pages(self._store, max(limit, CATCH_UP_PAGE))
+        loop = asyncio.get_running_loop()
+        deadline = None if budget is None else loop.time() + budget
+        progress = _Progress(deadline, heartbeat)
         checkpoint = await self.checkpoints.get(self.name)
         try:
             while True:  # from the checkpoint: at the start, and after another runner moved it
                 if checkpoint.paused:
-                    return await self._report(checkpoint, 0)
+                    return await self._report(checkpoint, progress.applied)
                 await pages.restart(checkpoint.position)
-                report = await self._catch_up_from(checkpoint, pages, limit)
+                report = await self._catch_up_from(checkpoint, pages, limit, progress)
                 if report is not None:
                     return report
                 checkpoint = await self.checkpoints.get(self.name)
@@ -348,7 +368,7 @@ class ProjectionRunner:
             await pages.restart(START)
 
     async def _catch_up_from(
-        self, checkpoint: Checkpoint, pages: _Pages, limit: int
+        self, checkpoint: Checkpoint, pages: _Pages, limit: int, progress: _Progress
     ) -> BatchReport | None:
         """``catch_up`` from ``checkpoint``; None if the checkpoint moved under a batch."""
         policy = self.projection.on_failure
@@ -359,8 +379,9 @@ class ProjectionRunner:
         try:
             while True:
                 unreadable: EventStoreValidationError | None = None
+                out_of_time = progress.out_of_time()
                 try:
-                    events = await pages.next(limit)
+                    events = [] if out_of_time else await pages.next(limit)
                 except EventStoreValidationError as e:
                     events, unreadable = [], e
                 failure = None
@@ -377,15 +398,19 @@ class ProjectionRunner:
                     finally:
                         previous = None
                     await self._notify(applied)
+                    progress.committed(len(applied))
                     last = (applied, after)
                     if failed is not None:
                         # The batch in flight finds the checkpoint short of where it expects
                         # it, and applies nothing.
-                        return await self._report(after, len(applied), failure=failed)
+                        return await self._report(after, progress.applied, failure=failed)
                 if unreadable is not None:
-                    return await self._report(last[1], 0, failure=EventFailure(str(unreadable)))
+                    failure = EventFailure(str(unreadable))
+                    return await self._report(last[1], progress.applied, failure=failure)
                 if current is None:
-                    return await self._report(last[1], len(last[0]), reached_end=True)
+                    return await self._report(
+                        last[1], progress.applied, reached_end=not out_of_time
+                    )
                 if failure is not None:  # its handler failed: the batch stops before it
                     try:
                         applied, failed, after = await current
@@ -394,7 +419,8 @@ class ProjectionRunner:
                     finally:
                         current = None
                     await self._notify(applied)
-                    return await self._report(after, len(applied), failure=failed)
+                    progress.committed(len(applied))
+                    return await self._report(after, progress.applied, failure=failed)
                 previous, current = current, None
                 expected = Checkpoint(self.name, events[-1].position, "running", None, None)
         finally:
@@ -665,6 +691,23 @@ class _RetryFailedError(ProjectionError):
     """The parked event failed again."""
 
 
+@dataclass
+class _Progress:
+    """What a catch-up applied so far, its deadline (loop time) and its heartbeat."""
+
+    deadline: float | None
+    heartbeat: Callable[[], None] | None
+    applied: int = 0
+
+    def committed(self, applied: int) -> None:
+        self.applied += applied
+        if self.heartbeat is not None:
+            self.heartbeat()
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline
+
+
 class _Pages:
     """Events in the global order, a page per ``read_all`` and the next one read ahead."""
 
@@ -719,3 +762,15 @@ def _is_outage(e: psycopg.Error) -> bool:
 def _describe(e: BaseException) -> str:
     text = str(e).strip() or "(no message)"
     return f"{type(e).__name__}: {text}"
+
+
+def backlog(report: BatchReport, park: uuid.UUID | None, attempts: int) -> bool:
+    """Whether a first, ordinary batch left events behind without failing or pausing."""
+    return (
+        park is None
+        and attempts == 1
+        and not report.caught_up
+        and report.failure is None
+        and report.parked is None
+        and not report.paused
+    )

@@ -22,6 +22,7 @@ from eventstore.errors import PersistenceError
 from eventstore.records import Position
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
+from readmodels import runner as runner_module
 from readmodels.projections import default_projections
 from readmodels.runner import ProjectionRunner
 from tests.integration.projection_support import (
@@ -255,6 +256,34 @@ async def test_lag_counts_the_events_not_yet_applied_and_the_age_of_the_oldest(
     report = await tenants_runner.catch_up()
     assert (report.lag.events, report.lag.seconds, report.caught_up) == (0, 0.0, True)
     assert report.position == report.lag.head == await store.head()
+
+
+async def test_a_backlog_is_worked_through_for_a_time_then_reported_and_taken_up_again(
+    store: EventStore,
+    handler: CommandHandler,
+    runners: list[ProjectionRunner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenants_runner = runners[0]
+    await catch_up(runners, store)
+    tenant = new_tenant()
+    await send(handler, tenant, "CreateTenant", name="Backlog")
+    for i in range(9):
+        await send(handler, tenant, "RenameTenant", name=f"Backlog {i}")
+    await visible(store)
+    beats: list[None] = []
+
+    # No time at all for the backlog: the first batch, then back with the lag left.
+    monkeypatch.setattr(runner_module, "CATCH_UP_BUDGET_SECONDS", 0.0)
+    report = await tenants_runner.run_batches(limit=2, heartbeat=lambda: beats.append(None))
+    assert (report.applied, report.lag.events, report.caught_up) == (2, 8, False)
+    # Time enough: the pipelined catch-up takes the rest, one heartbeat a batch.
+    monkeypatch.setattr(runner_module, "CATCH_UP_BUDGET_SECONDS", 10.0)
+    beats.clear()
+    report = await tenants_runner.run_batches(limit=2, heartbeat=lambda: beats.append(None))
+    assert (report.applied, report.lag.events, report.caught_up) == (8, 0, True)
+    assert len(beats) >= 4
+    assert report.position == await store.head()
 
 
 # -- exactly once, never skipping ---------------------------------------------------------
