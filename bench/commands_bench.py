@@ -45,22 +45,24 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from harness import (
+    WarningCounter,
+    database_url,
+    dev_server,
+    percentile,
+    recreate_database,
+)
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -69,12 +71,11 @@ from activities.commands import CommandHandler
 from domain import aggregate_for_command
 from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
-from workers.devserver import temporal_binary
 from workers.runtime import EventStoreRuntime, open_event_store
 from workers.settings import Settings
 from workers.temporal_client import command_result, execute_command, start_command
 from workers.worker import running_worker
-from workflows.command import SEARCH_ATTRIBUTES, CommandWorkflow
+from workflows.command import CommandWorkflow
 from workflows.models import CommandInput, command_workflow_id
 
 DB = "acci_bench_cmd"
@@ -143,15 +144,6 @@ class Sizes:
 
 
 # -- timing ------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between the closest ranks."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -337,20 +329,6 @@ def markdown(results: Sequence[Result], notes: Sequence[str]) -> str:
     return table + "\n\n" + "\n".join(f"- {note}" for note in notes)
 
 
-class FailureCounter(logging.Filter):
-    """Counts (and hides) activity failures: ACCI's steps retry them, which costs time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            self.count += 1
-            return False
-        return True
-
-
 # -- the sides ---------------------------------------------------------------------------------
 
 
@@ -493,35 +471,6 @@ async def direct_path(settings: Settings) -> AsyncIterator[Direct]:
 
 
 # -- one Temporal server: set-up and cases ----------------------------------------------------
-
-
-@contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Point file descriptor 1 at stderr, for child processes started meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-@asynccontextmanager
-async def dev_server(db_file: str | None) -> AsyncIterator[WorkflowEnvironment]:
-    """A dev server as the tests start one: in memory, or over a SQLite file."""
-    with stdout_to_stderr():  # its banner is not part of the table
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_binary()),
-            data_converter=pydantic_data_converter,
-            search_attributes=SEARCH_ATTRIBUTES,
-            dev_server_database_filename=db_file,
-        )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 def worker(client: Client, task_queue: str, settings: Settings, **kwargs: Any) -> Worker:
@@ -702,23 +651,11 @@ async def against_server(
 # -- set-up ------------------------------------------------------------------------------------
 
 
-def database_url(server_url: str, name: str) -> str:
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    return make_conninfo("", **params)
-
-
-def recreate_database(server_url: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
-
-
-async def run(sizes: Sizes, failures: FailureCounter) -> tuple[list[Result], list[str]]:
+async def run(sizes: Sizes, failures: WarningCounter) -> tuple[list[Result], list[str]]:
     server_url = os.environ.get(
         "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
-    recreate_database(server_url)
+    recreate_database(server_url, DB)
     settings = Settings(
         database_url=database_url(server_url, DB),
         rabbitmq_url=os.environ.get(
@@ -748,7 +685,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes")
     args = parser.parse_args()
     sizes = Sizes.for_run(quick=args.quick)
-    failures = FailureCounter()
+    failures = WarningCounter()
     logging.getLogger("temporalio.activity").addFilter(failures)
     t0 = time.perf_counter()
     results, notes = asyncio.run(run(sizes, failures))

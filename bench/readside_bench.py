@@ -57,20 +57,22 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from harness import (
+    WarningCounter,
+    database_url,
+    dev_server,
+    percentile,
+    recreate_database,
+)
 from prometheus_client import REGISTRY
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from redis.asyncio import Redis
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from domain.events import DomainEvent
 from domain.tenant_events import (
@@ -95,12 +97,10 @@ from readmodels.checkpoints import CheckpointStore
 from readmodels.projections import default_projections
 from readmodels.queries import GetTenantDetails, ListTenants, Query
 from readmodels.runner import CATCH_UP_PAGE, ProjectionRunner
-from workers.devserver import temporal_binary
 from workers.runtime import open_event_store, open_query_bus
 from workers.settings import Settings
 from workers.temporal_client import execute_command
 from workers.worker import running_worker
-from workflows.command import SEARCH_ATTRIBUTES
 from workflows.models import CommandInput, CommandResult
 
 DB = "acci_bench_read"
@@ -138,15 +138,6 @@ class Sizes:
         if quick:
             return cls(20_000, 50, 2, 5.0, 25, 5.0, 2, 100)
         return cls(200_000, 100, 3, 20.0, 300, 15.0, 5, 400)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between the closest ranks."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def span(ratios: Sequence[float]) -> str:
@@ -548,33 +539,6 @@ async def partitions_row(
 # -- 2. real-time lag ---------------------------------------------------------------------------
 
 
-@contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Point file descriptor 1 at stderr, for child processes started meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-@asynccontextmanager
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    with stdout_to_stderr():  # its banner is not part of the table
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_binary()),
-            data_converter=pydantic_data_converter,
-            search_attributes=SEARCH_ATTRIBUTES,
-        )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
 class Commits:
     """The worker's ``on_committed``: after each commit, every projection's checkpoint."""
 
@@ -898,18 +862,6 @@ def query_row(
 # -- set-up --------------------------------------------------------------------------------------
 
 
-def database_url(server_url: str, name: str) -> str:
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    return make_conninfo("", **params)
-
-
-def recreate_database(server_url: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
-
-
 async def delete_cache_keys(settings: Settings) -> None:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
@@ -924,7 +876,7 @@ async def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
     server_url = os.environ.get(
         "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
-    recreate_database(server_url)
+    recreate_database(server_url, DB)
     settings = Settings(
         database_url=database_url(server_url, DB),
         redis_url=os.environ.get("ACCI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -949,25 +901,11 @@ async def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
     return catch_up + lag + queries, notes
 
 
-class Quiet(logging.Filter):
-    """Counts (and hides) warnings: the worker's retries are not the table."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            self.count += 1
-            return False
-        return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 2 minutes")
     args = parser.parse_args()
-    quiet = Quiet()
+    quiet = WarningCounter()
     for name in ("temporalio.activity", "temporalio.workflow", "readmodels", "workers"):
         logging.getLogger(name).addFilter(quiet)
     t0 = time.perf_counter()
