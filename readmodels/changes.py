@@ -104,20 +104,25 @@ def _where(key: Sequence[str]) -> sql.Composed:
     )
 
 
+def _on_conflict(
+    table: str, values: tuple[str, ...], increments: tuple[str, ...]
+) -> sql.Composable:
+    """What an upsert does to a row that exists: set ``values``, add ``increments``."""
+    updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values] + [
+        sql.SQL("{0} = {1}.{0} + EXCLUDED.{0}").format(sql.Identifier(c), sql.Identifier(table))
+        for c in increments
+    ]
+    if not updates:
+        return sql.SQL("DO NOTHING")
+    return sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(updates))
+
+
 @lru_cache(maxsize=256)
 def _upsert_sql(
     table: str, key: tuple[str, ...], values: tuple[str, ...], increments: tuple[str, ...]
 ) -> sql.Composed:
     columns = key + values + increments
-    updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values] + [
-        sql.SQL("{0} = {1}.{0} + EXCLUDED.{0}").format(sql.Identifier(c), sql.Identifier(table))
-        for c in increments
-    ]
-    on_conflict = (
-        sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(updates))
-        if updates
-        else sql.SQL("DO NOTHING")
-    )
+    on_conflict = _on_conflict(table, values, increments)
     return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
         _table(table),
         _names(columns),
@@ -848,15 +853,7 @@ def _upsert_many_sql(
     table: str, key: tuple[str, ...], values: tuple[str, ...], increments: tuple[str, ...]
 ) -> bytes:
     columns = _names(key + values + increments)
-    updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values] + [
-        sql.SQL("{0} = {1}.{0} + EXCLUDED.{0}").format(sql.Identifier(c), sql.Identifier(table))
-        for c in increments
-    ]
-    on_conflict = (
-        sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(updates))
-        if updates
-        else sql.SQL("DO NOTHING")
-    )
+    on_conflict = _on_conflict(table, values, increments)
     return (
         sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}")
         .format(_table(table), columns, columns, _records(table), _names(key), on_conflict)
