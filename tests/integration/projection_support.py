@@ -176,3 +176,14 @@ async def seen(pool: AsyncConnectionPool, projection: str, tenant: str) -> dict[
             (projection, tenant),
         )
         return dict(await cur.fetchall())
+
+
+async def newest_committed(pool: AsyncConnectionPool) -> Position | None:
+    """The position of the newest committed event (visible to gap-free readers or not yet)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT transaction_id::text::bigint, global_position FROM event_store.events"
+            " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        )
+        row = await cur.fetchone()
+    return None if row is None else Position(*row)

@@ -30,6 +30,7 @@ from tests.integration.projection_support import (
     FlakySkip,
     create_seen_table,
     expected_rows,
+    newest_committed,
     read_model_rows,
     seen,
 )
@@ -88,17 +89,11 @@ async def send(
 async def visible(store: EventStore) -> None:
     """Wait until every committed event is visible to gap-free readers.
 
-    A transaction open anywhere on the server (autovacuum's, say) holds them back for a moment;
+    A write transaction open in this database holds them back for a moment;
     after this the runners and the fold read the same events.
     """
-    async with store.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT transaction_id::text::bigint, global_position FROM event_store.events"
-            " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
-        )
-        row = await cur.fetchone()
-    if row is not None:
-        newest = Position(*row)
+    newest = await newest_committed(store.pool)
+    if newest is not None:
         await eventually(lambda: _at_least(store, newest), within=10, what=f"{newest} visible")
 
 

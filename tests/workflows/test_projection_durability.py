@@ -30,7 +30,11 @@ from eventstore.records import NewEvent, Position, StreamAppend
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 from readmodels.consistency import projected_positions
-from tests.integration.projection_support import expected_rows, read_model_rows
+from tests.integration.projection_support import (
+    expected_rows,
+    newest_committed,
+    read_model_rows,
+)
 from tests.workflows.conftest import eventually
 from tests.workflows.helpers import send
 from tests.workflows.test_durability import WorkerProcess
@@ -87,17 +91,6 @@ def new_worker(
 # -- where the projections stand ------------------------------------------------------------
 
 
-async def newest_committed(pool: AsyncConnectionPool) -> Position:
-    """The position of the newest committed event (visible to gap-free readers or not yet)."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT transaction_id::text::bigint, global_position FROM event_store.events"
-            " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
-        )
-        row = await cur.fetchone()
-    return Position.start() if row is None else Position(*row)
-
-
 async def checkpoints(pool: AsyncConnectionPool) -> dict[str, Position]:
     """Each projection's checkpoint (the start for one that has none yet)."""
     reached = await projected_positions(pool, PROJECTIONS)
@@ -109,7 +102,7 @@ async def checkpoints(pool: AsyncConnectionPool) -> dict[str, Position]:
 
 async def caught_up(pool: AsyncConnectionPool, *, within: float = 60) -> None:
     """Wait until every projection has applied every committed event."""
-    target = await newest_committed(pool)
+    target = await newest_committed(pool) or Position.start()
 
     async def there() -> bool:
         return all(p >= target for p in (await checkpoints(pool)).values())
@@ -192,6 +185,7 @@ async def test_a_worker_killed_mid_batch_again_and_again_applies_every_event_exa
         tenants += await append_busy_tenants(store, f"killed-r{round_number}", 10)
         before = await checkpoints(pool)
         head = await newest_committed(pool)
+        assert head is not None
         worker = new_worker(settings, tmp_path, worker_processes)
         await worker.start()  # on a new task queue: it takes the projection runs over
 
