@@ -52,6 +52,7 @@ def failure_model(failure: EventFailure | None) -> ProjectionFailure | None:
 
 def batch_result(report: BatchReport) -> ProjectionBatchResult:
     """A runner's report as the workflow's result model."""
+    stall = report.lag.stall
     return ProjectionBatchResult(
         projection=report.projection,
         applied=report.applied,
@@ -64,6 +65,9 @@ def batch_result(report: BatchReport) -> ProjectionBatchResult:
         last_error=report.last_error,
         failure=failure_model(report.failure),
         parked=failure_model(report.parked),
+        stalled=stall is not None,
+        stall_seconds=stall.seconds if stall else 0.0,
+        stall_pid=stall.pid if stall else None,
     )
 
 

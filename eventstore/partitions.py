@@ -25,6 +25,13 @@ _TABLES = (
     ("snapshots", "aggregate_snapshots", "aggregate_snapshots_default"),
 )
 
+# Statement triggers are not inherited, and appends insert straight into the tenant's partition:
+# each events partition needs its own (migration 005 explains the writer lock it takes).
+_REGISTER_WRITER = (
+    "CREATE TRIGGER events_register_writer BEFORE INSERT ON {}"
+    " FOR EACH STATEMENT EXECUTE FUNCTION event_store.register_event_writer()"
+)
+
 
 def partition_name(parent: str, tenant_id: str) -> str:
     """A readable, collision-free table name for a tenant's partition (< 63 bytes)."""
@@ -123,6 +130,8 @@ class TenantPartitions:
             ).format(default=sql.Identifier(schema, default), table=table),
             (tenant_id,),
         )
+        if parent == "events":  # after the move above, which keeps its rows' transaction ids
+            await conn.execute(sql.SQL(_REGISTER_WRITER).format(table))
         await conn.execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
                 sql.Identifier(schema, parent), table, sql.Literal(tenant_id)

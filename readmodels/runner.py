@@ -28,10 +28,11 @@ from psycopg import AsyncConnection, AsyncCursor, sql
 from domain.errors import NotFoundError, ProjectionError
 from eventstore.errors import EventStoreValidationError, translate
 from eventstore.records import START, Position, RecordedEvent
-from eventstore.store import HORIZON, EventStore
+from eventstore.store import EventStore
 from readmodels.changes import Change, MissingRowError, apply_changes
 from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
 from readmodels.dead_letters import DeadLetterStore, Resolution
+from readmodels.lag import LAG_CAP, Lag, measure_lag
 from readmodels.projections import FailurePolicy, Projection
 from readmodels.wakeups import Appended
 
@@ -48,33 +49,6 @@ CATCH_UP_BUDGET_SECONDS: Final = 10.0
 """How long ``run_batches`` works through a backlog before it returns to report progress."""
 """Events ``catch_up`` reads at a time (it applies them ``limit`` at a time)."""
 
-LAG_CAP: Final = 10_000
-"""Lag in events is counted up to this many; a lag of ``LAG_CAP`` means at least that."""
-
-# Lag in events and seconds after a position, under the same visibility rule as
-# EventStore.read_all: only events of transactions older than every open one count, so an open
-# transaction shows as a stall (lag stays put), never as events that were passed over.
-# Counting (bounded) is the only honest measure: global positions are not commit-ordered, so
-# "head.global_position - checkpoint.global_position" is wrong under (tx, gp) ordering.
-# The head comes from the same statement (one snapshot, one round trip) by the rule of
-# EventStore.head.
-_LAG: Final = (
-    sql.SQL(
-        "WITH pending AS ("
-        " SELECT created_at FROM event_store.events"
-        " WHERE (transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)"
-        " AND transaction_id < {horizon}"
-        " ORDER BY transaction_id, global_position LIMIT %(cap)s),"
-        " head AS ("
-        " SELECT transaction_id, global_position FROM event_store.events"
-        " WHERE transaction_id < {horizon}"
-        " ORDER BY transaction_id DESC, global_position DESC LIMIT 1)"
-        " SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0),"
-        " (SELECT transaction_id FROM head), (SELECT global_position FROM head) FROM pending"
-    )
-    .format(horizon=sql.SQL(HORIZON))
-    .as_string(None)
-)
 _TRUNCATE: Final = "TRUNCATE read_models.{}"
 
 
@@ -88,15 +62,6 @@ class EventFailure:
     @property
     def event_id(self) -> uuid.UUID | None:
         return self.event.event_id if self.event else None
-
-
-@dataclass(frozen=True, slots=True)
-class Lag:
-    """How far a position is behind the newest event readers can see."""
-
-    head: Position
-    events: int
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +81,9 @@ class BatchReport:
 
     @property
     def caught_up(self) -> bool:
-        """Nothing visible is left to apply (and nothing is failing)."""
-        return self.lag.events == 0 and self.failure is None and not self.paused
+        """Nothing readable is left to apply (and nothing is failing): events held back by an
+        open event-writing transaction (a stall) are lag, but cannot be applied yet."""
+        return self.lag.readable == 0 and self.failure is None and not self.paused
 
 
 Committed = tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None, Checkpoint]
@@ -179,24 +145,10 @@ class ProjectionRunner:
         await self._transaction(work, lock=True)
 
     async def lag(self, position: Position | None = None) -> Lag:
-        """How far ``position`` (default: the checkpoint) is behind the head."""
+        """How far ``position`` (default: the checkpoint) is behind the newest committed event."""
         if position is None:
             position = await self.get_position()
-        params = {
-            "tx": str(position.transaction_id),
-            "gp": position.global_position,
-            "cap": self._lag_cap,
-        }
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(_LAG, params)
-                row = await cur.fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from e
-        assert row is not None
-        events, seconds, tx, gp = row
-        head = Position(int(tx), int(gp)) if tx is not None else START
-        return Lag(head=head, events=int(events), seconds=float(seconds))
+        return await measure_lag(self._pool, position, cap=self._lag_cap)
 
     # -- running --------------------------------------------------------------------------
 
@@ -298,16 +250,27 @@ class ProjectionRunner:
                 report = await self.catch_up(
                     limit=limit, budget=CATCH_UP_BUDGET_SECONDS, heartbeat=heartbeat
                 )
-                return replace(report, applied=applied + report.applied)
+                return await self._measured(replace(report, applied=applied + report.applied))
             park = None
             if not report.caught_up or report.parked is not None:
-                return replace(report, applied=applied)
+                return await self._measured(replace(report, applied=applied))
             # Once something was applied, report it within report_seconds.
             deadline = start + (min(report_seconds, wait_seconds) if applied else wait_seconds)
             if not await self._wait(appended, since, deadline, heartbeat):
-                return replace(report, applied=applied)
+                return await self._measured(replace(report, applied=applied))
             if gather_seconds > 0:
                 await asyncio.sleep(gather_seconds)
+
+    async def _measured(self, report: BatchReport) -> BatchReport:
+        """``report`` with its lag measured where a batch's "read to the end" stood in for it.
+
+        Once per ``run_batches`` (not per batch): what it returns is what the status and the
+        lag gauge show, and a stall (committed events behind an open event-writing transaction,
+        which a read that reached the end cannot see) only shows when measured.
+        """
+        if report.lag.measured:
+            return report
+        return replace(report, lag=await self.lag(report.position))
 
     @staticmethod
     async def _wait(
@@ -661,10 +624,10 @@ class ProjectionRunner:
         parked: EventFailure | None = None,
         reached_end: bool = False,
     ) -> BatchReport:
-        # A batch that read fewer events than it asked for saw everything visible: no lag at
-        # its snapshot, and the head was its last event.
+        # A batch that read fewer events than it asked for saw everything readable: no lag it
+        # could apply, as of its read (run_batches measures the real lag before it reports).
         if reached_end:
-            lag = Lag(head=checkpoint.position, events=0, seconds=0.0)
+            lag = Lag.none_at(checkpoint.position)
         else:
             lag = await self.lag(checkpoint.position)
         return BatchReport(

@@ -35,7 +35,14 @@ _RPC_TIMEOUT = timedelta(seconds=10)
 
 @projections_app.command("status")
 def status(as_json: JsonOption = False) -> None:
-    """Each projection's state, position, head, lag (events and seconds) and last error."""
+    """Each projection's state, position, head, lag (events and seconds), stall and last error.
+
+    State, last error and attempts come from the projection's workflow ("stopped" if none
+    answers). Position is the checkpoint row, head and lag are measured now: the newest
+    committed event and the events committed after the checkpoint, so a paused or stopped
+    projection shows its real lag, and one held back by an open event-writing transaction
+    shows the stall (that transaction's age and pid) instead of lag 0.
+    """
     setup()
 
     async def main() -> None:
@@ -48,28 +55,59 @@ def status(as_json: JsonOption = False) -> None:
         client = await connect(settings)
         async with open_event_store(settings) as rt:
             checkpoints = {c.projection: c for c in await CheckpointStore(rt.pool).all()}
-        names = sorted({p.name for p in PROJECTIONS} | set(checkpoints))
-        statuses = []
-        for name in names:
-            found = await _query_status(client, name)
-            if found is None:
+            names = sorted({p.name for p in PROJECTIONS} | set(checkpoints))
+            statuses = []
+            for name in names:
                 checkpoint = checkpoints.get(name)
-                found = _stopped(name, checkpoint)
-            statuses.append(found)
+                found = await _query_status(client, name) or _stopped(name, checkpoint)
+                statuses.append(await _measured(rt.pool, found, checkpoint))
         if as_json:
             typer.echo(json.dumps([s.model_dump(mode="json") for s in statuses], indent=2))
             return
         typer.echo(
             f"{'projection':<18} {'state':<8} {'position':<16} {'head':<16}"
-            f" {'lag':>8} {'lag s':>8}  last error"
+            f" {'lag':>8} {'lag s':>8}  {'stalled by':<22} last error"
         )
         for s in statuses:
             typer.echo(
                 f"{s.name:<18} {s.state:<8} {s.position:<16} {s.head:<16}"
-                f" {s.lag_events:>8} {s.lag_seconds:>8.1f}  {s.last_error or '-'}"
+                f" {s.lag_events:>8} {s.lag_seconds:>8.1f}  {_stall_text(s):<22}"
+                f" {s.last_error or '-'}"
             )
 
     run(main())
+
+
+async def _measured(pool: Any, found: Any, checkpoint: Any) -> Any:
+    """``found`` with the checkpoint's position, and head, lag and stall measured now.
+
+    Measured here rather than taken from the workflow, which answers from its last batch: a
+    paused projection runs no batches (its answer would freeze), and asking costs one
+    statement per projection, only when someone asks.
+    """
+    from eventstore.records import Position
+    from readmodels.lag import measure_lag
+
+    position = checkpoint.position if checkpoint else Position.parse(found.position)
+    lag = await measure_lag(pool, position)
+    return found.model_copy(
+        update={
+            "position": str(position),
+            "head": str(lag.head),
+            "lag_events": lag.events,
+            "lag_seconds": lag.seconds,
+            "stalled": lag.stall is not None,
+            "stall_seconds": lag.stall.seconds if lag.stall else 0.0,
+            "stall_pid": lag.stall.pid if lag.stall else None,
+        }
+    )
+
+
+def _stall_text(s: Any) -> str:
+    if not s.stalled:
+        return "-"
+    pid = f"pid {s.stall_pid}" if s.stall_pid is not None else "pid ?"
+    return f"{s.stall_seconds:.1f}s ({pid})"
 
 
 @projections_app.command("pause")

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 PROJECTION_LAG_EVENTS: Final = Gauge(
     "acci_projection_lag_events",
-    "Events visible in the event store that the projection has not applied yet (capped at 10000)",
+    "Events committed in the event store that the projection has not applied yet"
+    " (capped at 10000), including any held back by an open event-writing transaction",
     ["projection"],
 )
 PROJECTION_LAG_SECONDS: Final = Gauge(
@@ -30,10 +31,21 @@ PROJECTION_LAG_SECONDS: Final = Gauge(
 )
 
 
+EVENT_HORIZON_STALL_SECONDS: Final = Gauge(
+    "acci_event_horizon_stall_seconds",
+    "How long the open event-writing transaction holding the projection's committed events back"
+    " from gap-free readers has been open (0 when nothing is held back)",
+    ["projection"],
+)
+
+
 def observe_projection(result: ProjectionBatchResult) -> None:
-    """Record a projection batch's lag."""
+    """Record a projection batch's lag, and the stall behind it."""
     PROJECTION_LAG_EVENTS.labels(result.projection).set(result.lag_events)
     PROJECTION_LAG_SECONDS.labels(result.projection).set(result.lag_seconds)
+    EVENT_HORIZON_STALL_SECONDS.labels(result.projection).set(
+        result.stall_seconds if result.stalled else 0.0
+    )
 
 
 class SharedCacheStats(Collector):

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.projection_activities import NON_RETRYABLE_TYPES, ProjectionActivities
+    from workflows.inputs import NO_INPUT, decode_input
     from workflows.models import (
         PROJECTION_WORKFLOW,
         DeadLetterAction,
@@ -38,6 +39,16 @@ with workflow.unsafe.imports_passed_through():
         ProjectionStatus,
     )
     from workflows.steps import run_local
+
+if TYPE_CHECKING:
+    ProjectionArgument: TypeAlias = ProjectionInput
+else:
+    # Handed over undecoded, like CommandWorkflow's input: a start with a malformed input fails
+    # the run at once instead of its workflow task forever (workflows/inputs.py).
+    ProjectionArgument = RawValue
+
+# The failure type of a start whose input does not decode.
+INPUT_ERROR_TYPE: Final = "ProjectionValidationError"
 
 # The batch activity is retried here a few times for a database blip or a lost worker; a longer
 # outage comes back to the loop as a failure, shown by the status query, and is retried there
@@ -77,7 +88,10 @@ class ProjectionWorkflow:
     """Keeps one projection's read model up to date, for as long as the worker runs."""
 
     @workflow.init
-    def __init__(self, start: ProjectionInput) -> None:
+    def __init__(self, raw: ProjectionArgument = NO_INPUT) -> None:
+        start = decode_input(
+            raw, ProjectionInput, what="ProjectionWorkflow input", error_type=INPUT_ERROR_TYPE
+        )
         self._config: ProjectionConfig = start.config
         self._paused = start.paused
         self._applied_total = start.applied_total
@@ -91,7 +105,7 @@ class ProjectionWorkflow:
         self._retry_now = False
 
     @workflow.run
-    async def run(self, start: ProjectionInput) -> None:
+    async def run(self, raw: ProjectionArgument = NO_INPUT) -> None:
         while True:
             if self._paused:
                 await workflow.wait_condition(lambda: not self._paused)
@@ -191,7 +205,8 @@ class ProjectionWorkflow:
 
     @workflow.query
     def status(self) -> ProjectionStatus:
-        """Position, head, lag, state (running, paused or failing) and the last error."""
+        """Position, head, lag, stall, state (running, paused or failing) and the last error,
+        as of the last batch (``acci projections status`` measures head and lag afresh)."""
         last, failure = self._last, self._failure
         if self._paused:
             state = "paused"
@@ -214,6 +229,9 @@ class ProjectionWorkflow:
             failing_event_id=failure.event_id if failure else None,
             attempts=self._attempts,
             updated_at=self._updated_at,
+            stalled=last.stalled if last else False,
+            stall_seconds=last.stall_seconds if last else 0.0,
+            stall_pid=last.stall_pid if last else None,
         )
 
     @workflow.update

@@ -98,7 +98,7 @@ async def visible(store: EventStore) -> None:
 
 
 async def _at_least(store: EventStore, position: Position) -> bool:
-    return await store.head() >= position
+    return await store.readable_head() >= position
 
 
 async def catch_up(runners: list[ProjectionRunner], store: EventStore | None = None) -> None:
