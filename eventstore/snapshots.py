@@ -12,7 +12,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore import validation
-from eventstore.errors import EventStoreValidationError, translate
+from eventstore.errors import translate
 from eventstore.partitions import TenantPartitions
 
 _SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
@@ -76,10 +76,10 @@ class SnapshotStore:
         validation.tenant_id(tenant_id)
         validation.aggregate_id(aggregate_id)
         validation.type_name(aggregate_type, "aggregate type")
-        if version < 1 or schema_version < 1:
-            raise EventStoreValidationError(
-                f"snapshot version {version} and schema version {schema_version} must be >= 1"
-            )
+        validation.version(version, "snapshot version", minimum=1)
+        validation.version(
+            schema_version, "schema version", minimum=1, maximum=validation.MAX_SCHEMA_VERSION
+        )
         limit = self._max_state_bytes
         state_json = validation.encode_json(state, limit=limit, what="snapshot state")
         meta_json = validation.encode_json(metadata or {}, limit=limit, what="snapshot metadata")
@@ -117,7 +117,14 @@ class SnapshotStore:
         """The newest snapshot of this schema at or below a version, if there is one."""
         validation.tenant_id(tenant_id)
         validation.aggregate_id(aggregate_id)
-        ceiling = validation.MAX_VERSION if at_or_below is None else at_or_below
+        validation.version(
+            schema_version, "schema version", minimum=1, maximum=validation.MAX_SCHEMA_VERSION
+        )
+        ceiling = (
+            validation.MAX_VERSION
+            if at_or_below is None
+            else validation.version(at_or_below, "snapshot version")
+        )
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_LOAD, (tenant_id, aggregate_id, schema_version, ceiling))

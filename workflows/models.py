@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from domain.json_values import json_problem
+from domain.metadata import reserved_keys
 
 COMMAND_TASK_QUEUE: Final = "acci-commands"
 COMMAND_WORKFLOW: Final = "CommandWorkflow"
+
+# How deeply a command's payload may nest (the payload object itself is level 1). Commands are
+# shallow; the bound keeps a hostile input from costing recursion anywhere downstream.
+MAX_PAYLOAD_DEPTH: Final = 32
 
 
 def command_workflow_id(command_id: uuid.UUID | str) -> str:
@@ -21,15 +28,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _text(value: str) -> str:
+    problem = json_problem(value, max_depth=1)
+    if problem:
+        raise ValueError(f"the value {problem}")
+    return value
+
+
+def _payload(value: dict[str, Any]) -> dict[str, Any]:
+    problem = json_problem(value, max_depth=MAX_PAYLOAD_DEPTH)
+    if problem:
+        raise ValueError(f"payload {problem}")
+    return value
+
+
+def _metadata(value: dict[str, str]) -> dict[str, str]:
+    problem = json_problem(value, max_depth=1)
+    if problem:
+        raise ValueError(f"metadata {problem}")
+    forged = reserved_keys(value)
+    if forged:
+        raise ValueError(
+            f"metadata key(s) {', '.join(map(repr, forged))} name fields the system records"
+            " itself; a client may not set them"
+        )
+    return value
+
+
+# Valid Unicode text: a lone surrogate cannot be encoded as UTF-8 (and so cannot be stored).
+UnicodeText = Annotated[str, AfterValidator(_text)]
+
+
 class CommandInput(_Model):
-    """A command as sent by a client: who, which tenant, what, and the command's fields."""
+    """A command as sent by a client: who, which tenant, what, and the command's fields.
+
+    Refused at decoding: a payload nested more than MAX_PAYLOAD_DEPTH levels, text that is not
+    valid Unicode, metadata values other than strings, and metadata keys that name a field the
+    system records itself (domain.metadata.RESERVED_METADATA_KEYS).
+    """
 
     command_id: uuid.UUID
-    tenant_id: str
-    command_type: str
-    payload: dict[str, Any] = Field(default_factory=dict)
-    # Free-form context carried into each event's metadata (actor, causation_id, trace ids).
-    metadata: dict[str, str] = Field(default_factory=dict)
+    tenant_id: UnicodeText
+    command_type: UnicodeText
+    payload: Annotated[dict[str, Any], AfterValidator(_payload)] = Field(default_factory=dict)
+    # Free-form context carried into each event's metadata (a client's own request or trace
+    # ids): strings only, never the envelope fields the system records.
+    metadata: Annotated[dict[str, str], AfterValidator(_metadata)] = Field(default_factory=dict)
 
 
 class CommandResult(_Model):
@@ -46,11 +90,20 @@ class CommandResult(_Model):
     positions: list[str]
     # True when the command had been handled before (this is the first run's result).
     duplicate: bool = False
+    # The position of the command's last event (None if it stored none): a field, so that the
+    # result JSON in the Temporal CLI and Web UI carries it too. Derived from positions.
+    position: str | None = None
 
-    @property
-    def position(self) -> str | None:
-        """The position of the command's last event, if it stored any."""
-        return self.positions[-1] if self.positions else None
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_position(cls, data: Any) -> Any:
+        # Results recorded before the field existed decode too: it is always derived, never sent
+        # on its own.
+        if isinstance(data, dict):
+            positions = data.get("positions") or []
+            derived = positions[-1] if isinstance(positions, list) and positions else None
+            data = {**data, "position": derived}
+        return data
 
 
 PROJECTION_WORKFLOW: Final = "ProjectionWorkflow"
@@ -128,6 +181,11 @@ class ProjectionBatchResult(_Model):
     last_error: str | None = None
     failure: ProjectionFailure | None = None
     parked: ProjectionFailure | None = None
+    # Committed events wait behind an open event-writing transaction (readmodels/lag.py):
+    # how long it has been open, and its backend's pid if known.
+    stalled: bool = False
+    stall_seconds: float = 0.0
+    stall_pid: int | None = None
 
 
 class ProjectionPauseInput(_Model):
@@ -173,6 +231,9 @@ class ProjectionStatus(_Model):
     failing_event_id: uuid.UUID | None = None
     attempts: int = 0
     updated_at: datetime | None = None
+    stalled: bool = False
+    stall_seconds: float = 0.0
+    stall_pid: int | None = None
 
 
 class ProjectionInput(_Model):

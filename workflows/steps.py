@@ -21,13 +21,19 @@ async def run_local(
     step_timeout: timedelta,
     retry: RetryPolicy,
     other_failures: str | None = None,
+    local_retry_threshold: timedelta | None = None,
 ) -> ResultT:
     """Run a local activity method; an ApplicationError it ends with is raised again, with its
     type and message, so the Web UI and CLIs show why. Other failures propagate as they are, or
-    become a non-retryable ApplicationError of type ``other_failures`` when that is given."""
+    become a non-retryable ApplicationError of type ``other_failures`` when that is given.
+    Retries due after more than ``local_retry_threshold`` wait on a workflow timer."""
     try:
         return await workflow.execute_local_activity_method(
-            activity, arg, start_to_close_timeout=step_timeout, retry_policy=retry
+            activity,
+            arg,
+            start_to_close_timeout=step_timeout,
+            retry_policy=retry,
+            local_retry_threshold=local_retry_threshold,
         )
     except ActivityError as e:
         cause = e.cause

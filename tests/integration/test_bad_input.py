@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from domain.errors import CommandValidationError
 from eventstore.errors import (
     EventStoreValidationError,
     InvalidIdentifierError,
@@ -14,7 +16,9 @@ from eventstore.errors import (
     UnknownEventTypeError,
 )
 from eventstore.records import NewEvent, Position
+from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
+from eventstore.validation import MAX_JSON_DEPTH, MAX_VERSION
 from tests.integration.conftest import count_rows
 from tests.integration.events import noted
 
@@ -141,4 +145,118 @@ async def test_a_bad_expected_version_or_command_id_is_refused(test_store: Event
             "Note",
             [noted()],
             command_id="not-a-uuid",  # type: ignore[arg-type]
+        )
+
+
+def _nested(depth: int) -> list[Any]:
+    """A list ``depth`` levels deep, built without recursion."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(noted("lone \ud800 surrogate"), id="in data"),
+        pytest.param(NewEvent("Noted", 1, {"text": "x", "\udfff": 1}), id="in a data key"),
+        pytest.param(noted(source="lone \udc80"), id="in metadata"),
+    ],
+)
+async def test_text_that_is_not_unicode_is_refused_and_nothing_is_written(
+    test_store: EventStore, pool: AsyncConnectionPool, event: NewEvent
+) -> None:
+    before = await count_rows(pool)
+    with pytest.raises(EventStoreValidationError, match="lone surrogate"):
+        await test_store.append("t-bad", "surrogate", "Note", [event], command_id=uuid.uuid4())
+    assert await count_rows(pool) == before
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000])
+async def test_deep_nesting_is_refused_with_a_typed_error(
+    test_store: EventStore, pool: AsyncConnectionPool, depth: int
+) -> None:
+    before = await count_rows(pool)
+    with pytest.raises(EventStoreValidationError, match=f"nested more than {MAX_JSON_DEPTH}"):
+        await test_store.append(
+            "t-bad",
+            "deep",
+            "Note",
+            [NewEvent("Noted", 1, {"text": "x", "tree": _nested(depth - 1)})],
+            command_id=uuid.uuid4(),
+        )
+    assert await count_rows(pool) == before
+
+
+async def test_nesting_up_to_the_limit_is_stored(test_store: EventStore) -> None:
+    data = {"text": "x", "tree": _nested(MAX_JSON_DEPTH - 1)}
+    await test_store.append(
+        "t-bad", "deep-ok", "Note", [NewEvent("Noted", 1, data)], command_id=uuid.uuid4()
+    )
+    (stored,) = await test_store.read_stream("t-bad", "deep-ok")
+    assert stored.data == data
+
+
+async def test_a_backslash_before_u0000_is_text_not_a_nul(test_store: EventStore) -> None:
+    text = "C:\\u0000dir"  # a backslash and the letters u0000: no NUL anywhere
+    await test_store.append(
+        "t-bad", "backslash", "Note", [noted(text, path=text)], command_id=uuid.uuid4()
+    )
+    (stored,) = await test_store.read_stream("t-bad", "backslash")
+    assert stored.data == {"text": text}
+    assert stored.metadata["path"] == text
+
+
+@pytest.mark.parametrize("expected", [2**63, MAX_VERSION + 1, True, 1.0])
+async def test_an_expected_version_out_of_range_is_a_validation_error(
+    test_store: EventStore, pool: AsyncConnectionPool, expected: Any
+) -> None:
+    before = await count_rows(pool)
+    with pytest.raises(EventStoreValidationError, match="expected version") as refused:
+        await test_store.append(
+            "t-bad", "v2", "Note", [noted()], command_id=uuid.uuid4(), expected_version=expected
+        )
+    # A validation error, so the command activity fails at once instead of retrying forever.
+    assert isinstance(refused.value, CommandValidationError)
+    assert await count_rows(pool) == before
+
+
+@pytest.mark.parametrize(
+    ("version", "schema_version", "state", "says"),
+    [
+        (2**63, 1, {}, "snapshot version"),
+        (0, 1, {}, "snapshot version"),
+        (1, 2**31, {}, "schema version"),
+        (1, True, {}, "schema version"),
+        (1, 1, {"name": "\ud800"}, "lone surrogate"),
+        (1, 1, {"name": "a\x00b"}, "NUL"),
+        (1, 1, {"tree": _nested(5_000)}, "nested more than"),
+    ],
+)
+async def test_bad_snapshots_are_refused_and_nothing_is_written(
+    snapshots: SnapshotStore,
+    pool: AsyncConnectionPool,
+    version: Any,
+    schema_version: Any,
+    state: dict[str, Any],
+    says: str,
+) -> None:
+    before = await count_rows(pool, "snapshots.aggregate_snapshots")
+    with pytest.raises(EventStoreValidationError, match=says):
+        await snapshots.save(
+            "t-bad", "snap", "Note", version=version, schema_version=schema_version, state=state
+        )
+    assert await count_rows(pool, "snapshots.aggregate_snapshots") == before
+
+
+@pytest.mark.parametrize(
+    ("schema_version", "at_or_below"), [(1, 2**63), (1, -1), (2**40, None), (True, None)]
+)
+async def test_a_snapshot_load_checks_its_versions(
+    snapshots: SnapshotStore, schema_version: Any, at_or_below: Any
+) -> None:
+    with pytest.raises(EventStoreValidationError, match="version"):
+        await snapshots.load(
+            "t-bad", "snap", schema_version=schema_version, at_or_below=at_or_below
         )

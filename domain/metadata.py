@@ -1,0 +1,46 @@
+"""What a client may put into a command's metadata: context, never the envelope the system records.
+
+The command handler records an event's envelope itself (correlation and causation ids, the
+command, the actor, the stream), and RabbitMQ headers and consumers read those fields back. A
+client that could set them could make its events look caused by someone else's command, or
+routed as another type; so a command whose metadata names one of them is refused, not merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+RESERVED_METADATA_KEYS: Final = frozenset(
+    {
+        # Recorded by the command handler on every event.
+        "correlation_id",
+        "causation_id",
+        "command_id",
+        "command_type",
+        "actor",
+        # The stored event's own columns, also sent as the RabbitMQ message's headers.
+        "tenant_id",
+        "aggregate_id",
+        "aggregate_type",
+        "event_id",
+        "event_type",
+        "event_version",
+        "sequence_number",
+        "global_position",
+        "transaction_id",
+        "position",
+        "created_at",
+        "message_id",
+    }
+)
+
+
+def _normalised(key: str) -> str:
+    # "Correlation-Id" reads as correlation_id to a person and to many header parsers.
+    return key.strip().lower().replace("-", "_")
+
+
+def reserved_keys(keys: Iterable[str]) -> list[str]:
+    """The keys (as sent, in order) that name a field the system records itself."""
+    return [key for key in keys if _normalised(key) in RESERVED_METADATA_KEYS]
