@@ -21,6 +21,12 @@ from eventstore.repository import AggregateRepository
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 
+# Tests never serve metrics on the default port: it belongs to a `make demo` or worker running
+# beside them (a test run once made the demo's endpoint fail to start). This reaches every
+# Settings() built in the test process and every `acci` process started with os.environ; a test
+# that wants the endpoint passes a free port.
+os.environ["ACCI_METRICS_PORT"] = "0"
+
 # The server the tests use; each module gets a database of its own on it.
 SERVER_URL = os.environ.get(
     "ACCI_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

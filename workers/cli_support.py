@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from domain.errors import CommandError, QueryError
 from eventstore.errors import EventStoreError
@@ -14,6 +15,8 @@ from workers.logs import configure_logging
 from workers.settings import get_settings
 
 T = TypeVar("T")
+
+USAGE_EXIT: int = 2
 
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -43,3 +46,36 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             err=True,
         )
         raise typer.Exit(1) from None
+
+
+def invoke(app: typer.Typer, args: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit status; a usage error is one line and status 2.
+
+    Typer's standalone mode would draw usage errors as a boxed panel with the usage above it;
+    every other ``acci`` error is one ``error (<kind>): <message>`` line, so these are too.
+    """
+    try:
+        result = app(args, prog_name="acci", standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        # A group run without a subcommand: its help (already printed by some Typer versions).
+        if message := e.format_message().strip():
+            typer.echo(message, err=True)
+        return USAGE_EXIT
+    except typer.TyperException as e:
+        typer.echo(f"error (usage): {usage_message(e)}", err=True)
+        return USAGE_EXIT
+    except typer.Abort:
+        typer.echo("error (aborted): aborted", err=True)
+        return 1
+    # Without standalone mode Typer returns the status of a raised typer.Exit, or the
+    # command's own return value (None: every command prints rather than returns).
+    return result if isinstance(result, int) else 0
+
+
+def usage_message(error: typer.TyperException) -> str:
+    """A usage error's message on one line, with the help to read for the command."""
+    message = " ".join(error.format_message().split()).rstrip(".")
+    ctx = error.ctx if isinstance(error, UsageError) else None
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message += f"; see '{ctx.command_path} --help'"
+    return message

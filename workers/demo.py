@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Final
 
 from prometheus_client import REGISTRY
@@ -17,6 +18,7 @@ from readmodels.queries import GetTenantActivity, GetTenantDetails, ListTenantUs
 from workers.runtime import open_event_store, open_query_bus
 from workers.settings import Settings
 from workers.temporal_client import command_result, start_command
+from workers.urls import without_password
 from workflows.models import CommandInput
 
 ACME: Final = "demo-acme"
@@ -24,10 +26,20 @@ GLOBEX: Final = "demo-globex"
 # Fixed command ids: running the demo again re-sends the same commands, which shows that a
 # re-sent command returns its first result and runs nothing twice.
 _NAMESPACE: Final = uuid.UUID("0f7d7c36-2a0e-4d7e-8a44-0c1f3d9b6e01")
-_PSQL_HINT: Final = (
-    "psql postgresql://postgres@127.0.0.1:5432/acci -c"
-    " 'SELECT global_position, tenant_id, aggregate_id, event_type FROM event_store.events'"
+_PSQL_QUERY: Final = (
+    "'SELECT global_position, tenant_id, aggregate_id, event_type FROM event_store.events'"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DevSetup:
+    """What ``acci dev`` started, for the scenario to point at."""
+
+    ui_url: str
+    # The metrics URL if the endpoint is served, else why it is not.
+    metrics: str
+    # Where the logs go (ACCI's, the dev server's).
+    logs: str
 
 
 def _say(text: str = "") -> None:
@@ -48,7 +60,8 @@ class _Scenario:
             tenant_id=tenant,
             command_type=command_type,
             payload=payload,
-            metadata={"actor": "acci-demo"},
+            # Context only: the actor and the other envelope fields are the system's to record.
+            metadata={"client": "acci-demo"},
         )
         sent = await start_command(self._client, command, task_queue=self._task_queue)
         label = f"{tenant:<12} {command_type:<16}"
@@ -69,7 +82,7 @@ class _Scenario:
         return True
 
 
-async def run_demo(settings: Settings, client: Client, *, ui_url: str | None = None) -> None:
+async def run_demo(settings: Settings, client: Client, *, dev: DevSetup | None = None) -> None:
     """Run the scenario against a running worker; safe to run again."""
     s = _Scenario(client, settings.task_queue)
     _say("\n1. Two tenants and their users, each command a workflow run (cmd-<command id>)")
@@ -137,8 +150,10 @@ async def run_demo(settings: Settings, client: Client, *, ui_url: str | None = N
     await _read_models(settings, s.position)
 
     _say("\nLook around:")
-    if ui_url:
-        _say(f"  Temporal Web UI     {ui_url}/namespaces/{settings.temporal_namespace}/workflows")
+    if dev is not None:
+        _say(
+            f"  Temporal Web UI     {dev.ui_url}/namespaces/{settings.temporal_namespace}/workflows"
+        )
     _say(
         f"  Temporal CLI        temporal workflow list --address {settings.temporal_address}"
         f" --query \"TenantId='{ACME}'\""
@@ -147,12 +162,13 @@ async def run_demo(settings: Settings, client: Client, *, ui_url: str | None = N
     _say(f"  a user's state      acci aggregate alice --tenant {ACME}")
     _say(f"  the read models     acci tenant list; acci user list --tenant {ACME}")
     _say("  the projections     acci projections status; acci cache stats")
-    if settings.metrics_port:
-        _say(
-            f"  metrics             http://{settings.metrics_host}:{settings.metrics_port}/metrics"
-        )
-    _say(f"  the event store     {_PSQL_HINT}")
+    if dev is not None:
+        _say(f"  metrics             {dev.metrics}")
+    database = without_password(settings.database_url.get_secret_value())
+    _say(f"  the event store     psql '{database}' -c {_PSQL_QUERY}")
     _say("  RabbitMQ            exchange acci.events, routing keys <tenant>.<aggregate>.<event>")
+    if dev is not None:
+        _say(f"\nlogs: {dev.logs}")
 
 
 async def _read_models(settings: Settings, position: Position | None) -> None:

@@ -15,6 +15,10 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 SEARCH_ATTRIBUTES = {"TenantId": "Keyword", "AggregateId": "Keyword", "CommandType": "Keyword"}
+# The files `acci dev` writes in ACCI_DATA_DIR besides the dev server's SQLite file: the dev
+# server's own output, and ACCI's JSON logs (the worker's and this launcher's).
+TEMPORAL_LOG_NAME = "temporal.log"
+DEV_LOG_NAME = "acci-dev.log"
 
 
 class DevServerError(RuntimeError):
@@ -86,7 +90,7 @@ class DevServer:
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
         log.info("starting the Temporal dev server", extra={"command": " ".join(args[1:])})
-        with open(self.data_dir / "temporal.log", "ab") as log_file:
+        with open(self.data_dir / TEMPORAL_LOG_NAME, "ab") as log_file:
             self._process = subprocess.Popen(
                 args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
@@ -95,7 +99,7 @@ class DevServer:
             if self._process.poll() is not None:
                 raise DevServerError(
                     f"the Temporal dev server exited ({self._process.returncode});"
-                    f" see {self.data_dir / 'temporal.log'}"
+                    f" see {self.data_dir / TEMPORAL_LOG_NAME}"
                 )
             if time.monotonic() > deadline:
                 self.stop()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from tests.conftest import drop_database
 from tests.integration.query_rows import REDIS_URL
 
 ACCI = str(Path(sys.executable).with_name("acci"))
+# Rich's panels (the box typer draws around errors) are made of these.
+BOX_DRAWING = {chr(c) for c in range(0x2500, 0x2580)}
 
 
 def acci(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -88,6 +91,121 @@ def test_aggregate_prints_state_now_and_at_a_version(seeded: str) -> None:
         "suspended",
         "Second Name",
     )
+
+
+def test_aggregate_at_a_version_past_the_stream_says_how_far_it_goes(seeded: str) -> None:
+    out = acci(seeded, "aggregate", "cli-t", "--tenant", "cli-t", "--version", "7")
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == (
+        "error (not_found): Tenant 'cli-t' of tenant 'cli-t' has no version 7:"
+        " its stream is at version 3\n"
+    )
+
+
+def test_aggregate_as_of_a_time_before_its_first_event_says_it_did_not_exist(seeded: str) -> None:
+    events = json.loads(acci(seeded, "events", "cli-t", "--tenant", "cli-t", "--json").stdout)
+    created = datetime.fromisoformat(events[0]["created_at"])
+    before = (created - timedelta(microseconds=1)).isoformat()
+    out = acci(seeded, "aggregate", "cli-t", "--tenant", "cli-t", "--as-of", before)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == (
+        f"error (not_found): Tenant 'cli-t' of tenant 'cli-t' did not exist as of {before}:"
+        f" its first event was stored at {created.isoformat()}\n"
+    )
+    # At the very time of its first event it did exist, as it was then.
+    at = acci(seeded, "aggregate", "cli-t", "--tenant", "cli-t", "--as-of", created.isoformat())
+    assert at.returncode == 0, at.stderr
+    assert json.loads(at.stdout)["version"] == 1
+
+
+def test_aggregate_that_never_existed_is_not_found(seeded: str) -> None:
+    out = acci(seeded, "aggregate", "nobody", "--tenant", "cli-t", "--as-of", "2020-01-01")
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == "error (not_found): there is no aggregate 'nobody' in tenant 'cli-t'\n"
+
+
+# Each case: the arguments, and the one line the user must see on stderr (exit status 2).
+USAGE_ERRORS = {
+    "unknown subcommand": (["nosuch"], "No such command 'nosuch'; see 'acci --help'"),
+    "unknown sub-subcommand": (
+        ["tenant", "crate"],
+        "No such command 'crate'. Did you mean 'create'?; see 'acci tenant --help'",
+    ),
+    "missing --tenant": (
+        ["tenant", "create", "--name", "Acme"],
+        "Missing option '--tenant' / '-t'; see 'acci tenant create --help'",
+    ),
+    "missing argument": (
+        ["events", "--tenant", "t"],
+        "Missing argument 'aggregate_id'; see 'acci events --help'",
+    ),
+    "malformed --command-id": (
+        ["tenant", "create", "--tenant", "t", "--name", "T", "--command-id", "not-a-uuid"],
+        "Invalid value for '--command-id': Input should be a valid UUID, invalid character:"
+        " found `n` at 0; see 'acci tenant create --help'",
+    ),
+    "bad JSON": (
+        ["tenant", "create", "--tenant", "t", "--name", "T", "--settings", "{"],
+        "Invalid value: --settings is not JSON: Expecting property name enclosed in double"
+        " quotes: line 1 column 2 (char 1); see 'acci tenant create --help'",
+    ),
+    "JSON that is not an object": (
+        ["tenant", "update-settings", "--tenant", "t", "--settings", "[1]"],
+        "Invalid value: --settings must be a JSON object; see 'acci tenant update-settings --help'",
+    ),
+    "bad option value": (
+        ["tenant", "list", "--limit", "many"],
+        "Invalid value for '--limit': Input should be a valid integer, unable to parse string"
+        " as an integer; see 'acci tenant list --help'",
+    ),
+    "unknown option": (
+        ["events", "x", "--tenant", "t", "--bogus"],
+        "No such option: --bogus; see 'acci events --help'",
+    ),
+    "malformed time": (
+        ["aggregate", "x", "--tenant", "t", "--as-of", "yesterday"],
+        "Invalid value for '--as-of': Input should be a valid datetime or date, input is too"
+        " short; see 'acci aggregate --help'",
+    ),
+    "negative version": (
+        ["aggregate", "x", "--tenant", "t", "--version", "-3"],
+        "Invalid value for '--version': must be 1 or more, got -3; see 'acci aggregate --help'",
+    ),
+    "version zero": (
+        ["aggregate", "x", "--tenant", "t", "--version", "0"],
+        "Invalid value for '--version': must be 1 or more, got 0; see 'acci aggregate --help'",
+    ),
+    "version and time together": (
+        ["aggregate", "x", "--tenant", "t", "--version", "1", "--as-of", "2020-01-01"],
+        "Invalid value: --version and --as-of exclude each other; see 'acci aggregate --help'",
+    ),
+    "options that exclude each other": (
+        ["tenant", "suspend", "-t", "t", "--reason", "r", "--no-wait", "--wait-for-read-model"],
+        "Invalid value: --no-wait and --wait-for-read-model exclude each other;"
+        " see 'acci tenant suspend --help'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", USAGE_ERRORS)
+def test_a_usage_error_is_one_line_and_exit_2(fresh_url: str, case: str) -> None:
+    args, message = USAGE_ERRORS[case]
+    out = acci(fresh_url, *args)
+    assert (out.returncode, out.stdout) == (2, ""), out.stderr
+    assert out.stderr == f"error (usage): {message}\n"
+    assert not BOX_DRAWING & set(out.stderr)
+
+
+def test_help_still_works_and_exits_0(fresh_url: str) -> None:
+    out = acci(fresh_url, "tenant", "create", "--help")
+    assert (out.returncode, out.stderr) == (0, "")
+    assert "--command-id" in out.stdout and "--tenant" in out.stdout
+
+
+def test_a_group_without_a_subcommand_prints_its_help_and_exits_2(fresh_url: str) -> None:
+    out = acci(fresh_url, "tenant")
+    assert out.returncode == 2
+    assert "create" in out.stdout and "error" not in out.stderr
 
 
 def test_bad_input_on_the_command_line_is_a_typed_error_and_exit_1(fresh_url: str) -> None:
