@@ -13,6 +13,7 @@ from domain import COMMAND_TYPES, aggregate_for_command, parse_command
 from domain.command import Command
 from domain.errors import CommandError
 from domain.identifiers import validate_tenant_id
+from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
 from eventstore.store import EventStore
 from workflows.models import CommandInput, CommandResult
@@ -91,13 +92,39 @@ class CommandActivities:
     async def _publish(self, command: CommandInput) -> None:
         # Read back from the store, the truth (also after a crash between append and publish).
         events = await self._store.command_events(command.tenant_id, command.command_id)
-        # pika is blocking: keep it off the event loop.
-        await asyncio.to_thread(
-            self._publisher.publish_events,
-            events,
-            causation_id=command.metadata.get("causation_id"),
+        # pika is blocking, so it runs in a thread, and a thread cannot be cancelled. A worker
+        # told to stop does not wait for it: the attempt fails at once (retryably), the thread
+        # ends within the publisher's timeouts, and the workflow publishes on a later attempt,
+        # on whichever worker polls then (the SDK keeps retrying a local activity while its
+        # worker shuts down, so an attempt that waited here would hold the worker past its grace).
+        if activity.is_worker_shutdown():
+            raise _shutting_down(len(events))
+        publishing = asyncio.ensure_future(
+            asyncio.to_thread(self._publisher.publish_events, events)
         )
+        stopping = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+        try:
+            await asyncio.wait({publishing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not publishing.done():
+            publishing.add_done_callback(_retrieve)
+            raise _shutting_down(len(events))
+        publishing.result()
         log.info(
             "published events",
             extra={"command_id": str(command.command_id), "count": len(events)},
         )
+
+
+def _shutting_down(count: int) -> MessagingError:
+    return MessagingError(
+        f"the worker is shutting down: publishing {count} event(s) is left to the next attempt"
+    )
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    # The abandoned publish may still fail; its outcome no longer matters (the next attempt
+    # publishes again), but an unretrieved exception would be logged as an error at exit.
+    if not task.cancelled():
+        task.exception()

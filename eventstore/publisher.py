@@ -41,9 +41,13 @@ class EventPublisher:
     ) -> None:
         """Publish events in order; returns once all are confirmed, else raises MessagingError.
 
-        Publishing the same events again is harmless: subscribers deduplicate on message_id.
+        Each message's causation id is ``causation_id`` if given, else the one recorded in the
+        event's metadata. Publishing the same events again is harmless: subscribers deduplicate
+        on message_id.
         """
-        messages = [encode(event, causation_id=causation_id) for event in events]
+        messages = [
+            encode(event, causation_id=causation_id or _caused_by(event)) for event in events
+        ]
         if not messages:
             return
 
@@ -68,3 +72,8 @@ class EventPublisher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _caused_by(event: RecordedEvent) -> str | None:
+    value = event.metadata.get("causation_id")
+    return value if isinstance(value, str) and value else None

@@ -8,15 +8,20 @@ import os
 import signal
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from workers.cli_commands import tenant_app, user_app
+from workers.cli_events_publish import publish_events
 from workers.cli_projections import projections_app
 from workers.cli_queries import tenant_queries, user_queries
-from workers.cli_support import JsonOption, TenantOption, run, setup
-from workers.settings import get_settings
+from workers.cli_support import JsonOption, TenantOption, invoke, run, setup
+from workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
+from workers.logs import configure_logging
+from workers.settings import Settings, get_settings
+from workers.urls import where, without_password
 
 app = typer.Typer(
     help="ACCI: a durable CQRS / event-sourcing platform.",
@@ -32,6 +37,7 @@ user_app.add_typer(user_queries)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(projections_app, name="projections")
+app.command("publish-events")(publish_events)
 
 
 @app.command("check-services")
@@ -138,28 +144,47 @@ def events(
 def aggregate(
     aggregate_id: Annotated[str, typer.Argument(help="The aggregate id.")],
     tenant: TenantOption,
-    version: Annotated[int | None, typer.Option(help="State at this stream version.")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="State at this stream version (1 or more).")
+    ] = None,
     as_of: Annotated[
         datetime | None,
         typer.Option("--as-of", help="State as of this time (ISO 8601, UTC if no zone)."),
     ] = None,
 ) -> None:
     """Print an aggregate's state now, at a version, or as of a time."""
+    if version is not None and version < 1:
+        # A stream's first event is version 1; version 0 would be the state before it.
+        raise typer.BadParameter(f"must be 1 or more, got {version}", param_hint="'--version'")
+    if version is not None and as_of is not None:
+        raise typer.BadParameter("--version and --as-of exclude each other")
     setup()
     from datetime import UTC
 
     from domain import AGGREGATES
+    from domain.errors import NotFoundError
     from workers.runtime import open_event_store
+
+    when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
 
     async def main() -> None:
         async with open_event_store(get_settings()) as rt:
             first = await rt.store.read_stream(tenant, aggregate_id, to_version=1)
             if not first:
-                typer.echo(f"no aggregate {tenant}/{aggregate_id}", err=True)
-                raise typer.Exit(1)
+                raise NotFoundError(f"there is no aggregate {aggregate_id!r} in tenant {tenant!r}")
             cls = AGGREGATES[first[0].aggregate_type]
-            when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+            what = f"{cls.aggregate_type} {aggregate_id!r} of tenant {tenant!r}"
+            # Folding no events would print an empty state as if it had been the state then.
+            if when is not None and when < first[0].created_at:
+                raise NotFoundError(
+                    f"{what} did not exist as of {when.isoformat()}:"
+                    f" its first event was stored at {first[0].created_at.isoformat()}"
+                )
             agg = await rt.repository.load(cls, tenant, aggregate_id, version=version, as_of=when)
+            if version is not None and agg.version < version:
+                raise NotFoundError(
+                    f"{what} has no version {version}: its stream is at version {agg.version}"
+                )
         typer.echo(
             json.dumps(
                 {
@@ -226,41 +251,73 @@ def dev(
     ] = False,
 ) -> None:
     """The embedded default: Temporal dev server + Web UI, migrated database, a worker."""
-    setup()
-    from workers.demo import run_demo
-    from workers.devserver import DevServer
+    settings = get_settings()
+    # The worker's JSON logs would drown the scenario on the terminal: they go beside the
+    # dev server's own log, and the output names the file.
+    log_file = Path(settings.data_dir) / DEV_LOG_NAME
+    configure_logging(settings.log_level, path=log_file)
+    from workers.demo import DevSetup, run_demo
+    from workers.devserver import DevServer, DevServerError
+    from workers.metrics import metrics_endpoint
     from workers.temporal_client import connect
     from workers.worker import running_worker
 
     async def main() -> None:
-        settings = get_settings()
         stop = _stop_on_signals()
         server = DevServer(settings)
-        await asyncio.to_thread(server.start)
+        try:
+            await asyncio.to_thread(server.start)
+        except DevServerError as e:
+            typer.echo(f"error (unavailable): {e}", err=True)
+            raise typer.Exit(1) from None
         try:
             client = await connect(settings)
-            async with running_worker(settings, client):
-                typer.echo(
-                    f"ACCI is up.\n"
-                    f"  Temporal            {settings.temporal_address}"
-                    f" (data in {server.data_dir})\n"
-                    f"  Temporal Web UI     {server.ui_url}\n"
-                    f"  task queue          {settings.task_queue}\n"
-                    f"  event store         {_where(settings.database_url.get_secret_value())}\n"
-                    f"  RabbitMQ exchange   acci.events"
-                    f" at {_where(settings.rabbitmq_url.get_secret_value())}"
-                )
-                if demo:
-                    await run_demo(settings, client, ui_url=server.ui_url)
-                if exit_after:
-                    return
-                typer.echo("\nPress Ctrl-C to stop.")
-                await stop.wait()
-                typer.echo("stopping…")
+            # Served here rather than by the worker, so that what is printed is what is served.
+            with metrics_endpoint(settings.metrics_host, settings.metrics_port) as served:
+                worker_settings = settings.model_copy(update={"metrics_port": 0})
+                async with running_worker(worker_settings, client):
+                    where_to_look = DevSetup(
+                        ui_url=server.ui_url,
+                        metrics=_metrics_status(settings, served, log_file),
+                        logs=f"{log_file} (ACCI), {Path(settings.data_dir) / TEMPORAL_LOG_NAME}"
+                        " (Temporal dev server)",
+                    )
+                    typer.echo(
+                        f"ACCI is up.\n"
+                        f"  Temporal            {settings.temporal_address}"
+                        f" (data in {server.data_dir})\n"
+                        f"  Temporal Web UI     {server.ui_url}\n"
+                        f"  task queue          {settings.task_queue}\n"
+                        f"  event store         "
+                        f"{without_password(settings.database_url.get_secret_value())}\n"
+                        f"  RabbitMQ exchange   acci.events"
+                        f" at {where(settings.rabbitmq_url.get_secret_value())}\n"
+                        f"  metrics             {where_to_look.metrics}\n"
+                        f"  logs                {where_to_look.logs}"
+                    )
+                    if demo:
+                        await run_demo(settings, client, dev=where_to_look)
+                    if exit_after:
+                        return
+                    typer.echo("\nPress Ctrl-C to stop.")
+                    await stop.wait()
+                    typer.echo("stopping…")
         finally:
             await asyncio.to_thread(server.stop)
 
     run(main())
+
+
+def _metrics_status(settings: Settings, served: int | None, log_file: Path) -> str:
+    """The metrics URL if the endpoint is served, else why it is not."""
+    if served is not None:
+        return f"http://{settings.metrics_host}:{served}/metrics"
+    if settings.metrics_port == 0:
+        return "off (ACCI_METRICS_PORT=0)"
+    return (
+        f"not served: could not listen on {settings.metrics_host}:{settings.metrics_port}"
+        f" (see {log_file})"
+    )
 
 
 @app.command("demo")
@@ -285,11 +342,6 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _where(url: str) -> str:
-    """host:port/db of a URL, without its credentials."""
-    return url.rpartition("@")[2]
-
-
 def _event_json(e: Any) -> dict[str, Any]:
     return {
         "event_id": str(e.event_id),
@@ -307,8 +359,7 @@ def _event_json(e: Any) -> dict[str, Any]:
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
-        code = 0
+        code = invoke(app)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     # The Temporal SDK's native threads can abort the interpreter while it finalises, turning

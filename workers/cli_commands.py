@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
@@ -12,8 +12,14 @@ from workers.cli_support import JsonOption, TenantOption, run, setup
 from workers.settings import get_settings
 
 if TYPE_CHECKING:
+    from eventstore.records import RecordedEvent
     from readmodels.queries import TenantView, UserView
-    from workflows.models import CommandResult
+    from workers.command_delivery import CommandDelivery
+    from workflows.models import CommandInput, CommandResult
+
+# `acci <command>`'s exit status when the command is stored but not yet published to RabbitMQ
+# (its workflow goes on publishing by itself).
+PUBLISH_PENDING_EXIT: Final = 3
 
 tenant_app = typer.Typer(help="Tenant commands.", no_args_is_help=True)
 user_app = typer.Typer(help="User commands (in a tenant).", no_args_is_help=True)
@@ -52,34 +58,49 @@ def send(
     passed the command's position, and print it too.
     """
     setup()
-    from workers.temporal_client import command_result, connect, start_command
+    from workers.command_delivery import await_delivery
+    from workers.temporal_client import connect, start_command
     from workflows.models import CommandInput
 
     settings = get_settings()
     if no_wait and wait_for_read_model:
         raise typer.BadParameter("--no-wait and --wait-for-read-model exclude each other")
 
-    async def main() -> None:
+    async def main() -> int:
         client = await connect(settings)
         command = CommandInput(
             command_id=command_id or uuid.uuid4(),
             tenant_id=tenant,
             command_type=command_type,
             payload=payload,
-            metadata={"actor": "acci-cli"},
         )
         sent = await start_command(client, command, task_queue=settings.task_queue)
         if no_wait:
             typer.echo(json.dumps({"workflow_id": sent.handle.id}) if as_json else sent.handle.id)
-            return
-        result = await command_result(sent.handle)
+            return 0
+        delivery = await await_delivery(
+            sent,
+            command,
+            wait=settings.command_publish_wait_ms / 1000,
+            stored=lambda: _stored_events(command),
+            still_waiting=lambda: typer.echo(
+                f"waiting: command {command.command_id} is not stored yet"
+                f" (is a worker polling task queue {settings.task_queue!r}?)",
+                err=True,
+            ),
+        )
+        if delivery.result is None:
+            _show_publish_pending(command_type, delivery, as_json=as_json)
+            return PUBLISH_PENDING_EXIT
+        result = delivery.result
         view = await _read_back(result) if wait_for_read_model else None
         if as_json:
             shown = {**result.model_dump(mode="json"), "position": result.position}
+            shown["published"] = True
             if view is not None:
                 shown["read_model"] = view.model_dump(mode="json")
             typer.echo(json.dumps(shown, indent=2))
-            return
+            return 0
         if not result.event_ids:
             typer.echo(
                 f"{command_type}: no change ({result.aggregate_type} {result.aggregate_id}"
@@ -101,8 +122,42 @@ def send(
                 show_tenant(view)
             elif isinstance(view, UserView):
                 show_user(view)
+        return 0
 
-    run(main())
+    code = run(main())
+    if code:
+        raise typer.Exit(code)
+
+
+async def _stored_events(command: CommandInput) -> list[RecordedEvent]:
+    """The command's stored events, read through a short-lived pool (the slow path only)."""
+    from workers.command_delivery import stored_events
+    from workers.runtime import open_event_store
+
+    settings = get_settings().model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1})
+    async with open_event_store(settings, migrate_schema=False) as rt:
+        return await stored_events(rt.store, command)
+
+
+def _show_publish_pending(command_type: str, delivery: CommandDelivery, *, as_json: bool) -> None:
+    """A command stored whose publishing to RabbitMQ is still pending (exit status 3)."""
+    if as_json:
+        shown = {
+            "command_id": str(delivery.command_id),
+            "tenant_id": delivery.tenant_id,
+            "workflow_id": delivery.workflow_id,
+            "event_ids": [str(e) for e in delivery.event_ids],
+            "positions": list(delivery.positions),
+            "position": delivery.position,
+            "published": False,
+        }
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    typer.echo(
+        f"{command_type}: stored, position {delivery.position} (command {delivery.command_id});"
+        f" publishing to RabbitMQ is pending: workflow {delivery.workflow_id} publishes"
+        " by itself once RabbitMQ answers"
+    )
 
 
 async def _read_back(result: CommandResult) -> TenantView | UserView:
