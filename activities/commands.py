@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import random
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain import Tenant, aggregate_for_command
+from domain import EventSourced, Tenant, aggregate_for_command
 from domain.command import Command
 from domain.errors import CommandValidationError
+from domain.seats import seat_events
 from domain.tenant import ensure_tenant_active
-from eventstore.errors import ConcurrencyError
-from eventstore.records import AppendResult, Position
+from eventstore.errors import CommandIdReusedError, ConcurrencyError
+from eventstore.records import AppendResult, CommandRecord, Position
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 
@@ -50,11 +55,19 @@ class CommandHandler:
     """Runs a command against its aggregate; safe to run twice with the same command id."""
 
     def __init__(
-        self, store: EventStore, repository: AggregateRepository, *, max_attempts: int = 5
+        self,
+        store: EventStore,
+        repository: AggregateRepository,
+        *,
+        conflict_budget_seconds: float = 10.0,
+        backoff_initial_seconds: float = 0.005,
+        backoff_max_seconds: float = 0.5,
     ) -> None:
         self._store = store
         self._repository = repository
-        self._max_attempts = max_attempts
+        self._budget = conflict_budget_seconds
+        self._backoff_initial = backoff_initial_seconds
+        self._backoff_max = backoff_max_seconds
 
     async def handle(
         self,
@@ -64,7 +77,12 @@ class CommandHandler:
         command_id: uuid.UUID,
         metadata: Mapping[str, Any] | None = None,
     ) -> CommandOutcome:
-        """Decide and append; a concurrency conflict reloads and decides again (bounded)."""
+        """Decide and append; a concurrency conflict reloads and decides again.
+
+        Conflicts are retried with jittered exponential backoff until the time budget is spent:
+        a burst of commands on one aggregate (a backlog released after an outage, say) then
+        goes through one after another instead of exhausting a fixed number of attempts.
+        """
         cls = aggregate_for_command(command)
         named = getattr(command, "tenant_id", tenant_id)  # tenant commands name their tenant
         if named != tenant_id:
@@ -72,36 +90,91 @@ class CommandHandler:
                 f"{command.command_type} names tenant {named!r}"
                 f" but was sent for tenant {tenant_id!r}"
             )
+        fingerprint = command.fingerprint(tenant_id)
         # A command already stored returns its first outcome: deciding it again against the
         # state it produced would refuse it ("already exists") or double it.
-        earlier = await self._store.command_result(tenant_id, command_id)
+        earlier = await self._store.command_record(command_id)
         if earlier is not None:
-            return CommandOutcome.stored(cls.aggregate_type, earlier)
-        if cls is not Tenant:
-            # Work inside a tenant needs the tenant to accept it (read, not locked: a suspension
-            # racing this command lands before or after it, both are valid histories).
-            tenant = await self._repository.load(Tenant, tenant_id, tenant_id)
-            ensure_tenant_active(tenant_id, tenant.state)
-        meta = {"correlation_id": str(command_id), "command_type": command.command_type}
-        meta.update(metadata or {})
-        for attempt in range(1, self._max_attempts + 1):
-            aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
-            aggregate.handle(command)
+            return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
+        # The envelope is the system's to write: clients cannot set these (workflows.models
+        # refuses them), and a command's events are caused by the command.
+        meta = {
+            **(metadata or {}),
+            "correlation_id": str(command_id),
+            "causation_id": str(command_id),
+            "command_type": command.command_type,
+        }
+        deadline = time.monotonic() + self._budget
+        for attempt in itertools.count(1):
             try:
-                result = await self._repository.save(
-                    aggregate, command_id=command_id, metadata=meta
+                return await self._decide_and_append(
+                    cls, tenant_id, command, command_id, meta, fingerprint
                 )
             except ConcurrencyError:
-                if attempt == self._max_attempts:
+                # Full jitter: racing writers spread out instead of colliding again in step.
+                cap = min(self._backoff_max, self._backoff_initial * 2**attempt)
+                delay = random.uniform(0, cap)  # jitter, not a secret
+                if time.monotonic() + delay >= deadline:
                     raise
                 log.info(
                     "concurrency conflict, deciding again",
                     extra={"command_id": str(command_id), "attempt": attempt},
                 )
-                continue
-            if result is None:  # nothing to change: an idempotent no-op
-                return CommandOutcome(
-                    tenant_id, aggregate.aggregate_id, cls.aggregate_type, aggregate.version, (), ()
-                )
-            return CommandOutcome.stored(cls.aggregate_type, result)
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _earlier(
+        self,
+        earlier: CommandRecord,
+        aggregate_type: str,
+        tenant_id: str,
+        command: Command,
+        fingerprint: str,
+    ) -> CommandOutcome:
+        """The stored outcome of this command sent before, or a refusal if its id named another
+        command (which says nothing about that one)."""
+        same = earlier.matches(tenant_id, fingerprint) and (
+            earlier.fingerprint is not None or earlier.aggregate_id == command.aggregate_id
+        )
+        result = await self._store.command_result(tenant_id, earlier.command_id) if same else None
+        if result is None:
+            raise CommandIdReusedError(
+                f"command id {earlier.command_id} was already used for a different command;"
+                " send this one with a new command id"
+            )
+        return CommandOutcome.stored(aggregate_type, result)
+
+    async def _decide_and_append(
+        self,
+        cls: type[EventSourced[Any, Any]],
+        tenant_id: str,
+        command: Command,
+        command_id: uuid.UUID,
+        metadata: Mapping[str, Any],
+        fingerprint: str,
+    ) -> CommandOutcome:
+        """Load, decide and append once; a ConcurrencyError means another writer came first."""
+        changed: list[EventSourced[Any, Any]] = []
+        tenant = None
+        if cls is not Tenant:
+            # Work inside a tenant needs the tenant to accept it. A suspension racing this
+            # command lands before or after it (both valid histories), unless the command also
+            # writes to the tenant's stream (a seat), where the two collide.
+            tenant = await self._repository.load(Tenant, tenant_id, tenant_id)
+            ensure_tenant_active(tenant_id, tenant.state)
+        aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
+        events = aggregate.handle(command)
+        changed.append(aggregate)
+        if tenant is not None:
+            seats = seat_events(tenant_id, tenant.state, aggregate.aggregate_id, events)
+            if seats:
+                tenant.record(seats)
+                changed.append(tenant)
+        results = await self._repository.save_all(
+            changed, command_id=command_id, metadata=metadata, fingerprint=fingerprint
+        )
+        if not results:  # nothing to change: an idempotent no-op
+            return CommandOutcome(
+                tenant_id, aggregate.aggregate_id, cls.aggregate_type, aggregate.version, (), ()
+            )
+        return CommandOutcome.stored(cls.aggregate_type, results[0])

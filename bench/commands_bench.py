@@ -463,7 +463,9 @@ async def direct_path(settings: Settings) -> AsyncIterator[Direct]:
         try:
             await asyncio.to_thread(publisher.declare)
             handler = CommandHandler(
-                rt.store, rt.repository, max_attempts=settings.command_max_attempts
+                rt.store,
+                rt.repository,
+                conflict_budget_seconds=settings.command_conflict_budget_ms / 1000,
             )
             yield Direct(handler, rt, publisher)
         finally:

@@ -143,7 +143,14 @@ class EventSourced(ABC, Generic[StateT, CommandT]):
                 f"{command.command_type} is addressed to {self.aggregate_type}"
                 f" {command.aggregate_id!r}, not {self._aggregate_id!r}"
             )
-        events = self.decide(command, self._state)
+        return self.record(self.decide(command, self._state))
+
+    def record(self, events: list[DomainEvent]) -> list[DomainEvent]:
+        """Apply events decided for this aggregate and keep them as uncommitted.
+
+        ``handle`` records what a command decided; a rule across aggregates (a user's seat on
+        its tenant) records what it decided here. All or nothing, like ``handle``.
+        """
         state = self._state
         for event in events:
             state = self.evolve(state, event)

@@ -28,6 +28,8 @@ from domain.tenant_events import (
     TenantRenamed,
     TenantSettingsUpdated,
     TenantSuspended,
+    UserSeatReleased,
+    UserSeatReserved,
 )
 from domain.tenant_settings import TenantSettings
 
@@ -50,6 +52,8 @@ __all__ = [
     "TenantStatus",
     "TenantSuspended",
     "UpdateTenantSettings",
+    "UserSeatReleased",
+    "UserSeatReserved",
     "ensure_tenant_active",
 ]
 
@@ -64,20 +68,23 @@ class TenantStatus(StrEnum):
 
 
 class TenantState(BaseModel):
-    """What the Tenant aggregate knows: status, name and settings."""
+    """What the Tenant aggregate knows: status, name, settings and seats taken by users."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     status: TenantStatus = TenantStatus.NONE
     name: str = ""
     settings: TenantSettings = TenantSettings()
+    # Active users, counted by their seats (domain/seats.py): at most settings.max_users.
+    active_users: int = 0
 
 
 class Tenant(EventSourced[TenantState, TenantCommand]):
     """A tenant; its aggregate id is its tenant id."""
 
     aggregate_type: ClassVar[str] = "Tenant"
-    state_schema_version: ClassVar[int] = 1
+    # 2: active_users (seats). Snapshots of schema 1 are ignored and the state folded again.
+    state_schema_version: ClassVar[int] = 2
     command_types: ClassVar[tuple[type[Command], ...]] = get_args(TenantCommand)
 
     def __init__(
@@ -164,6 +171,10 @@ class Tenant(EventSourced[TenantState, TenantCommand]):
                 return state.model_copy(update={"status": TenantStatus.ACTIVE})
             case TenantDeleted():
                 return state.model_copy(update={"status": TenantStatus.DELETED})
+            case UserSeatReserved():
+                return state.model_copy(update={"active_users": state.active_users + 1})
+            case UserSeatReleased():
+                return state.model_copy(update={"active_users": max(state.active_users - 1, 0)})
             case _:
                 # A foreign event in a tenant stream is corruption; skipping it would hide that.
                 raise UnknownEventTypeError(

@@ -64,6 +64,28 @@ class TenantDeleted(DomainEvent):
     reason: Reason | None = None
 
 
+@registry.register
+class UserSeatReserved(DomainEvent):
+    """A user of the tenant was registered and takes one of its ``max_users`` seats.
+
+    Appended to the tenant's stream in the same transaction as the user's ``UserRegistered``,
+    so two registrations racing for the last seat collide on the tenant's stream version.
+    """
+
+    event_type: ClassVar[str] = "UserSeatReserved"
+
+    user_id: str
+
+
+@registry.register
+class UserSeatReleased(DomainEvent):
+    """A user of the tenant was deactivated; its seat is free again."""
+
+    event_type: ClassVar[str] = "UserSeatReleased"
+
+    user_id: str
+
+
 TenantEvent = (
     TenantCreated
     | TenantRenamed
@@ -71,4 +93,6 @@ TenantEvent = (
     | TenantSuspended
     | TenantReactivated
     | TenantDeleted
+    | UserSeatReserved
+    | UserSeatReleased
 )

@@ -32,6 +32,7 @@ from eventstore.errors import (
 from eventstore.records import (
     ANY,
     AppendResult,
+    CommandRecord,
     Position,
     RecordedEvent,
     StreamAppend,
@@ -54,19 +55,30 @@ WITH head AS (
 ), stream AS (
     SELECT coalesce((SELECT sequence_number FROM head), 0) AS version,
            (SELECT aggregate_type FROM head) AS aggregate_type
+), inserted AS (
+    INSERT INTO {partition} (global_position, event_id, tenant_id, aggregate_id, aggregate_type,
+                             sequence_number, event_type, event_version, data, metadata,
+                             command_id)
+    SELECT nextval({positions}), e.event_id, %(tenant_id)s, %(aggregate_id)s,
+           %(aggregate_type)s, s.version + e.i, e.event_type, e.event_version, e.data,
+           e.metadata, %(command_id)s
+      FROM stream s,
+           jsonb_to_recordset(%(events)s::jsonb)
+             AS e(i integer, event_id uuid, event_type text, event_version integer, data jsonb,
+                  metadata jsonb)
+     WHERE (%(expected)s::bigint < 0 OR s.version = %(expected)s::bigint)
+       AND (s.aggregate_type IS NULL OR s.aggregate_type = %(aggregate_type)s)
+     ORDER BY e.i
+    RETURNING event_id, sequence_number, global_position, transaction_id
+), command AS (
+    -- The command's identity, with every event it stores (all its streams): a command id used
+    -- before, in any tenant, collides here and the whole statement stores nothing.
+    INSERT INTO event_store.commands (command_id, tenant_id, aggregate_id, fingerprint, event_ids)
+    SELECT %(command_id)s, %(tenant_id)s, %(aggregate_id)s, %(fingerprint)s::text,
+           %(command_event_ids)s::uuid[]
+     WHERE %(record_command)s::boolean AND EXISTS (SELECT FROM inserted)
 )
-INSERT INTO {partition} (global_position, event_id, tenant_id, aggregate_id, aggregate_type,
-                         sequence_number, event_type, event_version, data, metadata, command_id)
-SELECT nextval({positions}), e.event_id, %(tenant_id)s, %(aggregate_id)s, %(aggregate_type)s,
-       s.version + e.i, e.event_type, e.event_version, e.data, e.metadata, %(command_id)s
-  FROM stream s,
-       jsonb_to_recordset(%(events)s::jsonb)
-         AS e(i integer, event_id uuid, event_type text, event_version integer, data jsonb,
-              metadata jsonb)
- WHERE (%(expected)s::bigint < 0 OR s.version = %(expected)s::bigint)
-   AND (s.aggregate_type IS NULL OR s.aggregate_type = %(aggregate_type)s)
- ORDER BY e.i
-RETURNING event_id, sequence_number, global_position, transaction_id
+SELECT event_id, sequence_number, global_position, transaction_id FROM inserted
 """
 
 _HEAD: Final = (
@@ -76,6 +88,7 @@ _HEAD: Final = (
 
 Rows = list[tuple[Any, ...]]
 CommandEvents = Callable[[str, uuid.UUID], Coroutine[Any, Any, list[RecordedEvent]]]
+CommandRecords = Callable[[uuid.UUID], Coroutine[Any, Any, CommandRecord | None]]
 
 
 class _Refused(Exception):
@@ -93,30 +106,52 @@ class Appender:
         max_payload_bytes: int,
         max_events: int,
         command_events: CommandEvents,
+        command_record: CommandRecords,
     ) -> None:
         self._pool = pool
         self._registry = registry
         self._max_payload_bytes = max_payload_bytes
         self._max_events = max_events
         self._command_events = command_events
+        self._command_record = command_record
         self._queries: dict[str, str] = {}
 
-    def params(self, append: StreamAppend, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The statement's parameters, after every check on the input (nothing written yet)."""
+    def params(
+        self,
+        append: StreamAppend,
+        metadata: Mapping[str, Any] | None,
+        *,
+        first_index: int = 0,
+        command_event_ids: Sequence[uuid.UUID] | None = None,
+    ) -> dict[str, Any]:
+        """The statement's parameters, after every check on the input (nothing written yet).
+
+        ``first_index`` counts the command's events in the streams before this one (a command
+        may touch several); ``command_event_ids``, given to the first stream of a command only,
+        records the command with all its events.
+        """
         validation.tenant_id(append.tenant_id)
         validation.aggregate_id(append.aggregate_id)
         validation.type_name(append.aggregate_type, "aggregate type")
         if not isinstance(append.command_id, uuid.UUID):
             raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
         expected = append.expected_version
-        if isinstance(expected, bool) or not isinstance(expected, int) or expected < ANY:
+        if (
+            isinstance(expected, bool)
+            or not isinstance(expected, int)
+            or not ANY <= expected <= validation.MAX_VERSION
+        ):
             raise EventStoreValidationError(
                 f"expected version {expected!r} is not ANY (-1), NO_STREAM (0) or a stream version"
+                f" (at most {validation.MAX_VERSION})"
             )
         count = len(append.events)
         if not 0 < count <= self._max_events:
             raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
         limit, shared = self._max_payload_bytes, metadata or {}
+        ids = [
+            event_id_for(append.tenant_id, append.command_id, first_index + i) for i in range(count)
+        ]
         rows = []
         for index, event in enumerate(append.events):
             self._check_event_type(event.event_type, event.event_version)
@@ -126,7 +161,7 @@ class Appender:
             )
             # data and meta are JSON already: splice them in rather than encode them twice.
             rows.append(
-                f'{{"i":{index + 1},"event_id":"{event_id_for(append.command_id, index)}",'
+                f'{{"i":{index + 1},"event_id":"{ids[index]}",'
                 f'"event_type":{json.dumps(event.event_type)},"event_version":{event.event_version},'
                 f'"data":{data},"metadata":{meta}}}'
             )
@@ -137,10 +172,14 @@ class Appender:
             "command_id": append.command_id,
             "expected": expected,
             "events": f"[{','.join(rows)}]",
+            "fingerprint": append.fingerprint,
+            "record_command": command_event_ids is not None,
+            "command_event_ids": list(command_event_ids or ()),
         }
 
     def _check_event_type(self, event_type: str, version: int) -> None:
         validation.type_name(event_type, "event type")
+        validation.version(version, "event version", minimum=1)
         if not self._registry.is_known(event_type):
             raise UnknownEventTypeError(f"unknown event type {event_type!r}")
         current = self._registry.current_version(event_type)
@@ -224,14 +263,9 @@ class Appender:
         again = []
         for i in pending:
             append = appends[i]
-            earlier = await self._command_events(append.tenant_id, append.command_id)
-            if earlier:
-                if earlier[0].aggregate_id != append.aggregate_id:
-                    raise CommandIdReusedError(
-                        f"command {append.command_id} was already appended to stream"
-                        f" {earlier[0].aggregate_id!r}, not {append.aggregate_id!r}"
-                    )
-                results[i] = AppendResult.of_events(earlier, duplicate=True)
+            record = await self._command_record(append.command_id)
+            if record is not None:
+                results[i] = await self._stored(append, record)
                 continue
             version, stored_type = await self._head(append)
             if stored_type is not None and stored_type != append.aggregate_type:
@@ -245,6 +279,22 @@ class Appender:
                 )
             again.append(i)  # lost a race it can still win: "any", or the winner rolled back
         return again
+
+    async def _stored(self, append: StreamAppend, record: CommandRecord) -> AppendResult:
+        """The first append of this command again, or a refusal if the id named another one.
+
+        The refusal names nothing of the first command (its tenant, stream or events): the
+        second sender may not be entitled to know them.
+        """
+        if record.matches(append.tenant_id, append.fingerprint):
+            events = await self._command_events(append.tenant_id, append.command_id)
+            mine = [e for e in events if e.aggregate_id == append.aggregate_id]
+            if mine:
+                return AppendResult.of_events(mine, duplicate=True)
+        raise CommandIdReusedError(
+            f"command id {append.command_id} was already used for a different command;"
+            " send this one with a new command id"
+        )
 
     async def _head(self, append: StreamAppend) -> tuple[int, str | None]:
         try:

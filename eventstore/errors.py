@@ -57,10 +57,16 @@ class CommandIdReusedError(EventStoreValidationError):
     """A command id already stored for one stream was used for another."""
 
 
+class NotAnEventWriterError(EventStoreValidationError):
+    """A transaction that wrote something else first tried to append events (migration 005)."""
+
+
 def translate(exc: psycopg.Error) -> EventStoreError:
     """Map a psycopg error to the event store's own error (the only place that does)."""
     sqlstate = exc.sqlstate or ""
     message = exc.diag.message_primary or str(exc)
+    if sqlstate == "ACW01":
+        return NotAnEventWriterError(message)
     if isinstance(exc, pg_errors.StringDataRightTruncation | pg_errors.CharacterNotInRepertoire):
         return EventStoreValidationError(message)
     if isinstance(exc, pg_errors.UntranslatableCharacter):

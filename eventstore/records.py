@@ -122,8 +122,36 @@ class StreamAppend:
     events: tuple[NewEvent, ...]
     command_id: uuid.UUID
     expected_version: int = ANY
+    # The SHA-256 of the command as the domain parsed it (see domain.command.fingerprint): a
+    # command id sent again with another fingerprint is refused. None: match by stream only.
+    fingerprint: str | None = None
 
 
-def event_id_for(command_id: uuid.UUID, index: int) -> uuid.UUID:
-    """The id of a command's index-th event: the same command always yields the same ids."""
-    return uuid.uuid5(command_id, str(index))
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """What the store knows of a command that stored events: where, what, and which events."""
+
+    command_id: uuid.UUID
+    tenant_id: str
+    aggregate_id: str
+    fingerprint: str | None
+    event_ids: tuple[uuid.UUID, ...]
+
+    def matches(self, tenant_id: str, fingerprint: str | None) -> bool:
+        """Whether a command sent with this id may be the one stored (a re-send), not another.
+
+        Without a fingerprint on either side only the tenant is compared here; the caller then
+        compares the stream.
+        """
+        if self.tenant_id != tenant_id:
+            return False
+        return self.fingerprint is None or fingerprint is None or self.fingerprint == fingerprint
+
+
+def event_id_for(tenant_id: str, command_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of a command's index-th event (counted across every stream the command touches).
+
+    The same command always yields the same ids, so a re-run finds what it stored; the tenant is
+    part of the name, so no two tenants' events can share an id (message ids, inbox keys).
+    """
+    return uuid.uuid5(command_id, f"{tenant_id}/{index}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -12,7 +12,7 @@ from domain.errors import UnknownEventTypeError
 from eventstore.errors import EventStoreValidationError
 from eventstore.errors import UnknownEventTypeError as StoreUnknownEventTypeError
 from eventstore.loading import read_tail
-from eventstore.records import AppendResult, NewEvent
+from eventstore.records import AppendResult, NewEvent, StreamAppend
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
 
@@ -67,27 +67,53 @@ class AggregateRepository:
         *,
         command_id: uuid.UUID,
         metadata: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> AppendResult | None:
         """Append the aggregate's uncommitted events, expecting the version it was loaded at."""
-        pending = aggregate.uncommitted_events
-        if not pending:
-            return None
-        encode = self._store.registry.encode
-        new_events = []
-        for event in pending:
-            event_type, event_version, data = encode(event)
-            new_events.append(NewEvent(event_type, event_version, data))
-        result = await self._store.append(
-            aggregate.tenant_id,
-            aggregate.aggregate_id,
-            aggregate.aggregate_type,
-            new_events,
-            command_id=command_id,
-            expected_version=aggregate.committed_version,
-            metadata=metadata,
+        results = await self.save_all(
+            [aggregate], command_id=command_id, metadata=metadata, fingerprint=fingerprint
         )
-        aggregate.clear_uncommitted_events()
-        return result
+        return results[0] if results else None
+
+    async def save_all(
+        self,
+        aggregates: Sequence[EventSourced[Any, Any]],
+        *,
+        command_id: uuid.UUID,
+        metadata: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
+    ) -> list[AppendResult]:
+        """Append what one command decided for several aggregates in one transaction, each at
+        the version it was loaded at; the first is the one the command was addressed to.
+
+        Aggregates with nothing uncommitted are left out (none at all: an empty list).
+        """
+        encode = self._store.registry.encode
+        appends = []
+        for aggregate in aggregates:
+            if not aggregate.uncommitted_events:
+                continue
+            events = []
+            for event in aggregate.uncommitted_events:
+                event_type, event_version, data = encode(event)
+                events.append(NewEvent(event_type, event_version, data))
+            appends.append(
+                StreamAppend(
+                    aggregate.tenant_id,
+                    aggregate.aggregate_id,
+                    aggregate.aggregate_type,
+                    tuple(events),
+                    command_id,
+                    aggregate.committed_version,
+                    fingerprint,
+                )
+            )
+        if not appends:
+            return []
+        results = await self._store.append_many(appends, metadata=metadata)
+        for aggregate in aggregates:
+            aggregate.clear_uncommitted_events()
+        return results
 
     async def snapshot(self, aggregate: EventSourced[Any, Any]) -> bool:
         """Save the aggregate's current state as a snapshot (idempotent)."""

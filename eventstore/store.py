@@ -26,6 +26,7 @@ from eventstore.records import (
     ANY,
     START,
     AppendResult,
+    CommandRecord,
     NewEvent,
     Position,
     RecordedEvent,
@@ -47,19 +48,23 @@ _READ_STREAM: Final = (
     .as_string(None)
 )
 
-# The events one command stored: found by its first event id, then by its contiguous range.
+# The events one command stored, in every stream it touched: by primary key, from the ids its
+# row in event_store.commands lists (the tenant is a parameter, so only its rows are looked at).
 _COMMAND_EVENTS: Final = (
     sql.SQL(
-        "SELECT {columns} FROM event_store.events f JOIN event_store.events e"
-        " ON e.tenant_id = f.tenant_id AND e.aggregate_id = f.aggregate_id"
-        " AND e.sequence_number >= f.sequence_number"
-        " AND e.sequence_number < f.sequence_number + %(max_events)s"
-        " AND e.command_id = f.command_id"
-        " WHERE f.tenant_id = %(tenant_id)s AND f.event_id = %(first_event_id)s"
-        " ORDER BY e.sequence_number"
+        "SELECT {columns} FROM event_store.events"
+        " WHERE tenant_id = %(tenant_id)s AND event_id = ANY(("
+        "SELECT event_ids FROM event_store.commands"
+        " WHERE command_id = %(command_id)s AND tenant_id = %(tenant_id)s)::uuid[])"
+        " ORDER BY global_position"
     )
-    .format(columns=sql.SQL(", ").join(sql.Identifier("e", c) for c in RecordedEvent._fields))
+    .format(columns=_COLUMNS)
     .as_string(None)
+)
+
+_COMMAND_RECORD: Final = (
+    "SELECT command_id, tenant_id, aggregate_id, fingerprint, event_ids"
+    " FROM event_store.commands WHERE command_id = %s"
 )
 
 _STREAM_VERSION: Final = (
@@ -72,18 +77,37 @@ _STREAM_VERSION: Final = (
 # An open transaction holds the reader back until it commits or aborts, so a late commit is
 # delivered late, never skipped, and no lock serialises the writers.
 #
-# The horizon is the oldest transaction open in the statement's snapshot, leaving out those
-# seen running in *another database* (a session never changes database, so they cannot have
-# written these rows): a long write transaction elsewhere on the server does not stall the
-# readers. Anything not positively seen elsewhere counts (one that ended between the snapshot
-# and the look at pg_stat_activity, a prepared transaction, a subtransaction), so the horizon
-# can only be lower than it needs to be, never higher. backend_xid is a 32-bit xid: open ones
-# are within 2^31 of each other, so their low 32 bits tell them apart.
+# The horizon is the oldest transaction open in the statement's snapshot that may still commit
+# events. Every transaction that inserts events holds the "writer lock" (a shared advisory lock
+# of this database, keys WRITER_LOCK) from before it had a transaction id until it ends
+# (migration 005: a trigger takes it, and refuses a transaction that got its id without it). So
+# an open transaction that pg_locks shows running *without* the writer lock will never write
+# an event: a subscriber's inbox, a read-model write, another application's session, anything
+# in another database (advisory locks belong to one database). Only those are left out.
+#
+# "Running" is positively seen: the transaction's own ExclusiveLock on its id, granted, in a
+# backend (pid not null: a prepared transaction counts). pg_locks is read once (MATERIALIZED),
+# so its id rows and advisory rows are one consistent look at the lock table, and they are
+# matched by virtual transaction, not by pid: the backend may have ended that transaction and
+# begun another since the snapshot. Anything not positively seen counts (one that ended between
+# the snapshot and the look, a prepared transaction), so the horizon can only be lower than it
+# needs to be, never higher. pg_locks shows 32-bit xids: open ones are within 2^31 of each
+# other, so their low 32 bits tell them apart. With no open transaction, pg_locks is not read.
+WRITER_LOCK: Final = (1094927177, 1163286354)  # ("ACCI", "EVWR"); migration 005 takes it
 HORIZON: Final = (
-    "coalesce((SELECT min(open.xid) FROM pg_snapshot_xip(pg_current_snapshot()) AS open(xid)"
-    " WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a"
-    " WHERE a.datname <> current_database()"
-    " AND a.backend_xid::text::bigint = (open.xid::text::bigint & 4294967295))),"
+    "coalesce((WITH locks AS MATERIALIZED ("
+    " SELECT locktype, virtualtransaction, transactionid::text::bigint AS xid FROM pg_locks"
+    " WHERE granted AND pid IS NOT NULL"
+    " AND ((locktype = 'transactionid' AND mode = 'ExclusiveLock')"
+    " OR (locktype = 'advisory' AND classid = 1094927177 AND objid = 1163286354"
+    " AND objsubid = 2"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))))"
+    " SELECT min(open.xid) FROM pg_snapshot_xip(pg_current_snapshot()) AS open(xid)"
+    " WHERE NOT EXISTS (SELECT FROM locks AS running"
+    " WHERE running.locktype = 'transactionid'"
+    " AND running.xid = (open.xid::text::bigint & 4294967295)"
+    " AND NOT EXISTS (SELECT FROM locks AS writer WHERE writer.locktype = 'advisory'"
+    " AND writer.virtualtransaction = running.virtualtransaction))),"
     " pg_snapshot_xmax(pg_current_snapshot()))"
 )
 _VISIBLE: Final = "transaction_id < " + HORIZON
@@ -111,16 +135,23 @@ def _read_all_query(*, by_tenant: bool, by_type: bool) -> str:
     )
 
 
-def _head_query(*, by_tenant: bool) -> str:
-    where: list[LiteralString] = [_VISIBLE]
+# The head is the newest *committed* event, not capped by the horizon: lag measured against it
+# shows a reader held back by an open event-writing transaction as a stall, not as caught up.
+# The readable head (what read_all can reach now) is capped.
+def _head_query(*, by_tenant: bool, readable: bool) -> str:
+    where: list[LiteralString] = [_VISIBLE] if readable else []
     if by_tenant:
         where.append("tenant_id = %(tenant_id)s")
     return (
         sql.SQL(
-            "SELECT transaction_id, global_position FROM event_store.events WHERE {where}"
+            "SELECT transaction_id, global_position FROM event_store.events{where}"
             " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
         )
-        .format(where=sql.SQL(" AND ").join(sql.SQL(w) for w in where))
+        .format(
+            where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(sql.SQL(w) for w in where)
+            if where
+            else sql.SQL("")
+        )
         .as_string(None)
     )
 
@@ -128,7 +159,7 @@ def _head_query(*, by_tenant: bool) -> str:
 _READ_ALL = {
     (t, e): _read_all_query(by_tenant=t, by_type=e) for t in (False, True) for e in (False, True)
 }
-_HEAD = {t: _head_query(by_tenant=t) for t in (False, True)}
+_HEAD = {(t, r): _head_query(by_tenant=t, readable=r) for t in (False, True) for r in (False, True)}
 
 
 class EventStore:
@@ -153,6 +184,7 @@ class EventStore:
             max_payload_bytes=max_payload_bytes,
             max_events=max_events_per_append,
             command_events=self.command_events,
+            command_record=self.command_record,
         )
 
     @property
@@ -177,14 +209,23 @@ class EventStore:
         command_id: uuid.UUID,
         expected_version: int = ANY,
         metadata: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> AppendResult:
         """Append one command's events to one stream, atomically and idempotently.
 
         ``expected_version`` is ``ANY``, ``NO_STREAM`` or the stream's current version. The
-        same command appended again returns the first append's result and stores nothing.
+        same command appended again returns the first append's result and stores nothing; its
+        id sent with another command (another tenant, stream or ``fingerprint``) is refused
+        with ``CommandIdReusedError``.
         """
         append = StreamAppend(
-            tenant_id, aggregate_id, aggregate_type, tuple(events), command_id, expected_version
+            tenant_id,
+            aggregate_id,
+            aggregate_type,
+            tuple(events),
+            command_id,
+            expected_version,
+            fingerprint,
         )
         return (await self.append_many([append], metadata=metadata))[0]
 
@@ -198,26 +239,67 @@ class EventStore:
         """
         if not appends:
             return []
-        params = [self._appender.params(a, metadata) for a in appends]
+        params = self._params(appends, metadata)
         partitions = [await self.partitions.ensure(a.tenant_id) for a in appends]
         return await self._appender.run(appends, params, partitions)
 
+    def _params(
+        self, appends: Sequence[StreamAppend], metadata: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Each append's statement parameters: a command's events are numbered across all the
+        streams it touches, and its first stream records it with all of their ids."""
+        counts: dict[uuid.UUID, int] = {}
+        tenants: dict[uuid.UUID, str] = {}
+        firsts = []
+        for append in appends:
+            if not isinstance(append.command_id, uuid.UUID):
+                raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
+            first = counts.get(append.command_id, 0)
+            if tenants.setdefault(append.command_id, append.tenant_id) != append.tenant_id:
+                raise EventStoreValidationError(
+                    f"command {append.command_id} cannot append to two tenants"
+                )
+            counts[append.command_id] = first + len(append.events)
+            firsts.append(first)
+        params = []
+        for append, first in zip(appends, firsts, strict=True):
+            ids = None
+            if first == 0:
+                total = counts[append.command_id]
+                ids = [event_id_for(append.tenant_id, append.command_id, i) for i in range(total)]
+            params.append(
+                self._appender.params(append, metadata, first_index=first, command_event_ids=ids)
+            )
+        return params
+
     # -- reading -------------------------------------------------------------------------
 
+    async def command_record(self, command_id: uuid.UUID) -> CommandRecord | None:
+        """What the store knows of a command that stored events (None: it stored none)."""
+        if not isinstance(command_id, uuid.UUID):
+            raise EventStoreValidationError(f"command id {command_id!r} is not a UUID")
+        row = await self._fetchone(_COMMAND_RECORD, (command_id,))
+        if row is None:
+            return None
+        return CommandRecord(row[0], row[1], row[2], row[3], tuple(row[4]))
+
     async def command_events(self, tenant_id: str, command_id: uuid.UUID) -> list[RecordedEvent]:
-        """The events an earlier append of this command stored (none if it stored nothing)."""
+        """Every event an earlier append of this command stored in this tenant, in every stream
+        it touched, in the order they were appended (none if it stored nothing)."""
         validation.tenant_id(tenant_id)
-        params = {
-            "tenant_id": tenant_id,
-            "first_event_id": event_id_for(command_id, 0),
-            "max_events": self._max_events,
-        }
+        if not isinstance(command_id, uuid.UUID):
+            raise EventStoreValidationError(f"command id {command_id!r} is not a UUID")
+        params = {"tenant_id": tenant_id, "command_id": command_id}
         return await self._fetch_events(_COMMAND_EVENTS, params)
 
     async def command_result(self, tenant_id: str, command_id: uuid.UUID) -> AppendResult | None:
-        """What an earlier append of this command stored, or None if it stored nothing."""
+        """What an earlier append of this command stored in the stream it was addressed to (its
+        first), or None if it stored nothing."""
         events = await self.command_events(tenant_id, command_id)
-        return AppendResult.of_events(events, duplicate=True) if events else None
+        if not events:
+            return None
+        primary = [e for e in events if e.aggregate_id == events[0].aggregate_id]
+        return AppendResult.of_events(primary, duplicate=True)
 
     async def stream_version(self, tenant_id: str, aggregate_id: str) -> int:
         """The stream's current version (0 if it has no events)."""
@@ -259,7 +341,7 @@ class EventStore:
         Continue from the last returned event's ``position``. Events of transactions that are
         still open are not returned yet, nor is anything after them.
         """
-        if not 0 < limit <= 100_000:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 100_000:
             raise EventStoreValidationError(f"limit must be 1..100000, got {limit}")
         params: dict[str, object] = {
             "tx": str(after.transaction_id),
@@ -278,9 +360,19 @@ class EventStore:
         return await self._fetch_events(query, params)
 
     async def head(self, *, tenant_id: str | None = None) -> Position:
-        """The position of the newest event readers may see now (the start if none)."""
+        """The position of the newest committed event (the start if none).
+
+        Not capped by the gap-free horizon: while an open event-writing transaction holds
+        ``read_all`` back, the head is ahead of what readers can reach (a stall shows as lag).
+        """
         params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
-        row = await self._fetchone(_HEAD[tenant_id is not None], params)
+        row = await self._fetchone(_HEAD[(tenant_id is not None, False)], params)
+        return Position(int(row[0]), int(row[1])) if row else Position.start()
+
+    async def readable_head(self, *, tenant_id: str | None = None) -> Position:
+        """The position of the newest event ``read_all`` can reach now (the start if none)."""
+        params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
+        row = await self._fetchone(_HEAD[(tenant_id is not None, True)], params)
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
     async def _fetchone(

@@ -24,6 +24,8 @@ from domain.tenant_events import (
     TenantRenamed,
     TenantSettingsUpdated,
     TenantSuspended,
+    UserSeatReleased,
+    UserSeatReserved,
 )
 from domain.user_events import (
     RoleAssigned,
@@ -82,6 +84,8 @@ class TenantsProjection(Projection):
             "TenantDeleted",
             "UserRegistered",
             "UserDeactivated",
+            "UserSeatReserved",
+            "UserSeatReleased",
         }
     )
 
@@ -110,6 +114,9 @@ class TenantsProjection(Projection):
             case TenantSuspended() | TenantReactivated() | TenantDeleted() as e:
                 status = _TENANT_STATUS[type(e)]
                 return [Update("tenants", key, {"status": status, **stream})]
+            # Seats move the tenant stream's version; the count follows the users' own events.
+            case UserSeatReserved() | UserSeatReleased():
+                return [Update("tenants", key, stream)]
             # A user's events change its tenant's row, not the tenant stream's version.
             case UserRegistered():
                 return [Update("tenants", key, touched, increments={"user_count": 1})]

@@ -35,8 +35,14 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     worker_max_concurrent_workflow_tasks: int = Field(default=64, ge=1)
     worker_max_concurrent_activities: int = Field(default=64, ge=1)
-    # How often a command re-loads and decides again after losing a race, before it fails.
-    command_max_attempts: int = Field(default=5, ge=1, le=50)
+    # How long a command keeps re-loading and deciding again (jittered backoff) after losing a
+    # race on its stream, before it fails with ConcurrencyError. Below the command step's
+    # 30 s timeout.
+    command_conflict_budget_ms: int = Field(default=10_000, ge=0, le=25_000)
+    # How long `acci` (and workers.command_delivery) waits for a command to finish before it
+    # looks in the store: a command stored but not yet published (RabbitMQ unreachable) is then
+    # reported as such (exit status 3) while its workflow goes on publishing by itself.
+    command_publish_wait_ms: int = Field(default=5_000, ge=0)
 
     log_level: str = "INFO"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from temporalio.client import (
@@ -14,8 +15,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.command_activities import parse
 from activities.errors import command_error
 from domain.errors import CommandError
+from eventstore.errors import CommandIdReusedError
 from workers.settings import Settings
 from workflows.command import CommandWorkflow
 from workflows.models import CommandInput, CommandResult, command_workflow_id
@@ -32,14 +35,22 @@ async def connect(settings: Settings) -> Client:
 
 @dataclass(frozen=True, slots=True)
 class SentCommand:
-    """A command's workflow run, and whether it had finished before this send."""
+    """A command's workflow run, and whether this send joined a run already going."""
 
     handle: WorkflowHandle[CommandWorkflow, CommandResult]
     resent: bool
 
 
 async def start_command(client: Client, command: CommandInput, *, task_queue: str) -> SentCommand:
-    """Start the command's run, or attach to the one that exists (running or finished)."""
+    """Start the command's run, or join the run of the same command that is still going.
+
+    A command id whose run is still going with another command is refused
+    (``CommandIdReusedError``), saying nothing of that command. A run that has finished is not
+    trusted for the answer: Temporal's memory can outlive the event store it ran against (a
+    fresh database, a restored backup) or be gone (retention). A new run asks the store
+    instead, which answers a re-send with the first result when the command's events are in
+    it, runs the command when they are not, and refuses an id used for another command.
+    """
     workflow_id = command_workflow_id(command.command_id)
     try:
         handle = await client.start_workflow(
@@ -47,18 +58,48 @@ async def start_command(client: Client, command: CommandInput, *, task_queue: st
             command,
             id=workflow_id,
             task_queue=task_queue,
-            # A re-sent command never runs twice: a closed run rejects the id, a running one is
-            # joined. The event store's idempotent append backs this up beyond Temporal's
-            # retention.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # A running run is compared with this command before it is joined (below).
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             # When this client's process also runs a worker (acci dev, an API beside a worker),
             # the server hands the first task straight back: no dispatch through matching.
             request_eager_start=True,
         )
-    except WorkflowAlreadyStartedError:
-        return SentCommand(client.get_workflow_handle_for(CommandWorkflow.run, workflow_id), True)
+    except WorkflowAlreadyStartedError as e:
+        running = client.get_workflow_handle_for(CommandWorkflow.run, workflow_id, run_id=e.run_id)
+        if not await _same_command(client, running, command):
+            raise CommandIdReusedError(
+                f"command id {command.command_id} was already used for a different command;"
+                " send this one with a new command id"
+            ) from None
+        return SentCommand(running, True)
     return SentCommand(handle, False)
+
+
+async def _same_command(
+    client: Client, handle: WorkflowHandle[CommandWorkflow, CommandResult], command: CommandInput
+) -> bool:
+    """Whether the run behind ``handle`` was started with this very command (its input)."""
+    async for event in handle.fetch_history_events():
+        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        try:
+            (earlier,) = await client.data_converter.decode(payloads, [CommandInput])
+        except Exception:  # an input that does not even decode is not this command
+            return False
+        return bool(_fingerprint(earlier) == _fingerprint(command))
+    return False
+
+
+def _fingerprint(command: CommandInput) -> str | tuple[str, str, str]:
+    """The command's identity as the store compares it, or its raw fields if it is invalid."""
+    try:
+        return parse(command).fingerprint(command.tenant_id)
+    except CommandError:
+        return (
+            command.command_type,
+            command.tenant_id,
+            json.dumps(command.payload, sort_keys=True),
+        )
 
 
 async def command_result(handle: WorkflowHandle[CommandWorkflow, CommandResult]) -> CommandResult:

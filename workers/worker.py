@@ -58,7 +58,9 @@ async def running_worker(
             log.warning("RabbitMQ is not reachable yet", extra={"error": str(e)})
         activities = CommandActivities(
             handler=CommandHandler(
-                rt.store, rt.repository, max_attempts=settings.command_max_attempts
+                rt.store,
+                rt.repository,
+                conflict_budget_seconds=settings.command_conflict_budget_ms / 1000,
             ),
             store=rt.store,
             publisher=publisher,

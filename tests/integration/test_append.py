@@ -35,7 +35,10 @@ async def test_append_returns_new_version_ids_and_positions(test_store: EventSto
         expected_version=NO_STREAM,
     )
     assert result.stream_version == 2
-    assert result.event_ids == (event_id_for(command, 0), event_id_for(command, 1))
+    assert result.event_ids == (
+        event_id_for("t-append", command, 0),
+        event_id_for("t-append", command, 1),
+    )
     assert result.positions[0] < result.positions[1]
     assert not result.duplicate
     stored = await test_store.read_stream("t-append", stream)
@@ -187,9 +190,64 @@ async def test_a_command_id_cannot_be_reused_for_another_stream(test_store: Even
     command = uuid.uuid4()
     await test_store.append("t-append", new_id(), "Note", [noted()], command_id=command)
     other = new_id()
-    with pytest.raises(CommandIdReusedError, match="already appended"):
+    with pytest.raises(CommandIdReusedError, match="already used for a different command"):
         await test_store.append("t-append", other, "Note", [noted()], command_id=command)
     assert await test_store.read_stream("t-append", other) == []
+
+
+async def test_a_command_id_cannot_be_reused_in_another_tenant(test_store: EventStore) -> None:
+    command, stream = uuid.uuid4(), new_id()
+    await test_store.append("t-append", stream, "Note", [noted()], command_id=command)
+    with pytest.raises(CommandIdReusedError) as refused:
+        await test_store.append("t-other", stream, "Note", [noted()], command_id=command)
+    # The refusal tells the second sender nothing about the first command.
+    assert "t-append" not in str(refused.value) and stream not in str(refused.value)
+    assert await test_store.read_stream("t-other", stream) == []
+
+
+async def test_a_command_id_sent_with_another_fingerprint_is_refused(
+    test_store: EventStore,
+) -> None:
+    command, stream = uuid.uuid4(), new_id()
+    first = await test_store.append(
+        "t-append", stream, "Note", [noted("a")], command_id=command, fingerprint="f1"
+    )
+    again = await test_store.append(
+        "t-append", stream, "Note", [noted("a")], command_id=command, fingerprint="f1"
+    )
+    assert again.duplicate and again.event_ids == first.event_ids
+    with pytest.raises(CommandIdReusedError):
+        await test_store.append(
+            "t-append", stream, "Note", [noted("b")], command_id=command, fingerprint="f2"
+        )
+    assert len(await test_store.read_stream("t-append", stream)) == 1
+
+
+def test_event_ids_differ_between_tenants_for_one_command_id() -> None:
+    command = uuid.uuid4()
+    assert event_id_for("t-a", command, 0) != event_id_for("t-b", command, 0)
+    assert event_id_for("t-a", command, 0) == event_id_for("t-a", command, 0)
+
+
+async def test_one_command_over_two_streams_is_recorded_with_all_its_events(
+    test_store: EventStore,
+) -> None:
+    command, first, second = uuid.uuid4(), new_id(), new_id()
+    appends = [
+        StreamAppend("t-append", first, "Note", (noted("a"), noted("b")), command, NO_STREAM),
+        StreamAppend("t-append", second, "Note", (noted("c"),), command, NO_STREAM),
+    ]
+    results = await test_store.append_many(appends)
+    assert [len(r.event_ids) for r in results] == [2, 1]
+    assert len({*results[0].event_ids, *results[1].event_ids}) == 3
+    events = await test_store.command_events("t-append", command)
+    assert [e.aggregate_id for e in events] == [first, first, second]
+    stored = await test_store.command_result("t-append", command)
+    assert stored is not None and stored.aggregate_id == first and stored.stream_version == 2
+    # Sent again, both streams answer with what they stored; nothing new is written.
+    again = await test_store.append_many(appends)
+    assert all(r.duplicate for r in again)
+    assert [r.event_ids for r in again] == [r.event_ids for r in results]
 
 
 async def test_a_stream_keeps_its_aggregate_type(test_store: EventStore) -> None:

@@ -152,6 +152,7 @@ def test_a_snapshot_with_no_later_events_is_the_aggregate_as_it_was() -> None:
                     "timezone": "UTC",
                     "features": {"sso": True},
                 },
+                "active_users": 0,
             },
         ),
         (
@@ -190,12 +191,12 @@ def test_user_roles_in_snapshot_json_are_sorted_for_stable_snapshots() -> None:
 
 
 def test_a_corrupt_snapshot_is_a_validation_error_not_a_misread_state() -> None:
-    with pytest.raises(CommandValidationError, match=r"invalid Tenant state \(schema 1\): status"):
+    with pytest.raises(CommandValidationError, match=r"invalid Tenant state \(schema 2\): status"):
         Tenant.state_from_json({"status": "archived", "name": "Acme"})
 
 
 def test_every_aggregate_declares_type_and_state_schema_version() -> None:
-    assert (Tenant.aggregate_type, Tenant.state_schema_version) == ("Tenant", 1)
+    assert (Tenant.aggregate_type, Tenant.state_schema_version) == ("Tenant", 2)
     assert (User.aggregate_type, User.state_schema_version) == ("User", 1)
 
 

@@ -19,6 +19,8 @@ from domain.tenant import (
     TenantSettings,
     TenantSettingsUpdated,
     TenantSuspended,
+    UserSeatReleased,
+    UserSeatReserved,
 )
 from domain.user import (
     RoleAssigned,
@@ -40,6 +42,8 @@ EXAMPLES: list[DomainEvent] = [
     TenantReactivated(),
     TenantDeleted(reason=None),
     TenantDeleted(reason="contract ended"),
+    UserSeatReserved(user_id="alice"),
+    UserSeatReleased(user_id="alice"),
     UserRegistered(email="bob@example.com", display_name="Bob", roles=["member", "admin"]),
     UserEmailChanged(old_email="bob@example.com", new_email="o'brien@example.com"),
     RoleAssigned(role="owner"),
@@ -275,6 +279,8 @@ def test_importing_domain_registers_every_tenant_and_user_event() -> None:
         "TenantSuspended",
         "TenantReactivated",
         "TenantDeleted",
+        "UserSeatReserved",
+        "UserSeatReleased",
         "UserRegistered",
         "UserEmailChanged",
         "RoleAssigned",

@@ -96,7 +96,8 @@ async def test_acci_commands_print_results_and_typed_errors(
 
     code, out, err = await run(create, env)
     assert code == 0, err
-    assert json.loads(out) == first  # re-sent: the first result
+    # Re-sent: the first result, marked as a duplicate.
+    assert json.loads(out) == {**first, "duplicate": True}
 
     code, out, err = await run(
         [

@@ -155,14 +155,18 @@ async def test_commands_wait_for_their_read_model_and_queries_show_tenants_users
         acci_json(env, "user", "list", "--tenant", t, "--role", "admin"),
         acci_json(env, "tenant", "activity", "--tenant", t, "--consistent-with", last),
     )
-    assert (tenant["name"], tenant["user_count"], tenant["version"]) == ("Doors Acme", 2, 1)
+    assert (tenant["name"], tenant["user_count"], tenant["version"]) == (
+        "Doors Acme",
+        2,
+        3,
+    )  # two seats taken
     assert user == alice["read_model"]
     assert [u["user_id"] for u in users["items"]] == ["alice", "bob"]  # by email
     assert users["next_cursor"] is None
     assert [u["user_id"] for u in admins["items"]] == ["alice"]
     counts = {a["event_type"]: a["event_count"] for a in activity["event_types"]}
-    assert counts == {"TenantCreated": 1, "UserRegistered": 2}
-    assert activity["total_events"] == 3
+    assert counts == {"TenantCreated": 1, "UserRegistered": 2, "UserSeatReserved": 2}
+    assert activity["total_events"] == 5
 
     first = await acci_json(env, "user", "list", "--tenant", t, "--limit", "1")
     assert [u["user_id"] for u in first["items"]] == ["alice"] and first["next_cursor"]

@@ -1,0 +1,226 @@
+"""Command identity, conflicts under load and the seat rule, through the users' own doors.
+
+The ``acci`` CLI as a process, the client API and a plain Temporal start, against the real dev
+server, PostgreSQL and RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from domain.errors import CommandValidationError, DomainError
+from eventstore.store import EventStore
+from tests.conftest import database_url_for, drop_database
+from tests.workflows.conftest import unique, worker_env
+from tests.workflows.helpers import command, send
+from tests.workflows.test_operator_doors import ACCI, run
+from workers.runtime import open_event_store
+from workers.settings import Settings
+from workers.temporal_client import execute_command
+
+REUSED = "was already used for a different command"
+
+
+async def test_a_command_id_reused_for_another_tenant_is_refused_by_the_cli(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    first, second = unique("id-cli-a"), unique("id-cli-b")
+    env = worker_env(settings)
+    command_id = str(uuid.uuid4())
+    code, out, err = await run(
+        [
+            ACCI,
+            "tenant",
+            "create",
+            "--tenant",
+            first,
+            "--name",
+            "Secret A",
+            "--command-id",
+            command_id,
+        ],
+        env,
+    )
+    assert code == 0, err
+    code, out, err = await run(
+        [ACCI, "tenant", "create", "--tenant", second, "--name", "B", "--command-id", command_id],
+        env,
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error (validation): ") and REUSED in lines[0]
+    # Nothing of the first command is disclosed, and B was not created.
+    assert first not in out + err and "Secret A" not in out + err
+    assert await store.read_stream(second, second) == []
+    # The same command sent again is a re-send, answered with its first result.
+    code, out, _ = await run(
+        [
+            ACCI,
+            "tenant",
+            "create",
+            "--tenant",
+            first,
+            "--name",
+            "Secret A",
+            "--command-id",
+            command_id,
+        ],
+        env,
+    )
+    assert code == 0 and "re-sent" in out
+    assert len(await store.read_stream(first, first)) == 1
+
+
+async def test_a_command_id_reused_with_another_payload_is_refused_by_the_client_api(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, t = settings.task_queue, unique("id-api")
+    create = command(t, "CreateTenant", name="First")
+    await execute_command(worker, create, task_queue=q)
+    other = create.model_copy(update={"payload": {"name": "Second"}})
+    with pytest.raises(CommandValidationError, match=REUSED):
+        await execute_command(worker, other, task_queue=q)
+    # Another type, same id.
+    rename = create.model_copy(update={"command_type": "RenameTenant", "payload": {"name": "X"}})
+    with pytest.raises(CommandValidationError, match=REUSED):
+        await execute_command(worker, rename, task_queue=q)
+    assert [e.data["name"] for e in await store.read_stream(t, t)] == ["First"]
+
+
+async def test_a_command_id_reused_under_another_workflow_id_is_refused_by_a_plain_start(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, first, second = settings.task_queue, unique("id-plain-a"), unique("id-plain-b")
+    create = command(first, "CreateTenant", name="A")
+    await execute_command(worker, create, task_queue=q)
+    raw = {
+        "command_id": str(create.command_id),
+        "tenant_id": second,
+        "command_type": "CreateTenant",
+        "payload": {"name": "B"},
+    }
+    # A plain Temporal client, any workflow id: the store recognises the command id.
+    with pytest.raises(WorkflowFailureError) as failed:
+        await worker.execute_workflow(
+            "CommandWorkflow", raw, id=f"plain-{uuid.uuid4()}", task_queue=q
+        )
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "CommandValidationError" and cause.non_retryable
+    assert REUSED in cause.message and first not in cause.message
+    assert await store.read_stream(second, second) == []
+
+
+async def test_a_command_whose_events_are_not_in_this_store_runs_against_it(
+    worker: Client, settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    """Temporal remembers a finished run; a fresh database does not have its events."""
+    t = unique("id-fresh")
+    create = command(t, "CreateTenant", name="Remembered")
+    first = await execute_command(worker, create, task_queue=settings.task_queue)
+    assert not first.duplicate
+
+    fresh_url = database_url_for(f"acci_t_identity_fresh_{uuid.uuid4().hex[:8]}")
+    fresh = settings.model_copy(
+        update={
+            "database_url": SecretStr(fresh_url),
+            "task_queue": f"acci-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    # A worker of its own, as a process (one in-process worker per test process).
+    process = await asyncio.create_subprocess_exec(ACCI, "worker", env=worker_env(fresh))
+    try:
+        again = await asyncio.wait_for(
+            execute_command(worker, create, task_queue=fresh.task_queue), 120
+        )
+        async with open_event_store(fresh) as rt:
+            stored = await rt.store.read_stream(t, t)
+        # Not "re-sent: first result": the command ran against the store that lacked it.
+        assert not again.duplicate
+        assert [e.event_id for e in stored] == again.event_ids
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+        drop_database(fresh_url)
+
+
+async def test_thirty_concurrent_renames_released_together_all_succeed(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, t = settings.task_queue, unique("id-thirty")
+    await send(worker, q, t, "CreateTenant", name="Name 0")
+    go = asyncio.Event()
+
+    async def rename(i: int) -> object:
+        await go.wait()
+        return await send(worker, q, t, "RenameTenant", name=f"Name {i}")
+
+    tasks = [asyncio.create_task(rename(i)) for i in range(1, 31)]
+    go.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    stream = await store.read_stream(t, t)
+    assert [e.sequence_number for e in stream] == list(range(1, 32))
+    assert {e.data["new_name"] for e in stream[1:]} == {f"Name {i}" for i in range(1, 31)}
+
+
+async def test_max_users_holds_under_twenty_concurrent_registrations(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, t = settings.task_queue, unique("id-seats")
+    await send(worker, q, t, "CreateTenant", name="Five Seats", settings={"max_users": 5})
+    outcomes = await asyncio.gather(
+        *(
+            send(
+                worker,
+                q,
+                t,
+                "RegisterUser",
+                user_id=f"u{i}",
+                email=f"u{i}@seats.example",
+                display_name=f"U {i}",
+            )
+            for i in range(20)
+        ),
+        return_exceptions=True,
+    )
+    ok = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(ok) == 5
+    assert len(refused) == 15
+    assert all(isinstance(e, DomainError) and e.reason == "user_limit_reached" for e in refused)
+    registered = [
+        i for i in range(20) if [e.event_type for e in await store.read_stream(t, f"u{i}")]
+    ]
+    assert len(registered) == 5
+    tenant_stream = [e.event_type for e in await store.read_stream(t, t)]
+    assert tenant_stream.count("UserSeatReserved") == 5
+
+    # A deactivation frees a seat for the next registration.
+    await send(worker, q, t, "DeactivateUser", user_id=f"u{registered[0]}", reason="left")
+    await send(
+        worker,
+        q,
+        t,
+        "RegisterUser",
+        user_id="late",
+        email="late@seats.example",
+        display_name="Late",
+    )
+    with pytest.raises(DomainError, match="max_users 5"):
+        await send(
+            worker,
+            q,
+            t,
+            "RegisterUser",
+            user_id="later",
+            email="l@seats.example",
+            display_name="Later",
+        )
