@@ -21,7 +21,6 @@ from psycopg_pool import AsyncConnectionPool
 from domain.registry import EventRegistry
 from eventstore import validation
 from eventstore.errors import (
-    AggregateTypeMismatchError,
     CommandIdReusedError,
     ConcurrencyError,
     EventStoreValidationError,
@@ -49,12 +48,12 @@ _POSITIONS: Final = "event_store.events_global_position_seq"
 
 _INSERT: Final = """
 WITH head AS (
-    SELECT sequence_number, aggregate_type FROM {partition}
+    SELECT sequence_number FROM {partition}
      WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
+       AND aggregate_type = %(aggregate_type)s
      ORDER BY sequence_number DESC LIMIT 1
 ), stream AS (
-    SELECT coalesce((SELECT sequence_number FROM head), 0) AS version,
-           (SELECT aggregate_type FROM head) AS aggregate_type
+    SELECT coalesce((SELECT sequence_number FROM head), 0) AS version
 ), inserted AS (
     INSERT INTO {partition} (global_position, event_id, tenant_id, aggregate_id, aggregate_type,
                              sequence_number, event_type, event_version, data, metadata,
@@ -66,8 +65,7 @@ WITH head AS (
            jsonb_to_recordset(%(events)s::jsonb)
              AS e(i integer, event_id uuid, event_type text, event_version integer, data jsonb,
                   metadata jsonb)
-     WHERE (%(expected)s::bigint < 0 OR s.version = %(expected)s::bigint)
-       AND (s.aggregate_type IS NULL OR s.aggregate_type = %(aggregate_type)s)
+     WHERE %(expected)s::bigint < 0 OR s.version = %(expected)s::bigint
      ORDER BY e.i
     RETURNING event_id, sequence_number, global_position, transaction_id
 ), command AS (
@@ -82,8 +80,9 @@ SELECT event_id, sequence_number, global_position, transaction_id FROM inserted
 """
 
 _HEAD: Final = (
-    "SELECT sequence_number, aggregate_type FROM event_store.events"
-    " WHERE tenant_id = %s AND aggregate_id = %s ORDER BY sequence_number DESC LIMIT 1"
+    "SELECT sequence_number FROM event_store.events"
+    " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = %s"
+    " ORDER BY sequence_number DESC LIMIT 1"
 )
 
 Rows = list[tuple[Any, ...]]
@@ -267,12 +266,7 @@ class Appender:
             if record is not None:
                 results[i] = await self._stored(append, record)
                 continue
-            version, stored_type = await self._head(append)
-            if stored_type is not None and stored_type != append.aggregate_type:
-                raise AggregateTypeMismatchError(
-                    f"stream {append.aggregate_id!r} is a {stored_type},"
-                    f" not a {append.aggregate_type}"
-                )
+            version = await self._version(append)
             if append.expected_version != ANY and version != append.expected_version:
                 raise ConcurrencyError(
                     append.tenant_id, append.aggregate_id, append.expected_version, version
@@ -288,7 +282,12 @@ class Appender:
         """
         if record.matches(append.tenant_id, append.fingerprint):
             events = await self._command_events(append.tenant_id, append.command_id)
-            mine = [e for e in events if e.aggregate_id == append.aggregate_id]
+            mine = [
+                e
+                for e in events
+                if (e.aggregate_id, e.aggregate_type)
+                == (append.aggregate_id, append.aggregate_type)
+            ]
             if mine:
                 return AppendResult.of_events(mine, duplicate=True)
         raise CommandIdReusedError(
@@ -296,17 +295,16 @@ class Appender:
             " send this one with a new command id"
         )
 
-    async def _head(self, append: StreamAppend) -> tuple[int, str | None]:
+    async def _version(self, append: StreamAppend) -> int:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(_HEAD, (append.tenant_id, append.aggregate_id))
+                cur = await conn.execute(
+                    _HEAD, (append.tenant_id, append.aggregate_id, append.aggregate_type)
+                )
                 row = await cur.fetchone()
         except psycopg.Error as e:
             raise translate(e) from e
-        return (int(row[0]), str(row[1])) if row else (0, None)
-
-    async def _version(self, append: StreamAppend) -> int:
-        return (await self._head(append))[0]
+        return int(row[0]) if row else 0
 
 
 def _result(append: StreamAppend, rows: Rows) -> AppendResult:

@@ -49,10 +49,6 @@ class UnknownEventTypeError(EventStoreValidationError):
     """An event type (or version) that the registry does not know."""
 
 
-class AggregateTypeMismatchError(EventStoreValidationError):
-    """An append named a different aggregate type than the stream already has."""
-
-
 class CommandIdReusedError(EventStoreValidationError):
     """A command id already stored for one stream was used for another."""
 

@@ -18,7 +18,8 @@ _LOAD: Final = """
 WITH snapshot AS (
     SELECT sequence_number, aggregate_type, state FROM snapshots.aggregate_snapshots
      WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
-       AND schema_version = %(schema_version)s AND sequence_number <= %(to_version)s
+       AND aggregate_type = %(aggregate_type)s AND schema_version = %(schema_version)s
+       AND sequence_number <= %(to_version)s
      ORDER BY sequence_number DESC LIMIT 1
 )
 SELECT 0 AS kind, sequence_number, aggregate_type, NULL::text, NULL::integer, state
@@ -27,6 +28,7 @@ UNION ALL
 SELECT 1, sequence_number, aggregate_type, event_type, event_version, data
   FROM event_store.events
  WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
+   AND aggregate_type = %(aggregate_type)s
    AND sequence_number > coalesce((SELECT sequence_number FROM snapshot), 0)
    AND sequence_number <= %(to_version)s
    AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)
@@ -40,7 +42,6 @@ class StreamTail:
 
     snapshot_version: int
     snapshot_state: dict[str, Any] | None
-    aggregate_type: str | None
     # (event_type, event_version, data) of each event after the snapshot, in stream order.
     events: list[tuple[str, int, dict[str, Any]]]
 
@@ -49,6 +50,7 @@ async def read_tail(
     pool: AsyncConnectionPool,
     tenant_id: str,
     aggregate_id: str,
+    aggregate_type: str,
     *,
     schema_version: int | None,
     to_version: int | None = None,
@@ -56,9 +58,11 @@ async def read_tail(
 ) -> StreamTail:
     """The newest snapshot of ``schema_version`` at or below ``to_version``, and what follows."""
     validation.stream(tenant_id, aggregate_id, until=until)
+    validation.type_name(aggregate_type, "aggregate type")
     params = {
         "tenant_id": tenant_id,
         "aggregate_id": aggregate_id,
+        "aggregate_type": aggregate_type,
         "schema_version": schema_version or 0,
         "to_version": validation.MAX_VERSION if to_version is None else to_version,
         "until": until,
@@ -69,8 +73,6 @@ async def read_tail(
             rows = await cur.fetchall()
     except psycopg.Error as e:
         raise translate(e) from e
-    # A stream keeps one aggregate type (the append enforces it): the first row tells it.
-    aggregate_type = str(rows[0][2]) if rows else None
     snapshot_version, state = 0, None
     if rows and rows[0][0] == 0:
         _, snapshot_version, _, _, _, state = rows[0]
@@ -78,6 +80,5 @@ async def read_tail(
     return StreamTail(
         snapshot_version=int(snapshot_version),
         snapshot_state=state,
-        aggregate_type=aggregate_type,
         events=[(row[3], row[4], row[5]) for row in rows],
     )

@@ -43,14 +43,11 @@ class AggregateRepository:
             self._store.pool,
             tenant_id,
             aggregate_id,
+            cls.aggregate_type,
             schema_version=snapshot_schema,
             to_version=version,
             until=as_of,
         )
-        if tail.aggregate_type is not None and tail.aggregate_type != cls.aggregate_type:
-            raise EventStoreValidationError(
-                f"{aggregate_id!r} is a {tail.aggregate_type}, not a {cls.aggregate_type}"
-            )
         state = None if tail.snapshot_state is None else cls.state_from_json(tail.snapshot_state)
         decode = self._store.registry.decode
         try:

@@ -28,7 +28,7 @@ _SAVE: Final = (
 _LOAD: Final = (
     "SELECT aggregate_type, sequence_number, schema_version, state, metadata, created_at"
     " FROM snapshots.aggregate_snapshots"
-    " WHERE tenant_id = %s AND aggregate_id = %s AND schema_version = %s"
+    " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = %s AND schema_version = %s"
     " AND sequence_number <= %s ORDER BY sequence_number DESC LIMIT 1"
 )
 
@@ -84,7 +84,8 @@ class SnapshotStore:
         state_json = validation.encode_json(state, limit=limit, what="snapshot state")
         meta_json = validation.encode_json(metadata or {}, limit=limit, what="snapshot metadata")
         snapshot_id = uuid.uuid5(
-            _SNAPSHOT_NAMESPACE, f"{tenant_id}/{aggregate_id}/{schema_version}/{version}"
+            _SNAPSHOT_NAMESPACE,
+            f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
         )
         await self._partitions.ensure(tenant_id)
         try:
@@ -110,6 +111,7 @@ class SnapshotStore:
         self,
         tenant_id: str,
         aggregate_id: str,
+        aggregate_type: str,
         *,
         schema_version: int,
         at_or_below: int | None = None,
@@ -117,6 +119,7 @@ class SnapshotStore:
         """The newest snapshot of this schema at or below a version, if there is one."""
         validation.tenant_id(tenant_id)
         validation.aggregate_id(aggregate_id)
+        validation.type_name(aggregate_type, "aggregate type")
         validation.version(
             schema_version, "schema version", minimum=1, maximum=validation.MAX_SCHEMA_VERSION
         )
@@ -127,7 +130,9 @@ class SnapshotStore:
         )
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(_LOAD, (tenant_id, aggregate_id, schema_version, ceiling))
+                cur = await conn.execute(
+                    _LOAD, (tenant_id, aggregate_id, aggregate_type, schema_version, ceiling)
+                )
                 row = await cur.fetchone()
         except psycopg.Error as e:
             raise translate(e) from e

@@ -40,9 +40,10 @@ _READ_STREAM: Final = (
     sql.SQL(
         "SELECT {columns} FROM event_store.events"
         " WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s"
+        " AND (%(aggregate_type)s::text IS NULL OR aggregate_type = %(aggregate_type)s::text)"
         " AND sequence_number >= %(from_version)s AND sequence_number <= %(to_version)s"
         " AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)"
-        " ORDER BY sequence_number"
+        " ORDER BY aggregate_type, sequence_number"
     )
     .format(columns=_COLUMNS)
     .as_string(None)
@@ -69,7 +70,7 @@ _COMMAND_RECORD: Final = (
 
 _STREAM_VERSION: Final = (
     "SELECT coalesce(max(sequence_number), 0) FROM event_store.events"
-    " WHERE tenant_id = %s AND aggregate_id = %s"
+    " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = %s"
 )
 
 # Gap-free global order (DESIGN §4): only rows of transactions older than every transaction
@@ -298,14 +299,16 @@ class EventStore:
         events = await self.command_events(tenant_id, command_id)
         if not events:
             return None
-        primary = [e for e in events if e.aggregate_id == events[0].aggregate_id]
+        stream = (events[0].aggregate_id, events[0].aggregate_type)
+        primary = [e for e in events if (e.aggregate_id, e.aggregate_type) == stream]
         return AppendResult.of_events(primary, duplicate=True)
 
-    async def stream_version(self, tenant_id: str, aggregate_id: str) -> int:
+    async def stream_version(self, tenant_id: str, aggregate_id: str, aggregate_type: str) -> int:
         """The stream's current version (0 if it has no events)."""
         validation.tenant_id(tenant_id)
         validation.aggregate_id(aggregate_id)
-        row = await self._fetchone(_STREAM_VERSION, (tenant_id, aggregate_id))
+        validation.type_name(aggregate_type, "aggregate type")
+        row = await self._fetchone(_STREAM_VERSION, (tenant_id, aggregate_id, aggregate_type))
         return int(row[0]) if row else 0
 
     async def read_stream(
@@ -313,15 +316,23 @@ class EventStore:
         tenant_id: str,
         aggregate_id: str,
         *,
+        aggregate_type: str | None = None,
         from_version: int = 1,
         to_version: int | None = None,
         until: datetime | None = None,
     ) -> list[RecordedEvent]:
-        """A stream's events in order, optionally between two versions or up to a time."""
+        """A stream's events in order, optionally between two versions or up to a time.
+
+        A stream is (tenant, aggregate type, aggregate id); without ``aggregate_type`` every
+        stream of that id is read (each in order, one type after another).
+        """
         validation.stream(tenant_id, aggregate_id, until=until)
+        if aggregate_type is not None:
+            validation.type_name(aggregate_type, "aggregate type")
         params = {
             "tenant_id": tenant_id,
             "aggregate_id": aggregate_id,
+            "aggregate_type": aggregate_type,
             "from_version": max(from_version, 1),
             "to_version": validation.MAX_VERSION if to_version is None else to_version,
             "until": until,

@@ -112,19 +112,32 @@ def cache_stats(as_json: JsonOption = False) -> None:
         typer.echo(f"{s.query:<20} hits {s.hits:>8}  misses {s.misses:>8}  ratio {s.ratio:6.1%}")
 
 
+TypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--type",
+        help="The aggregate type (Tenant, User, ...): streams of different types may share an id.",
+    ),
+]
+
+
 @app.command("events")
 def events(
     aggregate_id: Annotated[str, typer.Argument(help="The stream (aggregate id).")],
     tenant: TenantOption,
+    aggregate_type: TypeOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print a stream's events: the audit trail of one aggregate."""
+    """Print a stream's events: the audit trail of one aggregate (of every type with that id
+    unless --type names one)."""
     setup()
     from workers.runtime import open_event_store
 
     async def main() -> None:
         async with open_event_store(get_settings()) as rt:
-            recorded = await rt.store.read_stream(tenant, aggregate_id)
+            recorded = await rt.store.read_stream(
+                tenant, aggregate_id, aggregate_type=aggregate_type
+            )
         if as_json:
             typer.echo(json.dumps([_event_json(e) for e in recorded], indent=2, default=str))
             return
@@ -132,7 +145,8 @@ def events(
             typer.echo(f"no events in stream {tenant}/{aggregate_id}")
         for e in recorded:
             typer.echo(
-                f"v{e.sequence_number:<4} {e.created_at.isoformat(timespec='milliseconds')}"
+                f"{e.aggregate_type} v{e.sequence_number:<4}"
+                f" {e.created_at.isoformat(timespec='milliseconds')}"
                 f"  {e.event_type} v{e.event_version}  {json.dumps(e.data)}"
                 f"  (position {e.position}, command {e.command_id})"
             )
@@ -144,6 +158,7 @@ def events(
 def aggregate(
     aggregate_id: Annotated[str, typer.Argument(help="The aggregate id.")],
     tenant: TenantOption,
+    aggregate_type: TypeOption = None,
     version: Annotated[
         int | None, typer.Option(help="State at this stream version (1 or more).")
     ] = None,
@@ -162,23 +177,35 @@ def aggregate(
     from datetime import UTC
 
     from domain import AGGREGATES
-    from domain.errors import NotFoundError
+    from domain.errors import CommandValidationError, NotFoundError
     from workers.runtime import open_event_store
 
     when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
 
     async def main() -> None:
         async with open_event_store(get_settings()) as rt:
-            first = await rt.store.read_stream(tenant, aggregate_id, to_version=1)
-            if not first:
-                raise NotFoundError(f"there is no aggregate {aggregate_id!r} in tenant {tenant!r}")
-            cls = AGGREGATES[first[0].aggregate_type]
+            # The first event of every stream with this id (of this type, if one is named).
+            firsts = await rt.store.read_stream(
+                tenant, aggregate_id, aggregate_type=aggregate_type, to_version=1
+            )
+            if not firsts:
+                named = f"{aggregate_type} " if aggregate_type else ""
+                raise NotFoundError(
+                    f"there is no {named}aggregate {aggregate_id!r} in tenant {tenant!r}"
+                )
+            if len(firsts) > 1:
+                types = ", ".join(e.aggregate_type for e in firsts)
+                raise CommandValidationError(
+                    f"{aggregate_id!r} names aggregates of several types in tenant {tenant!r}"
+                    f" ({types}); choose one with --type"
+                )
+            cls = AGGREGATES[firsts[0].aggregate_type]
             what = f"{cls.aggregate_type} {aggregate_id!r} of tenant {tenant!r}"
             # Folding no events would print an empty state as if it had been the state then.
-            if when is not None and when < first[0].created_at:
+            if when is not None and when < firsts[0].created_at:
                 raise NotFoundError(
                     f"{what} did not exist as of {when.isoformat()}:"
-                    f" its first event was stored at {first[0].created_at.isoformat()}"
+                    f" its first event was stored at {firsts[0].created_at.isoformat()}"
                 )
             agg = await rt.repository.load(cls, tenant, aggregate_id, version=version, as_of=when)
             if version is not None and agg.version < version:

@@ -9,7 +9,6 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore.errors import (
-    AggregateTypeMismatchError,
     CommandIdReusedError,
     ConcurrencyError,
     TooManyEventsError,
@@ -98,7 +97,7 @@ async def test_two_concurrent_appends_at_the_same_expected_version_exactly_one_s
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         assert len(errors) == 1 and isinstance(errors[0], ConcurrencyError), outcomes
         assert errors[0].actual == 2
-        assert await test_store.stream_version("t-append", stream) == 2
+        assert await test_store.stream_version("t-append", stream, "Note") == 2
 
 
 async def test_concurrent_any_version_appends_all_land_contiguously(
@@ -158,7 +157,7 @@ async def test_same_command_after_the_stream_moved_on_still_returns_first_result
     )
     assert again.duplicate and again.event_ids == first.event_ids
     assert again.stream_version == 1
-    assert await test_store.stream_version("t-append", stream) == 2
+    assert await test_store.stream_version("t-append", stream, "Note") == 2
 
 
 async def test_same_command_appended_concurrently_stores_one_set_of_events(
@@ -250,11 +249,25 @@ async def test_one_command_over_two_streams_is_recorded_with_all_its_events(
     assert [r.event_ids for r in again] == [r.event_ids for r in results]
 
 
-async def test_a_stream_keeps_its_aggregate_type(test_store: EventStore) -> None:
+async def test_two_aggregate_types_with_one_id_are_two_streams(test_store: EventStore) -> None:
     stream = new_id()
-    await test_store.append("t-append", stream, "Note", [noted()], command_id=uuid.uuid4())
-    with pytest.raises(AggregateTypeMismatchError, match="is a Note, not a Other"):
-        await test_store.append("t-append", stream, "Other", [noted()], command_id=uuid.uuid4())
+    note = await test_store.append(
+        "t-append", stream, "Note", [noted(), noted()], command_id=uuid.uuid4()
+    )
+    other = await test_store.append(
+        "t-append", stream, "Other", [noted()], command_id=uuid.uuid4(), expected_version=NO_STREAM
+    )
+    assert (note.stream_version, other.stream_version) == (2, 1)
+    assert await test_store.stream_version("t-append", stream, "Note") == 2
+    assert await test_store.stream_version("t-append", stream, "Other") == 1
+    only = await test_store.read_stream("t-append", stream, aggregate_type="Other")
+    assert [(e.aggregate_type, e.sequence_number) for e in only] == [("Other", 1)]
+    both = await test_store.read_stream("t-append", stream)
+    assert [(e.aggregate_type, e.sequence_number) for e in both] == [
+        ("Note", 1),
+        ("Note", 2),
+        ("Other", 1),
+    ]
 
 
 async def test_an_append_takes_one_to_max_events(test_store: EventStore) -> None:
@@ -293,7 +306,7 @@ async def test_append_many_is_all_or_nothing(
     assert caught.value.aggregate_id == existing
     assert await count_rows(pool) == before
     for s in fresh:
-        assert await test_store.stream_version("t-batch", s) == 0
+        assert await test_store.stream_version("t-batch", s, "Note") == 0
 
 
 async def test_append_many_of_commands_already_stored_returns_their_results(

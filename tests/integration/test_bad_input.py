@@ -258,5 +258,5 @@ async def test_a_snapshot_load_checks_its_versions(
 ) -> None:
     with pytest.raises(EventStoreValidationError, match="version"):
         await snapshots.load(
-            "t-bad", "snap", schema_version=schema_version, at_or_below=at_or_below
+            "t-bad", "snap", "Tenant", schema_version=schema_version, at_or_below=at_or_below
         )

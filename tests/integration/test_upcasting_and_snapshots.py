@@ -129,6 +129,8 @@ async def test_a_snapshot_of_an_older_state_schema_is_ignored(
     loaded = await repository.load(Tenant, "t-snap2", "t-snap2")
     assert (loaded.version, loaded.state.name) == (1, "Real")
     assert (
-        await snapshots.load("t-snap2", "t-snap2", schema_version=Tenant.state_schema_version)
+        await snapshots.load(
+            "t-snap2", "t-snap2", "Tenant", schema_version=Tenant.state_schema_version
+        )
         is None
     )

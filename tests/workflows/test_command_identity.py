@@ -7,6 +7,7 @@ server, PostgreSQL and RabbitMQ.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -224,3 +225,25 @@ async def test_max_users_holds_under_twenty_concurrent_registrations(
             email="l@seats.example",
             display_name="Later",
         )
+
+
+async def test_a_user_may_share_its_tenants_id(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    q, t = settings.task_queue, unique("id-same")
+    await send(worker, q, t, "CreateTenant", name="Same")
+    user = await send(
+        worker, q, t, "RegisterUser", user_id=t, email="s@same.example", display_name="Same"
+    )
+    # Streams of different aggregate types never collide: the user's stream is its own.
+    assert (user.aggregate_type, user.stream_version) == ("User", 1)
+    renamed = await send(worker, q, t, "RenameTenant", name="Same Again")
+    assert (renamed.aggregate_type, renamed.stream_version) == ("Tenant", 3)  # with the seat
+    users = await store.read_stream(t, t, aggregate_type="User")
+    assert [e.event_type for e in users] == ["UserRegistered"]
+    env = worker_env(settings)
+    code, out, err = await run([ACCI, "aggregate", t, "--tenant", t, "--type", "User"], env)
+    assert code == 0, err
+    assert json.loads(out)["state"]["email"] == "s@same.example"
+    code, out, err = await run([ACCI, "aggregate", t, "--tenant", t], env)
+    assert code == 1 and "several types" in err and "--type" in err
