@@ -298,7 +298,7 @@ def dev(
             typer.echo(f"error (unavailable): {e}", err=True)
             raise typer.Exit(1) from None
         try:
-            client = await connect(settings)
+            client = await connect(settings, starting_within=30)
             # Served here rather than by the worker, so that what is printed is what is served.
             with metrics_endpoint(settings.metrics_host, settings.metrics_port) as served:
                 worker_settings = settings.model_copy(update={"metrics_port": 0})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 
 from temporalio.client import (
@@ -24,13 +26,25 @@ from workflows.command import CommandWorkflow
 from workflows.models import CommandInput, CommandResult, command_workflow_id
 
 
-async def connect(settings: Settings) -> Client:
-    """A client of the configured Temporal server, speaking JSON via pydantic."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client:
+    """A client of the configured Temporal server, speaking JSON via pydantic.
+
+    ``starting_within``: the server was just started, and may answer on its port a moment
+    before its frontend is healthy; keep trying that long.
+    """
+    deadline = time.monotonic() + starting_within
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+            )
+        except RuntimeError:
+            # The SDK reports an unreachable or not-yet-healthy server as a RuntimeError.
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True, slots=True)
