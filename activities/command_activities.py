@@ -15,6 +15,7 @@ from domain.errors import CommandError
 from domain.identifiers import validate_tenant_id
 from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
+from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 from workflows.models import CommandInput, CommandResult
 
@@ -50,22 +51,35 @@ class CommandActivities:
         command again: validation is pure, the append returns the stored result, and the
         events are published again with the same message ids.
         """
+        run_id = activity.info().workflow_run_id
         try:
             parsed = parse(command)
             aggregate_for_command(parsed)
-            result = await self._handle(command, parsed)
+            result = await self._handle(command, parsed, run_id)
             if result.event_ids:
-                await self._publish(command)
+                # Read back from the store, the truth (also after a crash between append and
+                # publish), with every stream the command touched.
+                events = await self._store.command_events(command.tenant_id, command.command_id)
+                await self._publish(command, events)
+                ours = (
+                    bool(run_id and events) and events[0].metadata.get("workflow_run_id") == run_id
+                )
+                if result.duplicate and ours:
+                    # Stored by an earlier attempt of this very run (its publish failed, say),
+                    # not by an earlier send of the command.
+                    result = result.model_copy(update={"duplicate": False})
         except CommandError as e:
             raise application_error(e) from e
-        if result.duplicate and activity.info().attempt > 1:
-            # Stored by an earlier attempt of this very run, not by an earlier send.
-            result = result.model_copy(update={"duplicate": False})
         return result
 
-    async def _handle(self, command: CommandInput, parsed: Command) -> CommandResult:
+    async def _handle(
+        self, command: CommandInput, parsed: Command, run_id: str | None
+    ) -> CommandResult:
+        # The run that stores the events is recorded with them: a later attempt of the same run
+        # then knows they are its own, not an earlier send's.
+        metadata = {**command.metadata, **({"workflow_run_id": run_id} if run_id else {})}
         outcome = await self._handler.handle(
-            command.tenant_id, parsed, command_id=command.command_id, metadata=command.metadata
+            command.tenant_id, parsed, command_id=command.command_id, metadata=metadata
         )
         log.info(
             "command handled",
@@ -89,9 +103,7 @@ class CommandActivities:
             duplicate=outcome.duplicate,
         )
 
-    async def _publish(self, command: CommandInput) -> None:
-        # Read back from the store, the truth (also after a crash between append and publish).
-        events = await self._store.command_events(command.tenant_id, command.command_id)
+    async def _publish(self, command: CommandInput, events: list[RecordedEvent]) -> None:
         # pika is blocking, so it runs in a thread, and a thread cannot be cancelled. A worker
         # told to stop does not wait for it: the attempt fails at once (retryably), the thread
         # ends within the publisher's timeouts, and the workflow publishes on a later attempt,

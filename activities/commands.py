@@ -133,15 +133,12 @@ class CommandHandler:
     ) -> CommandOutcome:
         """The stored outcome of this command sent before, or a refusal if its id named another
         command (which says nothing about that one)."""
-        same = earlier.matches(tenant_id, fingerprint) and (
-            earlier.fingerprint is not None or earlier.aggregate_id == command.aggregate_id
+        same = earlier.may_be(
+            tenant_id, aggregate_type, command.aggregate_id, command.command_type, fingerprint
         )
         result = await self._store.command_result(tenant_id, earlier.command_id) if same else None
         if result is None:
-            raise CommandIdReusedError(
-                f"command id {earlier.command_id} was already used for a different command;"
-                " send this one with a new command id"
-            )
+            raise CommandIdReusedError(earlier.command_id)
         return CommandOutcome.stored(aggregate_type, result)
 
     async def _decide_and_append(

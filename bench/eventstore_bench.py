@@ -185,13 +185,14 @@ RAW_READ_ALL = (
 )
 RAW_READ_STREAM = (
     "SELECT event_type, event_version, data FROM event_store.events"
-    " WHERE tenant_id = %s AND aggregate_id = %s AND sequence_number > %s"
+    " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = 'Tenant'"
+    " AND sequence_number > %s"
     " ORDER BY sequence_number"
 )
 RAW_SNAPSHOT = (
     "SELECT sequence_number, state FROM snapshots.aggregate_snapshots"
-    " WHERE tenant_id = %s AND aggregate_id = %s AND schema_version = %s"
-    " ORDER BY sequence_number DESC LIMIT 1"
+    " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = 'Tenant'"
+    " AND schema_version = %s ORDER BY sequence_number DESC LIMIT 1"
 )
 
 

@@ -1,7 +1,8 @@
 """What a client may put into a command's metadata: context, never the envelope the system records.
 
 The command handler records an event's envelope itself (correlation and causation ids, the
-command, the actor, the stream), and RabbitMQ headers and consumers read those fields back. A
+command, the workflow run that stored it, the stream), and RabbitMQ headers and consumers read
+those fields back; the actor is reserved for the authenticated sender (not recorded yet). A
 client that could set them could make its events look caused by someone else's command, or
 routed as another type; so a command whose metadata names one of them is refused, not merged.
 """
@@ -18,6 +19,8 @@ RESERVED_METADATA_KEYS: Final = frozenset(
         "causation_id",
         "command_id",
         "command_type",
+        "workflow_run_id",
+        # The authenticated sender: the system's to record, never the client's to claim.
         "actor",
         # The stored event's own columns, also sent as the RabbitMQ message's headers.
         "tenant_id",

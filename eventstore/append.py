@@ -71,9 +71,10 @@ WITH head AS (
 ), command AS (
     -- The command's identity, with every event it stores (all its streams): a command id used
     -- before, in any tenant, collides here and the whole statement stores nothing.
-    INSERT INTO event_store.commands (command_id, tenant_id, aggregate_id, fingerprint, event_ids)
-    SELECT %(command_id)s, %(tenant_id)s, %(aggregate_id)s, %(fingerprint)s::text,
-           %(command_event_ids)s::uuid[]
+    INSERT INTO event_store.commands (command_id, tenant_id, aggregate_type, aggregate_id,
+                                      command_type, fingerprint, event_ids)
+    SELECT %(command_id)s, %(tenant_id)s, %(aggregate_type)s, %(aggregate_id)s,
+           %(command_type)s::text, %(fingerprint)s::text, %(command_event_ids)s::uuid[]
      WHERE %(record_command)s::boolean AND EXISTS (SELECT FROM inserted)
 )
 SELECT event_id, sequence_number, global_position, transaction_id FROM inserted
@@ -172,6 +173,7 @@ class Appender:
             "expected": expected,
             "events": f"[{','.join(rows)}]",
             "fingerprint": append.fingerprint,
+            "command_type": _text(shared.get("command_type")),
             "record_command": command_event_ids is not None,
             "command_event_ids": list(command_event_ids or ()),
         }
@@ -217,7 +219,7 @@ class Appender:
                     [params[i] for i in pending], [partitions[i] for i in pending]
                 )
             except (pg_errors.UniqueViolation, _Refused):
-                pending = await self._explain(appends, pending, results)
+                pending = await self._explain(appends, params, pending, results)
                 if not pending:
                     return [r for r in results if r is not None]
                 continue
@@ -255,6 +257,7 @@ class Appender:
     async def _explain(
         self,
         appends: Sequence[StreamAppend],
+        params: Sequence[dict[str, Any]],
         pending: list[int],
         results: list[AppendResult | None],
     ) -> list[int]:
@@ -264,7 +267,7 @@ class Appender:
             append = appends[i]
             record = await self._command_record(append.command_id)
             if record is not None:
-                results[i] = await self._stored(append, record)
+                results[i] = await self._stored(append, record, params[i]["command_type"])
                 continue
             version = await self._version(append)
             if append.expected_version != ANY and version != append.expected_version:
@@ -274,26 +277,27 @@ class Appender:
             again.append(i)  # lost a race it can still win: "any", or the winner rolled back
         return again
 
-    async def _stored(self, append: StreamAppend, record: CommandRecord) -> AppendResult:
-        """The first append of this command again, or a refusal if the id named another one.
-
-        The refusal names nothing of the first command (its tenant, stream or events): the
-        second sender may not be entitled to know them.
-        """
-        if record.matches(append.tenant_id, append.fingerprint):
+    async def _stored(
+        self, append: StreamAppend, record: CommandRecord, command_type: str | None
+    ) -> AppendResult:
+        """The first append of this command again, or ``CommandIdReusedError`` if the id named
+        another command (the error names nothing of that one)."""
+        if record.tenant_id == append.tenant_id:
             events = await self._command_events(append.tenant_id, append.command_id)
-            mine = [
-                e
-                for e in events
-                if (e.aggregate_id, e.aggregate_type)
-                == (append.aggregate_id, append.aggregate_type)
-            ]
-            if mine:
-                return AppendResult.of_events(mine, duplicate=True)
-        raise CommandIdReusedError(
-            f"command id {append.command_id} was already used for a different command;"
-            " send this one with a new command id"
-        )
+            stream = (append.aggregate_type, append.aggregate_id)
+            mine = [e for e in events if (e.aggregate_type, e.aggregate_id) == stream]
+            # This stream may be the command's first (the record's) or a later one of it: the
+            # record is checked for the command as a whole, the events for this stream.
+            primary = (record.aggregate_type, record.aggregate_id)
+            if mine and record.may_be(append.tenant_id, *primary, command_type, append.fingerprint):
+                # Without both fingerprints, what was stored must be what is sent.
+                if record.fingerprint is not None and append.fingerprint is not None:
+                    return AppendResult.of_events(mine, duplicate=True)
+                if [(e.event_type, e.data) for e in mine] == [
+                    (e.event_type, e.data) for e in append.events
+                ]:
+                    return AppendResult.of_events(mine, duplicate=True)
+        raise CommandIdReusedError(append.command_id)
 
     async def _version(self, append: StreamAppend) -> int:
         try:
@@ -316,3 +320,7 @@ def _result(append: StreamAppend, rows: Rows) -> AppendResult:
         event_ids=tuple(r[0] for r in rows),
         positions=tuple(Position(int(r[3]), int(r[2])) for r in rows),
     )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

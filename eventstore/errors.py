@@ -50,7 +50,17 @@ class UnknownEventTypeError(EventStoreValidationError):
 
 
 class CommandIdReusedError(EventStoreValidationError):
-    """A command id already stored for one stream was used for another."""
+    """A command id already used for one command was sent with another.
+
+    The message names nothing of the first command (its tenant, stream or result): the second
+    sender may not be entitled to know them.
+    """
+
+    def __init__(self, command_id: object) -> None:
+        super().__init__(
+            f"command id {command_id} was already used for a different command;"
+            " send this one with a new command id"
+        )
 
 
 class NotAnEventWriterError(EventStoreValidationError):

@@ -133,19 +133,32 @@ class CommandRecord:
 
     command_id: uuid.UUID
     tenant_id: str
+    aggregate_type: str
     aggregate_id: str
+    command_type: str | None
     fingerprint: str | None
     event_ids: tuple[uuid.UUID, ...]
 
-    def matches(self, tenant_id: str, fingerprint: str | None) -> bool:
-        """Whether a command sent with this id may be the one stored (a re-send), not another.
+    def may_be(
+        self,
+        tenant_id: str,
+        aggregate_type: str,
+        aggregate_id: str,
+        command_type: str | None,
+        fingerprint: str | None,
+    ) -> bool:
+        """Whether a command sent with this id may be this stored one (a re-send), not another.
 
-        Without a fingerprint on either side only the tenant is compared here; the caller then
-        compares the stream.
+        With a fingerprint on both sides that decides. Without one (appends through the store's
+        API, commands stored before fingerprints) the tenant, stream and command type must
+        match, and the caller still compares what the command stored with what it sends.
         """
-        if self.tenant_id != tenant_id:
+        if self.fingerprint is not None and fingerprint is not None:
+            return self.fingerprint == fingerprint and self.tenant_id == tenant_id
+        known = (self.tenant_id, self.aggregate_type, self.aggregate_id)
+        if known != (tenant_id, aggregate_type, aggregate_id):
             return False
-        return self.fingerprint is None or fingerprint is None or self.fingerprint == fingerprint
+        return None in (self.command_type, command_type) or self.command_type == command_type
 
 
 def event_id_for(tenant_id: str, command_id: uuid.UUID, index: int) -> uuid.UUID:

@@ -64,8 +64,8 @@ _COMMAND_EVENTS: Final = (
 )
 
 _COMMAND_RECORD: Final = (
-    "SELECT command_id, tenant_id, aggregate_id, fingerprint, event_ids"
-    " FROM event_store.commands WHERE command_id = %s"
+    "SELECT command_id, tenant_id, aggregate_type, aggregate_id, command_type, fingerprint,"
+    " event_ids FROM event_store.commands WHERE command_id = %s"
 )
 
 _STREAM_VERSION: Final = (
@@ -282,7 +282,16 @@ class EventStore:
         row = await self._fetchone(_COMMAND_RECORD, (command_id,))
         if row is None:
             return None
-        return CommandRecord(row[0], row[1], row[2], row[3], tuple(row[4]))
+        command_id, tenant_id, aggregate_type, aggregate_id, command_type, fingerprint, ids = row
+        return CommandRecord(
+            command_id,
+            tenant_id,
+            aggregate_type,
+            aggregate_id,
+            command_type,
+            fingerprint,
+            tuple(ids),
+        )
 
     async def command_events(self, tenant_id: str, command_id: uuid.UUID) -> list[RecordedEvent]:
         """Every event an earlier append of this command stored in this tenant, in every stream

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from activities.command_activities import parse
+from domain import aggregate_for_command
 from domain.errors import CommandError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
@@ -59,10 +60,10 @@ async def stored_events(store: EventStore, command: CommandInput) -> list[Record
     except CommandError:
         return []  # the workflow refuses it; nothing of it can be stored
     record = await store.command_record(command.command_id)
-    if (
-        record is None
-        or not record.matches(command.tenant_id, parsed.fingerprint(command.tenant_id))
-        or record.aggregate_id != parsed.aggregate_id
+    aggregate_type = aggregate_for_command(parsed).aggregate_type
+    fingerprint = parsed.fingerprint(command.tenant_id)
+    if record is None or not record.may_be(
+        command.tenant_id, aggregate_type, parsed.aggregate_id, parsed.command_type, fingerprint
     ):
         return []
     return await store.command_events(command.tenant_id, command.command_id)

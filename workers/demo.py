@@ -137,7 +137,7 @@ async def run_demo(settings: Settings, client: Client, *, dev: DevSetup | None =
 
     _say("\n5. The audit trail of demo-acme, and its state back then")
     async with open_event_store(settings, migrate_schema=False) as rt:
-        for e in await rt.store.read_stream(ACME, ACME):
+        for e in await rt.store.read_stream(ACME, ACME, aggregate_type="Tenant"):
             _say(f"  v{e.sequence_number} {e.created_at:%H:%M:%S} {e.event_type:<18} {e.data}")
         first = await rt.repository.load(Tenant, ACME, ACME, version=1)
         now = await rt.repository.load(Tenant, ACME, ACME)

@@ -82,10 +82,7 @@ async def start_command(client: Client, command: CommandInput, *, task_queue: st
     except WorkflowAlreadyStartedError as e:
         running = client.get_workflow_handle_for(CommandWorkflow.run, workflow_id, run_id=e.run_id)
         if not await _same_command(client, running, command):
-            raise CommandIdReusedError(
-                f"command id {command.command_id} was already used for a different command;"
-                " send this one with a new command id"
-            ) from None
+            raise CommandIdReusedError(command.command_id) from None
         return SentCommand(running, True)
     return SentCommand(handle, False)
 

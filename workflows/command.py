@@ -56,7 +56,11 @@ INPUT_ERROR_TYPE: Final = CommandValidationError.__name__
 
 @workflow.defn(name=COMMAND_WORKFLOW)
 class CommandWorkflow:
-    """One run per command id: validate, append once, publish at least once."""
+    """A command's run (id ``cmd-<command_id>``): validate, append once, publish at least once.
+
+    The store, not Temporal, decides whether the command was handled before: a re-send starts a
+    new run of the same id, which answers from the store (workers/temporal_client.py).
+    """
 
     @workflow.run
     async def run(self, raw: CommandArgument = NO_INPUT) -> CommandResult:

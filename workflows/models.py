@@ -20,7 +20,8 @@ MAX_PAYLOAD_DEPTH: Final = 32
 
 
 def command_workflow_id(command_id: uuid.UUID | str) -> str:
-    """The workflow id of a command: one run per command id."""
+    """The workflow id of a command (a re-send may make several runs of it; the store keeps the
+    command once)."""
     return f"cmd-{command_id}"
 
 

@@ -22,11 +22,18 @@
 --
 -- `acci.event_writer` (transaction-local) only saves taking the lock again on the next
 -- statement of the same transaction; it rolls back with a savepoint together with the lock.
+-- Its value names this very transaction (backend and start time), so a value left by a
+-- session-level SET, ALTER ROLE ... SET or PGOPTIONS never passes for it: a transaction that
+-- did not take the lock itself is always checked. (A session that deliberately forges the
+-- value with SET LOCAL inside its transaction can still skip the check; only reading pg_locks
+-- on every statement would close that, and such a session can write the log directly anyway.)
 
 CREATE FUNCTION event_store.register_event_writer() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_this text := pg_backend_pid()::text || '@' || transaction_timestamp()::text;
 BEGIN
-    IF current_setting('acci.event_writer', true) IS DISTINCT FROM 'on' THEN
+    IF current_setting('acci.event_writer', true) IS DISTINCT FROM v_this THEN
         IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'ACW01',
@@ -36,7 +43,7 @@ BEGIN
                 HINT = 'Append events first in the transaction, or in a transaction of their own.';
         END IF;
         PERFORM pg_advisory_xact_lock_shared(1094927177, 1163286354);
-        PERFORM set_config('acci.event_writer', 'on', true);
+        PERFORM set_config('acci.event_writer', v_this, true);
     END IF;
     RETURN NULL;
 END;

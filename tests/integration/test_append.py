@@ -222,6 +222,38 @@ async def test_a_command_id_sent_with_another_fingerprint_is_refused(
     assert len(await test_store.read_stream("t-append", stream)) == 1
 
 
+async def test_without_fingerprints_a_resent_command_must_store_the_same_events(
+    test_store: EventStore,
+) -> None:
+    command, stream = uuid.uuid4(), new_id()
+    first = await test_store.append("t-append", stream, "Note", [noted("a")], command_id=command)
+    again = await test_store.append("t-append", stream, "Note", [noted("a")], command_id=command)
+    assert again.duplicate and again.event_ids == first.event_ids
+    with pytest.raises(CommandIdReusedError):
+        await test_store.append("t-append", stream, "Note", [noted("b")], command_id=command)
+    assert len(await test_store.read_stream("t-append", stream)) == 1
+
+
+async def test_a_command_stored_without_a_type_is_not_taken_for_another_type(
+    test_store: EventStore,
+) -> None:
+    command, stream = uuid.uuid4(), new_id()
+    await test_store.append(
+        "t-append",
+        stream,
+        "Note",
+        [noted("a")],
+        command_id=command,
+        metadata={"command_type": "Write"},
+    )
+    record = await test_store.command_record(command)
+    assert record is not None
+    assert (record.aggregate_type, record.command_type) == ("Note", "Write")
+    assert not record.may_be("t-append", "Note", stream, "Erase", None)
+    assert not record.may_be("t-append", "Other", stream, "Write", None)
+    assert record.may_be("t-append", "Note", stream, "Write", None)
+
+
 def test_event_ids_differ_between_tenants_for_one_command_id() -> None:
     command = uuid.uuid4()
     assert event_id_for("t-a", command, 0) != event_id_for("t-b", command, 0)

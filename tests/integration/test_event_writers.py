@@ -219,6 +219,25 @@ async def test_a_transaction_that_wrote_elsewhere_first_cannot_append_events(
     assert await count_rows(pool) == before
 
 
+@pytest.mark.usefixtures("side_table")
+async def test_a_writer_flag_left_in_the_session_does_not_pass_for_the_lock(
+    test_store: EventStore, pool: AsyncConnectionPool, database_url: str
+) -> None:
+    """The trigger's 'already registered' flag names its transaction: a session-level value
+    (SET, ALTER ROLE ... SET, PGOPTIONS) never lets an unregistered transaction append."""
+    tenant = new_id("t-flag")
+    before = await count_rows(pool)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute("SET acci.event_writer = 'on'")
+        await conn.commit()
+        await conn.execute("INSERT INTO public.side_effects (note) VALUES ('first')")
+        with pytest.raises(psycopg.Error) as refused:
+            await conn.execute(insert_event(), (tenant, new_id()))
+        await conn.rollback()
+    assert isinstance(translate(refused.value), NotAnEventWriterError)
+    assert await count_rows(pool) == before
+
+
 # -- what holds readers back -------------------------------------------------------------
 
 

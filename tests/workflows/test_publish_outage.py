@@ -178,3 +178,42 @@ async def test_events_of_a_terminated_command_are_published_by_the_operator(
     await captured.wait_for(ids)
     with pytest.raises(Exception, match=r"(?i)terminated"):
         await command_result(handles[0])
+
+
+async def test_a_resend_whose_publish_is_retried_still_reports_a_resend(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    store: EventStore,
+    workers: tuple[WorkerProcess, WorkerProcess],
+) -> None:
+    cut_off, healthy = workers
+    queue = cut_off._env["ACCI_TASK_QUEUE"]
+    client = temporal_env.client
+    create = command(unique("pub-resend"), "CreateTenant", name="R")
+    await healthy.start()
+    first = await command_result((await start_command(client, create, task_queue=queue)).handle)
+    assert not first.duplicate
+    code, _ = await asyncio.to_thread(terminate_within_grace, healthy)
+    assert code == 0
+
+    # Sent again while RabbitMQ is out: the new run finds the events stored (by the first
+    # run), fails to publish, and retries.
+    await cut_off.start()
+    resent = (await start_command(client, create, task_queue=queue)).handle
+
+    async def retried_on_a_timer() -> bool:
+        # Past the local retry threshold the run waits for its next attempt on a timer.
+        async for event in resent.fetch_history_events():
+            if event.HasField("timer_started_event_attributes"):
+                return True
+        return False
+
+    await eventually(retried_on_a_timer, within=60, what="the publish retried")
+    code, _ = await asyncio.to_thread(terminate_within_grace, cut_off)
+    assert code == 0
+    await healthy.start()
+    again = await asyncio.wait_for(command_result(resent), 60)
+    # A later attempt of the re-send is still a re-send: the events are the first run's.
+    assert again.duplicate
+    assert (again.event_ids, again.positions) == (first.event_ids, first.positions)
+    assert len(await store.read_stream(create.tenant_id, create.tenant_id)) == 1
