@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from eventstore.records import Position
 from tests.integration.projection_support import newest_committed
 from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker_env
 from tests.workflows.helpers import send
+from tests.workflows.test_operator_doors import ACCI, run
 from workers.settings import Settings
 from workers.worker import running_worker
 
@@ -55,9 +55,8 @@ async def worker(
 async def status_json(settings: Settings) -> dict[str, Any]:
     """``acci projections status --json`` as a process, by projection name."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "workers.cli_projections",
+        ACCI,
+        "projections",
         "status",
         "--json",
         env=worker_env(settings),
@@ -71,7 +70,7 @@ async def status_json(settings: Settings) -> dict[str, Any]:
 
 async def projections_cli(settings: Settings, *args: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli_projections", *args, env=worker_env(settings)
+        ACCI, "projections", *args, env=worker_env(settings)
     )
     assert await asyncio.wait_for(process.wait(), 60) == 0
 
@@ -159,3 +158,35 @@ async def test_a_paused_projection_reports_its_real_lag(
         return (await status_json(settings))["tenants"]["lag_events"] == 0
 
     await eventually(applied, within=20, what="the resumed projection to catch up")
+
+
+async def test_an_open_transaction_on_another_table_does_not_hold_back_read_your_writes(
+    worker: Client, settings: Settings, database_url: str
+) -> None:
+    """A subscriber's inbox transaction held open while its handler runs (or any other
+    program's write) used to make another tenant's --wait-for-read-model time out."""
+    async with await psycopg.AsyncConnection.connect(database_url) as inbox:
+        await inbox.execute(
+            "INSERT INTO subscriptions.inbox (subscriber, message_id, event_type, tenant_id)"
+            " VALUES (%s, %s, 'TenantCreated', 'stall-busy')",
+            ("slow-handler", uuid.uuid4()),
+        )
+        # Held open for the whole command (the inbox row's handler is still "running").
+        code, out, err = await run(
+            [
+                ACCI,
+                "tenant",
+                "create",
+                "--tenant",
+                "stall-other",
+                "--name",
+                "Other",
+                "--wait-for-read-model",
+                "--json",
+            ],
+            worker_env(settings),
+            within=60,
+        )
+        assert code == 0, err
+        assert json.loads(out)["read_model"]["name"] == "Other"
+        await inbox.rollback()
