@@ -35,25 +35,14 @@ async def test_a_command_id_reused_for_another_tenant_is_refused_by_the_cli(
     first, second = unique("id-cli-a"), unique("id-cli-b")
     env = worker_env(settings)
     command_id = str(uuid.uuid4())
-    code, out, err = await run(
-        [
-            ACCI,
-            "tenant",
-            "create",
-            "--tenant",
-            first,
-            "--name",
-            "Secret A",
-            "--command-id",
-            command_id,
-        ],
-        env,
-    )
+
+    async def create(tenant: str, name: str) -> tuple[int, str, str]:
+        args = ["tenant", "create", "--tenant", tenant, "--name", name, "--command-id", command_id]
+        return await run([ACCI, *args], env)
+
+    code, out, err = await create(first, "Secret A")
     assert code == 0, err
-    code, out, err = await run(
-        [ACCI, "tenant", "create", "--tenant", second, "--name", "B", "--command-id", command_id],
-        env,
-    )
+    code, out, err = await create(second, "B")
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error (validation): ") and REUSED in lines[0]
@@ -61,20 +50,7 @@ async def test_a_command_id_reused_for_another_tenant_is_refused_by_the_cli(
     assert first not in out + err and "Secret A" not in out + err
     assert await store.read_stream(second, second) == []
     # The same command sent again is a re-send, answered with its first result.
-    code, out, _ = await run(
-        [
-            ACCI,
-            "tenant",
-            "create",
-            "--tenant",
-            first,
-            "--name",
-            "Secret A",
-            "--command-id",
-            command_id,
-        ],
-        env,
-    )
+    code, out, _ = await create(first, "Secret A")
     assert code == 0 and "re-sent" in out
     assert len(await store.read_stream(first, first)) == 1
 

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from domain.errors import CommandValidationError
 from tests.integration.conftest import count_rows
-from tests.workflows.test_operator_doors import run
+from tests.workflows.test_operator_doors import run, temporal_execute
 from workers.devserver import temporal_binary
 from workers.settings import Settings
 from workers.temporal_client import command_result
@@ -225,26 +225,8 @@ async def test_the_temporal_result_of_a_command_carries_its_position(
     worker: Client, settings: Settings
 ) -> None:
     command = _command()
-    code, out, err = await run(
-        [
-            str(temporal_binary()),
-            "workflow",
-            "execute",
-            "--address",
-            settings.temporal_address,
-            "--type",
-            COMMAND_WORKFLOW,
-            "--task-queue",
-            settings.task_queue,
-            "--workflow-id",
-            command_workflow_id(str(command["command_id"])),
-            "--input",
-            json.dumps(command),
-            "--output",
-            "json",
-        ],
-        dict(os.environ),
-    )
+    workflow_id = command_workflow_id(str(command["command_id"]))
+    code, out, err = await temporal_execute(settings, workflow_id, command)
     assert code == 0, out + err
     result = json.loads(out)["result"]
     assert result["position"] == result["positions"][-1]

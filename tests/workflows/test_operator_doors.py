@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -32,17 +33,11 @@ async def run(args: list[str], env: dict[str, str], *, within: float = 180) -> t
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_the_plain_temporal_cli_starts_a_command_as_the_readme_shows(
-    worker: Client, settings: Settings, store: EventStore
-) -> None:
-    command_id = uuid.uuid4()
-    command = {
-        "command_id": str(command_id),
-        "tenant_id": "cli-plain",
-        "command_type": "CreateTenant",
-        "payload": {"name": "Started from the Temporal CLI"},
-    }
-    code, out, err = await run(
+async def temporal_execute(
+    settings: Settings, workflow_id: str, command: Mapping[str, object]
+) -> tuple[int, str, str]:
+    """``temporal workflow execute`` of a CommandWorkflow, as the README shows it (JSON out)."""
+    return await run(
         [
             str(temporal_binary()),
             "workflow",
@@ -54,7 +49,7 @@ async def test_the_plain_temporal_cli_starts_a_command_as_the_readme_shows(
             "--task-queue",
             settings.task_queue,
             "--workflow-id",
-            f"cmd-{command_id}",
+            workflow_id,
             "--input",
             json.dumps(command),
             "--output",
@@ -62,6 +57,19 @@ async def test_the_plain_temporal_cli_starts_a_command_as_the_readme_shows(
         ],
         dict(os.environ),
     )
+
+
+async def test_the_plain_temporal_cli_starts_a_command_as_the_readme_shows(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    command_id = uuid.uuid4()
+    command = {
+        "command_id": str(command_id),
+        "tenant_id": "cli-plain",
+        "command_type": "CreateTenant",
+        "payload": {"name": "Started from the Temporal CLI"},
+    }
+    code, out, err = await temporal_execute(settings, f"cmd-{command_id}", command)
     assert code == 0, out + err
     result = json.loads(out)["result"]
     assert result["aggregate_id"] == "cli-plain"
