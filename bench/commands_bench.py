@@ -381,8 +381,8 @@ def command_side(
                 command,
                 id=command_workflow_id(command.command_id),
                 task_queue=task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 request_eager_start=False,
             )
         starts.record(name, handle)
