@@ -35,7 +35,6 @@ from eventstore.records import (
     Position,
     RecordedEvent,
     StreamAppend,
-    event_id_for,
 )
 
 # How often a batch re-runs after losing a race on a stream key ("any version" appends can win
@@ -121,20 +120,18 @@ class Appender:
         append: StreamAppend,
         metadata: Mapping[str, Any] | None,
         *,
-        first_index: int = 0,
+        event_ids: Sequence[uuid.UUID],
         command_event_ids: Sequence[uuid.UUID] | None = None,
     ) -> dict[str, Any]:
         """The statement's parameters, after every check on the input (nothing written yet).
 
-        ``first_index`` counts the command's events in the streams before this one (a command
-        may touch several); ``command_event_ids``, given to the first stream of a command only,
-        records the command with all its events.
+        ``event_ids`` are this stream's events' ids; ``command_event_ids``, given to the first
+        stream of a command only, records the command with the ids of all its events (a command
+        may touch several streams).
         """
         validation.tenant_id(append.tenant_id)
         validation.aggregate_id(append.aggregate_id)
         validation.type_name(append.aggregate_type, "aggregate type")
-        if not isinstance(append.command_id, uuid.UUID):
-            raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
         expected = append.expected_version
         if (
             isinstance(expected, bool)
@@ -149,9 +146,6 @@ class Appender:
         if not 0 < count <= self._max_events:
             raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
         limit, shared = self._max_payload_bytes, metadata or {}
-        ids = [
-            event_id_for(append.tenant_id, append.command_id, first_index + i) for i in range(count)
-        ]
         rows = []
         for index, event in enumerate(append.events):
             self._check_event_type(event.event_type, event.event_version)
@@ -161,7 +155,7 @@ class Appender:
             )
             # data and meta are JSON already: splice them in rather than encode them twice.
             rows.append(
-                f'{{"i":{index + 1},"event_id":"{ids[index]}",'
+                f'{{"i":{index + 1},"event_id":"{event_ids[index]}",'
                 f'"event_type":{json.dumps(event.event_type)},"event_version":{event.event_version},'
                 f'"data":{data},"metadata":{meta}}}'
             )

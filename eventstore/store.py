@@ -253,6 +253,7 @@ class EventStore:
         tenants: dict[uuid.UUID, str] = {}
         firsts = []
         for append in appends:
+            validation.tenant_id(append.tenant_id)  # before it names event ids
             if not isinstance(append.command_id, uuid.UUID):
                 raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
             first = counts.get(append.command_id, 0)
@@ -262,14 +263,20 @@ class EventStore:
                 )
             counts[append.command_id] = first + len(append.events)
             firsts.append(first)
+        ids = {
+            command: [event_id_for(tenants[command], command, i) for i in range(total)]
+            for command, total in counts.items()
+        }
         params = []
         for append, first in zip(appends, firsts, strict=True):
-            ids = None
-            if first == 0:
-                total = counts[append.command_id]
-                ids = [event_id_for(append.tenant_id, append.command_id, i) for i in range(total)]
+            command_ids = ids[append.command_id]
             params.append(
-                self._appender.params(append, metadata, first_index=first, command_event_ids=ids)
+                self._appender.params(
+                    append,
+                    metadata,
+                    event_ids=command_ids[first : first + len(append.events)],
+                    command_event_ids=command_ids if first == 0 else None,
+                )
             )
         return params
 

@@ -260,3 +260,14 @@ async def test_a_snapshot_load_checks_its_versions(
         await snapshots.load(
             "t-bad", "snap", "Tenant", schema_version=schema_version, at_or_below=at_or_below
         )
+
+
+async def test_a_tenant_id_that_is_not_unicode_is_refused_before_ids_are_derived(
+    test_store: EventStore, pool: AsyncConnectionPool
+) -> None:
+    before = await count_rows(pool)
+    with pytest.raises(EventStoreValidationError, match="tenant id"):
+        await test_store.append(
+            "t-\ud800", "surrogate", "Note", [noted("x")], command_id=uuid.uuid4()
+        )
+    assert await count_rows(pool) == before
