@@ -1,4 +1,4 @@
-"""Appending events: one statement per stream, straight into the tenant's partition.
+"""Appending events: one statement per stream.
 
 The happy path is a single ``INSERT … SELECT`` that reads the stream's head and inserts the
 events only if the expected version (and aggregate type) match, in one round trip. Everything
@@ -15,7 +15,6 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from domain.registry import EventRegistry
@@ -41,23 +40,24 @@ from eventstore.records import (
 # on a re-run; the others become a ConcurrencyError or a duplicate result on the first).
 RACE_RETRIES: Final = 8
 
-# The parent's identity sequence: rows inserted into a partition directly take their position
-# from it explicitly (a partition does not inherit the parent's identity default).
-_POSITIONS: Final = "event_store.events_global_position_seq"
+# Envelope fields that name the command itself are not repeated in every event's metadata: the
+# command id is a column, and messages default both to it (eventstore/messages.py).
+_IMPLIED_BY_COMMAND: Final = ("correlation_id", "causation_id")
 
+# One text for every tenant and stream, so the statement is prepared once per connection.
 _INSERT: Final = """
 WITH head AS (
-    SELECT sequence_number FROM {partition}
+    SELECT sequence_number FROM event_store.events
      WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
        AND aggregate_type = %(aggregate_type)s
      ORDER BY sequence_number DESC LIMIT 1
 ), stream AS (
     SELECT coalesce((SELECT sequence_number FROM head), 0) AS version
 ), inserted AS (
-    INSERT INTO {partition} (global_position, event_id, tenant_id, aggregate_id, aggregate_type,
-                             sequence_number, event_type, event_version, data, metadata,
-                             command_id)
-    SELECT nextval({positions}), e.event_id, %(tenant_id)s, %(aggregate_id)s,
+    INSERT INTO event_store.events (event_id, tenant_id, aggregate_id, aggregate_type,
+                                    sequence_number, event_type, event_version, data, metadata,
+                                    command_id)
+    SELECT e.event_id, %(tenant_id)s, %(aggregate_id)s,
            %(aggregate_type)s, s.version + e.i, e.event_type, e.event_version, e.data,
            e.metadata, %(command_id)s
       FROM stream s,
@@ -70,10 +70,12 @@ WITH head AS (
 ), command AS (
     -- The command's identity, with every event it stores (all its streams): a command id used
     -- before, in any tenant, collides here and the whole statement stores nothing.
+    -- Its transaction finds all of them again (eventstore/store.py, command_events).
     INSERT INTO event_store.commands (command_id, tenant_id, aggregate_type, aggregate_id,
-                                      command_type, fingerprint, event_ids)
+                                      command_type, fingerprint, event_ids, transaction_id)
     SELECT %(command_id)s, %(tenant_id)s, %(aggregate_type)s, %(aggregate_id)s,
-           %(command_type)s::text, %(fingerprint)s::text, %(command_event_ids)s::uuid[]
+           %(command_type)s::text, %(fingerprint)s::text, %(command_event_ids)s::uuid[],
+           pg_current_xact_id()
      WHERE %(record_command)s::boolean AND EXISTS (SELECT FROM inserted)
 )
 SELECT event_id, sequence_number, global_position, transaction_id FROM inserted
@@ -113,7 +115,6 @@ class Appender:
         self._max_events = max_events
         self._command_events = command_events
         self._command_record = command_record
-        self._queries: dict[str, str] = {}
 
     def params(
         self,
@@ -146,13 +147,16 @@ class Appender:
         if not 0 < count <= self._max_events:
             raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
         limit, shared = self._max_payload_bytes, metadata or {}
+        command = str(append.command_id)
         rows = []
         for index, event in enumerate(append.events):
             self._check_event_type(event.event_type, event.event_version)
             data = validation.encode_json(event.data, limit=limit, what=f"event {index} data")
-            meta = validation.encode_json(
-                {**shared, **event.metadata}, limit=limit, what=f"event {index} metadata"
-            )
+            envelope = {**shared, **event.metadata}
+            for key in _IMPLIED_BY_COMMAND:
+                if envelope.get(key) == command:
+                    del envelope[key]
+            meta = validation.encode_json(envelope, limit=limit, what=f"event {index} metadata")
             # data and meta are JSON already: splice them in rather than encode them twice.
             rows.append(
                 f'{{"i":{index + 1},"event_id":"{event_ids[index]}",'
@@ -184,34 +188,15 @@ class Appender:
                 f" the current version is {current}"
             )
 
-    def _query(self, partition: str) -> str:
-        query = self._queries.get(partition)
-        if query is None:
-            query = (
-                sql.SQL(_INSERT)
-                .format(
-                    partition=sql.Identifier("event_store", partition),
-                    positions=sql.Literal(_POSITIONS),
-                )
-                .as_string(None)
-            )
-            self._queries[partition] = query
-        return query
-
     async def run(
-        self,
-        appends: Sequence[StreamAppend],
-        params: Sequence[dict[str, Any]],
-        partitions: Sequence[str],
+        self, appends: Sequence[StreamAppend], params: Sequence[dict[str, Any]]
     ) -> list[AppendResult]:
         """Run the appends (all or nothing); explain and re-run what was refused."""
         results: list[AppendResult | None] = [None] * len(appends)
         pending = list(range(len(appends)))
         for _ in range(RACE_RETRIES):
             try:
-                rows = await self._execute(
-                    [params[i] for i in pending], [partitions[i] for i in pending]
-                )
+                rows = await self._execute([params[i] for i in pending])
             except (pg_errors.UniqueViolation, _Refused):
                 pending = await self._explain(appends, params, pending, results)
                 if not pending:
@@ -227,22 +212,17 @@ class Appender:
             first.tenant_id, first.aggregate_id, "any", await self._version(first)
         )
 
-    async def _execute(
-        self, params: Sequence[dict[str, Any]], partitions: Sequence[str]
-    ) -> list[Rows]:
+    async def _execute(self, params: Sequence[dict[str, Any]]) -> list[Rows]:
         async with self._pool.connection() as conn:
             if len(params) == 1:  # one statement is its own transaction: no BEGIN/COMMIT trips
-                cur = await conn.execute(self._query(partitions[0]), params[0])
+                cur = await conn.execute(_INSERT, params[0])
                 rows = await cur.fetchall()
                 if not rows:
                     raise _Refused
                 return [rows]
             async with conn.transaction():
                 async with conn.pipeline():
-                    cursors = [
-                        await conn.execute(self._query(part), p)
-                        for part, p in zip(partitions, params, strict=True)
-                    ]
+                    cursors = [await conn.execute(_INSERT, p) for p in params]
                 stored = [await cur.fetchall() for cur in cursors]
                 if not all(stored):
                     raise _Refused  # leaves the transaction: the whole batch rolls back

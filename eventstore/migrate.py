@@ -1,16 +1,23 @@
-"""Numbered SQL migrations, applied once each, safe from two processes at once."""
+"""Numbered SQL migrations, applied once each, safe from two processes at once.
+
+A migration may have a data step (``_DATA_STEPS``): Python that moves data in transactions of
+its own before the migration's SQL runs, resumable if killed (it picks up where it stopped).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, Final
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from eventstore import relayout
 from eventstore.errors import EventStoreError, translate
 
 log = logging.getLogger(__name__)
@@ -18,6 +25,11 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same for every ACCI process.
 _MIGRATION_LOCK_KEY = 0x41434349_4D494752  # "ACCIMIGR"
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+# Data moves, by the migration they come before; each gets the connection holding the lock.
+_DATA_STEPS: Final[dict[int, Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]]] = {
+    8: relayout.move,
+}
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS public.acci_schema_migrations (
@@ -52,35 +64,55 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(pool: AsyncConnectionPool) -> list[Migration]:
-    """Apply the pending migrations in one transaction; returns those it applied."""
+async def migrate(pool: AsyncConnectionPool, *, up_to: int | None = None) -> list[Migration]:
+    """Apply the pending migrations in order, each in its own transaction; returns those applied.
+
+    ``up_to`` stops after that version (a test of an upgrade builds the older schema with it).
+
+    A session-level lock serialises concurrent migrators across the data steps' transactions;
+    the loser then sees everything applied.
+    """
     applied: list[Migration] = []
     try:
-        async with pool.connection() as conn, conn.transaction():
-            # Serialises concurrent migrators; the loser then sees everything applied.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
-            await conn.execute(_CREATE_TABLE)
-            cur = await conn.execute("SELECT version, checksum FROM public.acci_schema_migrations")
-            done = {version: checksum for version, checksum in await cur.fetchall()}
-            for migration in available_migrations():
-                if migration.version in done:
-                    if done[migration.version] != migration.checksum:
-                        raise EventStoreError(
-                            f"migration {migration.version:03d}_{migration.name} was changed "
-                            "after it was applied; add a new migration instead"
-                        )
-                    continue
-                log.info(
-                    "applying migration",
-                    extra={"migration": f"{migration.version:03d}_{migration.name}"},
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            try:
+                await conn.execute(_CREATE_TABLE)
+                cur = await conn.execute(
+                    "SELECT version, checksum FROM public.acci_schema_migrations"
                 )
-                await conn.execute(migration.sql.encode())
-                await conn.execute(
-                    "INSERT INTO public.acci_schema_migrations (version, name, checksum)"
-                    " VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
-                )
-                applied.append(migration)
+                done = {version: checksum for version, checksum in await cur.fetchall()}
+                for migration in available_migrations():
+                    if up_to is not None and migration.version > up_to:
+                        break
+                    if migration.version in done:
+                        if done[migration.version] != migration.checksum:
+                            raise EventStoreError(
+                                f"migration {migration.version:03d}_{migration.name} was changed"
+                                " after it was applied; add a new migration instead"
+                            )
+                        continue
+                    await _apply(conn, migration)
+                    applied.append(migration)
+            finally:
+                if not conn.broken:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
     except psycopg.Error as e:
         raise translate(e) from e
     return applied
+
+
+async def _apply(conn: psycopg.AsyncConnection[Any], migration: Migration) -> None:
+    name = f"{migration.version:03d}_{migration.name}"
+    step = _DATA_STEPS.get(migration.version)
+    if step is not None:
+        log.info("moving data for migration", extra={"migration": name})
+        await step(conn)
+    log.info("applying migration", extra={"migration": name})
+    async with conn.transaction():
+        await conn.execute(migration.sql.encode())
+        await conn.execute(
+            "INSERT INTO public.acci_schema_migrations (version, name, checksum)"
+            " VALUES (%s, %s, %s)",
+            (migration.version, migration.name, migration.checksum),
+        )

@@ -74,6 +74,8 @@ class EventPublisher:
         self.close()
 
 
-def _caused_by(event: RecordedEvent) -> str | None:
+def _caused_by(event: RecordedEvent) -> str:
+    """The recorded causation id, else the command's: a command's events are caused by it (the
+    store does not repeat the command id in their metadata)."""
     value = event.metadata.get("causation_id")
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and value else str(event.command_id)

@@ -13,7 +13,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from eventstore import validation
 from eventstore.errors import translate
-from eventstore.partitions import TenantPartitions
 
 _SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
 
@@ -54,11 +53,9 @@ class SnapshotStore:
         self,
         pool: AsyncConnectionPool,
         *,
-        partitions: TenantPartitions | None = None,
         max_state_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._pool = pool
-        self._partitions = partitions or TenantPartitions(pool)
         self._max_state_bytes = max_state_bytes
 
     async def save(
@@ -87,7 +84,6 @@ class SnapshotStore:
             _SNAPSHOT_NAMESPACE,
             f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
         )
-        await self._partitions.ensure(tenant_id)
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(

@@ -21,7 +21,6 @@ from eventstore.errors import (
     UnknownEventTypeError,
     translate,
 )
-from eventstore.partitions import TenantPartitions
 from eventstore.records import (
     ANY,
     START,
@@ -49,14 +48,16 @@ _READ_STREAM: Final = (
     .as_string(None)
 )
 
-# The events one command stored, in every stream it touched: by primary key, from the ids its
-# row in event_store.commands lists (the tenant is a parameter, so only its rows are looked at).
+# The events one command stored, in every stream it touched: they were all stored by the one
+# transaction its row in event_store.commands names, which the primary key's
+# (tenant_id, transaction_id) prefix finds (the tenant is a parameter: only its rows are read).
 _COMMAND_EVENTS: Final = (
     sql.SQL(
         "SELECT {columns} FROM event_store.events"
-        " WHERE tenant_id = %(tenant_id)s AND event_id = ANY(("
-        "SELECT event_ids FROM event_store.commands"
-        " WHERE command_id = %(command_id)s AND tenant_id = %(tenant_id)s)::uuid[])"
+        " WHERE tenant_id = %(tenant_id)s AND transaction_id = ("
+        "SELECT transaction_id FROM event_store.commands"
+        " WHERE command_id = %(command_id)s AND tenant_id = %(tenant_id)s)"
+        " AND command_id = %(command_id)s"
         " ORDER BY global_position"
     )
     .format(columns=_COLUMNS)
@@ -173,12 +174,10 @@ class EventStore:
         registry: EventRegistry = default_registry,
         max_payload_bytes: int = 256 * 1024,
         max_events_per_append: int = 1_000,
-        partitions: TenantPartitions | None = None,
     ) -> None:
         self._pool = pool
         self._registry = registry
         self._max_events = max_events_per_append
-        self.partitions = partitions or TenantPartitions(pool)
         self._appender = Appender(
             pool,
             registry,
@@ -240,9 +239,7 @@ class EventStore:
         """
         if not appends:
             return []
-        params = self._params(appends, metadata)
-        partitions = [await self.partitions.ensure(a.tenant_id) for a in appends]
-        return await self._appender.run(appends, params, partitions)
+        return await self._appender.run(appends, self._params(appends, metadata))
 
     def _params(
         self, appends: Sequence[StreamAppend], metadata: Mapping[str, Any] | None

@@ -16,7 +16,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from eventstore.db import create_pool
 from eventstore.migrate import migrate
-from eventstore.partitions import TenantPartitions
 from eventstore.repository import AggregateRepository
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
@@ -86,18 +85,13 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 
 @pytest.fixture(scope="module")
-def partitions(pool: AsyncConnectionPool) -> TenantPartitions:
-    return TenantPartitions(pool)
+def store(pool: AsyncConnectionPool) -> EventStore:
+    return EventStore(pool, max_payload_bytes=16 * 1024)
 
 
 @pytest.fixture(scope="module")
-def store(pool: AsyncConnectionPool, partitions: TenantPartitions) -> EventStore:
-    return EventStore(pool, partitions=partitions, max_payload_bytes=16 * 1024)
-
-
-@pytest.fixture(scope="module")
-def snapshots(pool: AsyncConnectionPool, partitions: TenantPartitions) -> SnapshotStore:
-    return SnapshotStore(pool, partitions=partitions)
+def snapshots(pool: AsyncConnectionPool) -> SnapshotStore:
+    return SnapshotStore(pool)
 
 
 @pytest.fixture(scope="module")

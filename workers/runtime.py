@@ -10,7 +10,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from eventstore.db import create_pool, ensure_database
 from eventstore.migrate import migrate
-from eventstore.partitions import TenantPartitions
 from eventstore.repository import AggregateRepository
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
@@ -47,14 +46,12 @@ async def open_event_store(
     async with pool:
         if migrate_schema:
             await migrate(pool)
-        partitions = TenantPartitions(pool)
         store = EventStore(
             pool,
             max_payload_bytes=settings.max_payload_bytes,
             max_events_per_append=settings.max_events_per_append,
-            partitions=partitions,
         )
-        snapshots = SnapshotStore(pool, partitions=partitions)
+        snapshots = SnapshotStore(pool)
         yield EventStoreRuntime(pool, store, snapshots, AggregateRepository(store, snapshots))
 
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.partitions import TenantPartitions
 from eventstore.store import EventStore
 from tests.integration import events
 
 
 @pytest.fixture(scope="module")
-def test_store(pool: AsyncConnectionPool, partitions: TenantPartitions) -> EventStore:
+def test_store(pool: AsyncConnectionPool) -> EventStore:
     """A store that knows the test event types (Noted, Counted), with a 16 KiB payload limit."""
     return EventStore(
         pool,
         registry=events.registry,
-        partitions=partitions,
         max_payload_bytes=16 * 1024,
         max_events_per_append=100,
     )

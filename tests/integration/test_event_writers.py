@@ -24,7 +24,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from eventstore.errors import NotAnEventWriterError, translate
 from eventstore.messages import ReceivedEvent
-from eventstore.partitions import partition_name
 from eventstore.publisher import EventPublisher
 from eventstore.records import Position, RecordedEvent, StreamAppend
 from eventstore.store import WRITER_LOCK, EventStore
@@ -79,7 +78,6 @@ async def open_event_writer(
 ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], str]]:
     """A transaction that inserted an event and has not committed; (connection, tenant)."""
     tenant = new_id("t-late")
-    await test_store.partitions.ensure(tenant)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         await conn.execute(insert_event(), (tenant, new_id()))
         yield conn, tenant
@@ -102,11 +100,10 @@ async def append_one(store: EventStore, tenant: str = "t-w") -> list[uuid.UUID]:
 # -- the writer lock ------------------------------------------------------------------------
 
 
-async def test_every_events_table_has_the_trigger_new_tenant_partitions_too(
+async def test_the_events_table_has_the_trigger(
     test_store: EventStore, pool: AsyncConnectionPool
 ) -> None:
-    tenant = new_id("t-new")
-    await test_store.partitions.ensure(tenant)
+    await append_one(test_store, new_id("t-new"))
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT c.relname FROM pg_class c"
@@ -126,7 +123,6 @@ async def test_an_append_takes_the_writer_lock_before_its_transaction_id(
     append statement calls it before it inserts a row, and the statement trigger still runs
     earlier (else it would refuse the append)."""
     tenant = new_id("t-lock")
-    partition = await test_store.partitions.ensure(tenant)
     insert = insert_event()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute("CHECKPOINT")
@@ -145,13 +141,12 @@ async def test_an_append_takes_the_writer_lock_before_its_transaction_id(
         StreamAppend(tenant, new_id(), "Note", (noted(str(i)),), uuid.uuid4(), -1) for i in range(3)
     ]
     assert len(await test_store.append_many(batch)) == 3
-    # The lock is held until the transaction ends, taken on the partition as on the parent.
+    # The lock is held until the transaction ends.
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         # No row at all: a statement trigger fires for the statement.
         await conn.execute(
-            sql.SQL("INSERT INTO {} SELECT * FROM event_store.events LIMIT 0").format(
-                sql.Identifier("event_store", partition)
-            )
+            "INSERT INTO event_store.events OVERRIDING SYSTEM VALUE"
+            " SELECT * FROM event_store.events LIMIT 0"
         )
         cur = await conn.execute("SELECT pg_backend_pid()")
         pid = (await cur.fetchone())[0]  # type: ignore[index]
@@ -170,7 +165,6 @@ async def test_copy_into_the_events_table_registers_the_writer(
     test_store: EventStore, pool: AsyncConnectionPool, database_url: str
 ) -> None:
     tenant = new_id("t-copy")
-    await test_store.partitions.ensure(tenant)
     before = await count_rows(pool)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         columns = "event_id, tenant_id, aggregate_id, aggregate_type, sequence_number,"
@@ -196,17 +190,11 @@ async def test_copy_into_the_events_table_registers_the_writer(
 
 
 @pytest.mark.usefixtures("side_table")
-@pytest.mark.parametrize("target", ["parent", "partition"])
 async def test_a_transaction_that_wrote_elsewhere_first_cannot_append_events(
-    test_store: EventStore, pool: AsyncConnectionPool, database_url: str, target: str
+    test_store: EventStore, pool: AsyncConnectionPool, database_url: str
 ) -> None:
     tenant = new_id("t-mixed")
-    await test_store.partitions.ensure(tenant)
-    table = (
-        _PARENT
-        if target == "parent"
-        else sql.Identifier("event_store", partition_name("events", tenant))
-    )
+    table = _PARENT
     before = await count_rows(pool)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         await conn.execute("INSERT INTO public.side_effects (note) VALUES ('first')")

@@ -226,6 +226,8 @@ async def test_a_message_is_persistent_with_event_id_headers_and_json_body(
         "transaction_id": event.transaction_id,
         "command_id": str(event.command_id),
         "correlation_id": str(event.command_id),
+        # A command's events are caused by it: the store does not repeat its id in metadata.
+        "causation_id": str(event.command_id),
     }
     assert json.loads(body) == {
         "event_id": str(event.event_id),
@@ -241,7 +243,8 @@ async def test_a_message_is_persistent_with_event_id_headers_and_json_body(
         "created_at": event.created_at.isoformat(),
         "position": f"{event.transaction_id}:{event.global_position}",
     }
-    assert decode(properties, body, routing_key=method.routing_key).causation_id is None
+    decoded = decode(properties, body, routing_key=method.routing_key)
+    assert decoded.causation_id == str(event.command_id)
 
 
 # -- routing -----------------------------------------------------------------------------

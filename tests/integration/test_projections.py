@@ -339,7 +339,6 @@ async def test_a_late_committing_transaction_reaches_every_read_model(
     database_url: str,
 ) -> None:
     late, early = new_tenant("late"), new_tenant("early")
-    await store.partitions.ensure(late)
     await catch_up(runners, store)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         command_id = uuid.uuid4()

@@ -1,4 +1,4 @@
-"""Reading: streams, temporal queries, the gap-free global order, tenant partitions."""
+"""Reading: streams, temporal queries, the gap-free global order, the tenant layout."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore.errors import EventStoreValidationError
-from eventstore.partitions import partition_name
 from eventstore.records import START, Position, RecordedEvent
+from eventstore.snapshots import SnapshotStore
 from eventstore.store import WRITER_LOCK, EventStore
 from tests.conftest import SERVER_URL
 from tests.integration.events import counted, noted
@@ -88,26 +88,32 @@ async def test_read_all_filters_by_tenant_and_event_type(test_store: EventStore)
     assert [e.data for e in both] == [{"value": 2}]
 
 
-async def test_each_tenant_gets_its_own_partitions(
-    test_store: EventStore, pool: AsyncConnectionPool
+async def test_a_new_tenant_needs_no_tables_of_its_own(
+    test_store: EventStore, snapshots: SnapshotStore, pool: AsyncConnectionPool
 ) -> None:
+    """Every tenant lives in the same two tables: the first write of a tenant does no DDL."""
+
+    async def relations() -> list[tuple[str, str]]:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname IN ('event_store', 'snapshots') ORDER BY 1, 2"
+            )
+            return [(str(a), str(b)) for a, b in await cur.fetchall()]
+
+    before = await relations()
     tenant = new_id("tenant")
     await test_store.append(tenant, "a1", "Note", [noted()], command_id=uuid.uuid4())
+    await snapshots.save(tenant, "a1", "Note", version=1, schema_version=1, state={"n": 1})
+    assert await relations() == before
+    assert ("event_store", "events") in before and ("snapshots", "aggregate_snapshots") in before
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT c.relname, p.relname FROM pg_inherits i"
-            " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
-            " WHERE pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (%%L)', %s::text)",
-            (tenant,),
+            "SELECT count(*) FROM pg_inherits WHERE inhparent IN"
+            " ('event_store.events'::regclass, 'snapshots.aggregate_snapshots'::regclass)"
         )
-        rows = set(await cur.fetchall())
-        cur = await conn.execute("SELECT count(*) FROM event_store.events_default")
-        default_rows = await cur.fetchone()
-    assert rows == {
-        (partition_name("events", tenant), "events"),
-        (partition_name("aggregate_snapshots", tenant), "aggregate_snapshots"),
-    }
-    assert default_rows == (0,)
+        assert await cur.fetchone() == (0,)  # not partitioned
 
 
 async def test_one_tenants_reads_never_return_another_tenants_events(
@@ -134,7 +140,6 @@ async def test_tailing_reader_sees_every_event_exactly_once_despite_a_late_commi
     (it has a smaller position than events committed before it); the tailing reader must not.
     """
     tenant = "t-order"
-    await test_store.partitions.ensure(tenant)
     start = await test_store.head()
     late_stream = new_id("late")
     appended: list[uuid.UUID] = []

@@ -22,7 +22,6 @@ async def store_v1_user_registered(
     store: EventStore, pool: AsyncConnectionPool, user_id: str
 ) -> None:
     """Write a UserRegistered event as version 1 of the code did (display name under ``name``)."""
-    await store.partitions.ensure(TENANT)
     data = {"email": f"{user_id}@example.com", "name": "Old Style", "roles": ["member"]}
     async with pool.connection() as conn:
         await conn.execute(
