@@ -5,12 +5,17 @@
 Creates fresh databases ``acci_bench`` (ACCI and raw psycopg, which writes into ACCI's own
 ``event_store.events`` table) and ``acci_bench_es`` (eventsourcing, default POSTGRES
 persistence settings) on the server at ``ACCI_BENCH_SERVER_URL``, runs every case with each
-side warmed up and the sides interleaved round by round, and prints one markdown table.
+side warmed up and the sides interleaved round by round, and prints one markdown table. Case 9
+writes the same events into two more, ``acci_bench_size`` and ``acci_bench_size_es``, weighs
+both tables and prints where their bytes go in a second table. ``ACCI_BENCH_DB`` replaces the
+``acci_bench`` prefix of every database name (two runs on one server must not share one).
+Without the eventsourcing library installed, its column says NOT MEASURED and the rest runs.
 
 The machine this runs on is shared and noisy, so absolute figures mean little: read the ratios.
 Each is the median over rounds of ACCI's figure divided by the other side's figure from the same
 round (measured back to back), with the lowest and highest round in brackets. For ev/s rows
-higher is better for ACCI; for ms rows lower is. Progress goes to stderr, the table to stdout.
+higher is better for ACCI; for ms and B/event rows lower is. Progress goes to stderr, the tables
+to stdout.
 """
 
 from __future__ import annotations
@@ -30,8 +35,6 @@ from functools import cache
 from typing import Any, ClassVar
 
 import psycopg
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
@@ -43,7 +46,7 @@ from domain.registry import registry as domain_registry
 from domain.tenant import CreateTenant, RenameTenant, Tenant, TenantState
 from eventstore.db import XID8_OID, Xid8Loader, create_pool, ensure_database
 from eventstore.migrate import migrate
-from eventstore.records import NO_STREAM, START, NewEvent, RecordedEvent
+from eventstore.records import NO_STREAM, START, NewEvent, RecordedEvent, StreamAppend
 from eventstore.repository import AggregateRepository
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
@@ -51,11 +54,17 @@ from eventstore.store import EventStore
 SERVER_URL = os.environ.get(
     "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-ACCI_DB = "acci_bench"
-ES_DB = "acci_bench_es"
+# Every database the bench creates (and drops first) starts with this name, so runs with
+# different prefixes can share a server.
+DB_PREFIX = os.environ.get("ACCI_BENCH_DB", "acci_bench")
+ACCI_DB = DB_PREFIX
+ES_DB = f"{DB_PREFIX}_es"
+SIZE_DB = f"{DB_PREFIX}_size"  # case 9: ACCI's store holding only the measured events
+SIZE_ES_DB = f"{DB_PREFIX}_size_es"  # case 9: eventsourcing's, the same events
 
 TENANT = "bench"  # appends and the read_all seed
 LOAD_TENANT = "bench-load"  # the 10,000-event Tenant aggregate (a Tenant's id is its tenant id)
+LONG_TENANT = "bench-load-long"  # the 100,000-event one (case 8)
 ORDER_TENANT = "bench-order"  # the ordering check
 AGGREGATE_TYPE = "Note"
 EVENT_TYPE = "BenchNoted"
@@ -63,6 +72,7 @@ PAYLOAD_BYTES = 100
 WRITERS = 8
 PAGE = 1_000
 LOAD_EVENTS = 10_000
+LONG_EVENTS = 100_000
 
 
 def log(message: str) -> None:
@@ -83,12 +93,14 @@ class Sizes:
     loads: int  # cases 5 and 6: loads per side (median reported)
     order_appends: int  # case 7: appends per writer
     rounds: int  # interleaved rounds for the throughput cases
+    long_loads: int  # case 8: loads of the 100,000-event stream per side (median reported)
+    stored_events: int  # case 9: events written to each store to weigh them
 
     @classmethod
     def for_run(cls, *, quick: bool) -> Sizes:
         if quick:
-            return cls(300, 400, 20, 20_000, 5, 25, 2)
-        return cls(3_000, 4_000, 150, 100_000, 21, 100, 5)
+            return cls(300, 400, 20, 20_000, 5, 25, 2, 3, 20_000)
+        return cls(3_000, 4_000, 150, 100_000, 21, 100, 5, 9, 100_000)
 
 
 # -- the bench's own event type, registered beside the domain's ------------------------------
@@ -120,29 +132,58 @@ def new_events(start: int, count: int) -> list[NewEvent]:
 
 # -- the eventsourcing side ------------------------------------------------------------------
 
+# The baseline library is a dev extra: without it the bench still runs ACCI and raw, and every
+# figure eventsourcing would have given says so in capitals.
+try:
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+    from eventsourcing.postgres import PostgresApplicationRecorder
+except ImportError as e:
+    ES_MISSING: str | None = (
+        f"NOT MEASURED (eventsourcing not installed: {e.name});"
+        " .venv/bin/pip install 'eventsourcing[postgres]>=9.5,<9.6'"
+    )
+else:
+    ES_MISSING = None
 
-class EsNote(Aggregate):
-    """eventsourcing's counterpart of a Note stream: one attribute set by each event."""
+    class EsNote(Aggregate):
+        """eventsourcing's counterpart of a Note stream: one attribute set by each event."""
 
-    @event("Created")
-    def __init__(self) -> None:
-        self.text = ""
+        @event("Created")
+        def __init__(self) -> None:
+            self.text = ""
 
-    @event("Noted")
-    def note(self, text: str) -> None:
-        self.text = text
+        @event("Noted")
+        def note(self, text: str) -> None:
+            self.text = text
+
+    class EsBench(Application[uuid.UUID]):
+        name = "Bench"
+
+    class EsText(Aggregate):
+        """The storage case's stream: every event, the first too, carries the same text as
+        ACCI's event of that stream and sequence number."""
+
+        @event("Created")
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        @event("Noted")
+        def note(self, text: str) -> None:
+            self.text = text
+
+    class EsStorage(Application[uuid.UUID]):
+        """Only the events of the storage case (9), in a database of its own."""
+
+        name = "Storage"
 
 
-class EsBench(Application[uuid.UUID]):
-    name = "Bench"
-
-
-def es_env() -> dict[str, str]:
-    """eventsourcing's POSTGRES persistence, default settings, on the bench database."""
+def es_env(dbname: str = ES_DB) -> dict[str, str]:
+    """eventsourcing's POSTGRES persistence, default settings, on a bench database."""
     params = conninfo_to_dict(SERVER_URL)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": ES_DB,
+        "POSTGRES_DBNAME": dbname,
         "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
         "POSTGRES_PORT": str(params.get("port") or "5432"),
         "POSTGRES_USER": str(params.get("user") or "postgres"),
@@ -286,8 +327,11 @@ class Clock:
 class Target:
     text: str
     met: bool
+    measured: bool = True  # False: a side it compares with did not run (not installed)
 
     def __str__(self) -> str:
+        if not self.measured:
+            return f"{self.text}: NOT MEASURED"
         return f"{self.text}: {'PASS' if self.met else 'MISS'}"
 
 
@@ -307,21 +351,28 @@ class Ratio:
 
 @dataclass
 class Result:
-    """One row of the table; ``unit`` is "ev/s" (higher is better) or "ms" (lower is)."""
+    """One row of the table; ``unit`` is "ev/s" (higher is better), "ms" or "B/event" (lower is)."""
 
     case: str
     unit: str
     timings: dict[str, Timing] = field(default_factory=dict)  # by side: acci, es, raw
     targets: list[Target] = field(default_factory=list)
     cells: dict[str, str] = field(default_factory=dict)  # text standing in for a figure
+    # Figures measured once, not per round (bytes per event): by side.
+    measured: dict[str, float] = field(default_factory=dict)
 
     def figure(self, side: str) -> float | None:
-        """The side's median per-round figure."""
+        """The side's median per-round figure (or its one measured figure)."""
+        if side in self.measured:
+            return self.measured[side]
         timing = self.timings.get(side)
         return None if timing is None else statistics.median(timing.per_round(self.unit))
 
     def ratio(self, other: str) -> Ratio | None:
         """ACCI's figure over the other side's, paired round by round so drift cancels out."""
+        if "acci" in self.measured and other in self.measured:
+            value = self.measured["acci"] / self.measured[other]
+            return Ratio(value, value, value)
         if "acci" not in self.timings or other not in self.timings:
             return None
         ratios = sorted(
@@ -342,13 +393,13 @@ class Result:
         at_least: float | None = None,
         at_most: float | None = None,
     ) -> None:
-        """Add a target, met when ``value`` is within the bound."""
+        """Add a target, met when ``value`` is within the bound (None: not measured)."""
         met = (
             value is not None
             and (at_least is None or value >= at_least)
             and (at_most is None or value <= at_most)
         )
-        self.targets.append(Target(text, met))
+        self.targets.append(Target(text, met, value is not None))
 
     def median_ratio(self, other: str) -> float | None:
         ratio = self.ratio(other)
@@ -360,8 +411,10 @@ class Result:
                 return self.cells[side]
             value = self.figure(side)
             if value is None:
-                return "-"
-            return f"{value:,.0f} ev/s" if self.unit == "ev/s" else f"{value:,.2f} ms"
+                return ES_MISSING if side == "es" and ES_MISSING else "-"
+            if self.unit == "ms":
+                return f"{value:,.2f} ms"
+            return f"{value:,.0f} {self.unit}"
 
         return [
             self.case,
@@ -396,7 +449,7 @@ class Bench:
     sizes: Sizes
     store: EventStore
     repo: AggregateRepository
-    app: EsBench
+    app: EsBench | None  # None: eventsourcing is not installed
     raws: list[psycopg.AsyncConnection[Any]]
     pool: AsyncConnectionPool
     acci_url: str
@@ -406,8 +459,6 @@ class Bench:
 
     async def single_appends(self) -> Result:
         per_round = self.sizes.single_appends // self.sizes.rounds
-        es_note = EsNote()
-        self.app.save(es_note)
 
         async def acci(_: int, n: int = per_round) -> tuple[int, float]:
             clock = Clock()
@@ -417,13 +468,19 @@ class Bench:
                     await self._acci_append("acci-single", events)
             return n, clock.seconds
 
-        async def es(_: int, n: int = per_round) -> tuple[int, float]:
-            clock = Clock()
-            for i in range(n):
-                es_note.note(payload(i)["text"])
-                with clock:
-                    self.app.save(es_note)
-            return n, clock.seconds
+        def es_side(app: EsBench) -> Side:
+            es_note = EsNote()
+            app.save(es_note)
+
+            async def es(_: int, n: int = per_round) -> tuple[int, float]:
+                clock = Clock()
+                for i in range(n):
+                    es_note.note(payload(i)["text"])
+                    with clock:
+                        app.save(es_note)
+                return n, clock.seconds
+
+            return es
 
         async def raw(_: int, n: int = per_round) -> tuple[int, float]:
             clock = Clock()
@@ -433,16 +490,15 @@ class Bench:
                     await self._raw_append(self.raws[0], "raw-single", events)
             return n, clock.seconds
 
-        await self._warm_up({"acci": acci, "es": es, "raw": raw}, 50)
-        t = await interleaved(self.sizes.rounds, {"acci": acci, "es": es, "raw": raw})
+        sides = self._sides(acci, es_side, raw)
+        await self._warm_up(sides, 50)
+        t = await interleaved(self.sizes.rounds, sides)
         return Result("1. single-event appends, 1 writer", "ev/s", t)
 
     # 2. ---------------------------------------------------------------------------------------
 
     async def concurrent_appends(self) -> Result:
         per_writer = self.sizes.concurrent_appends // self.sizes.rounds // WRITERS
-        es_notes = [EsNote() for _ in range(WRITERS)]
-        self.app.save(*es_notes)
 
         async def acci(_: int, n: int = per_writer) -> tuple[int, float]:
             async def writer(w: int) -> None:
@@ -453,30 +509,36 @@ class Bench:
             await asyncio.gather(*(writer(w) for w in range(WRITERS)))
             return n * WRITERS, time.perf_counter() - t0
 
-        async def es(_: int, n: int = per_writer) -> tuple[int, float]:
-            # eventsourcing is synchronous: one thread per writer, all started together.
-            start = threading.Barrier(WRITERS + 1)
-            errors: list[BaseException] = []
+        def es_side(app: EsBench) -> Side:
+            es_notes = [EsNote() for _ in range(WRITERS)]
+            app.save(*es_notes)
 
-            def writer(note: EsNote) -> None:
+            async def es(_: int, n: int = per_writer) -> tuple[int, float]:
+                # eventsourcing is synchronous: one thread per writer, all started together.
+                start = threading.Barrier(WRITERS + 1)
+                errors: list[BaseException] = []
+
+                def writer(note: EsNote) -> None:
+                    start.wait()
+                    try:
+                        for i in range(n):
+                            note.note(payload(i)["text"])
+                            app.save(note)
+                    except BaseException as e:
+                        errors.append(e)
+
+                threads = [threading.Thread(target=writer, args=(note,)) for note in es_notes]
+                for thread in threads:
+                    thread.start()
                 start.wait()
-                try:
-                    for i in range(n):
-                        note.note(payload(i)["text"])
-                        self.app.save(note)
-                except BaseException as e:
-                    errors.append(e)
+                t0 = time.perf_counter()
+                for thread in threads:
+                    thread.join()
+                if errors:
+                    raise errors[0]
+                return n * WRITERS, time.perf_counter() - t0
 
-            threads = [threading.Thread(target=writer, args=(note,)) for note in es_notes]
-            for thread in threads:
-                thread.start()
-            start.wait()
-            t0 = time.perf_counter()
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
-            return n * WRITERS, time.perf_counter() - t0
+            return es
 
         async def raw(_: int, n: int = per_writer) -> tuple[int, float]:
             async def writer(w: int) -> None:
@@ -487,7 +549,7 @@ class Bench:
             await asyncio.gather(*(writer(w) for w in range(WRITERS)))
             return n * WRITERS, time.perf_counter() - t0
 
-        sides: dict[str, Side] = {"acci": acci, "es": es, "raw": raw}
+        sides = self._sides(acci, es_side, raw)
         await self._warm_up(sides, 20)
         t = await interleaved(self.sizes.rounds, sides)
         result = Result(f"2. single-event appends, {WRITERS} writers", "ev/s", t)
@@ -499,8 +561,6 @@ class Bench:
 
     async def batch_appends(self, batch: int = 100) -> Result:
         per_round = self.sizes.batch_appends // self.sizes.rounds
-        es_note = EsNote()
-        self.app.save(es_note)
 
         async def acci(_: int, n: int = per_round) -> tuple[int, float]:
             clock = Clock()
@@ -510,14 +570,20 @@ class Bench:
                     await self._acci_append("acci-batch", events)
             return n * batch, clock.seconds
 
-        async def es(_: int, n: int = per_round) -> tuple[int, float]:
-            clock = Clock()
-            for i in range(n):
-                for j in range(batch):
-                    es_note.note(payload(i * batch + j)["text"])
-                with clock:
-                    self.app.save(es_note)
-            return n * batch, clock.seconds
+        def es_side(app: EsBench) -> Side:
+            es_note = EsNote()
+            app.save(es_note)
+
+            async def es(_: int, n: int = per_round) -> tuple[int, float]:
+                clock = Clock()
+                for i in range(n):
+                    for j in range(batch):
+                        es_note.note(payload(i * batch + j)["text"])
+                    with clock:
+                        app.save(es_note)
+                return n * batch, clock.seconds
+
+            return es
 
         async def raw(_: int, n: int = per_round) -> tuple[int, float]:
             clock = Clock()
@@ -527,7 +593,7 @@ class Bench:
                     await self._raw_append(self.raws[0], "raw-batch", events)
             return n * batch, clock.seconds
 
-        sides: dict[str, Side] = {"acci": acci, "es": es, "raw": raw}
+        sides = self._sides(acci, es_side, raw)
         await self._warm_up(sides, 8)
         t = await interleaved(self.sizes.rounds, sides)
         result = Result(f"3. {batch}-event appends", "ev/s", t)
@@ -539,7 +605,6 @@ class Bench:
     async def read_all(self) -> Result:
         n = self.sizes.read_events
         await self._seed_acci(n)
-        self._seed_es(n)
 
         async def acci(_: int) -> tuple[int, float]:
             read, position = 0, START
@@ -565,22 +630,27 @@ class Bench:
                 gp, tx = rows[-1][11], rows[-1][12]
             return read, time.perf_counter() - t0
 
-        async def es(_: int) -> tuple[int, float]:
-            read, start = 0, 1
-            recorder = self.app.recorder
-            decode = self.app.mapper.transcoder.decode
-            t0 = time.perf_counter()
-            while read < n:
-                notifications = recorder.select_notifications(start, PAGE)
-                if not notifications:
-                    break
-                for notification in notifications:
-                    decode(notification.state)  # the JSON, as ACCI's and raw's rows have it
-                read += len(notifications)
-                start = notifications[-1].id + 1
-            return read, time.perf_counter() - t0
+        def es_side(app: EsBench) -> Side:
+            self._seed_es(app, n)
+            recorder = app.recorder
+            decode = app.mapper.transcoder.decode
 
-        sides: dict[str, Side] = {"acci": acci, "es": es, "raw": raw}
+            async def es(_: int) -> tuple[int, float]:
+                read, start = 0, 1
+                t0 = time.perf_counter()
+                while read < n:
+                    notifications = recorder.select_notifications(start, PAGE)
+                    if not notifications:
+                        break
+                    for notification in notifications:
+                        decode(notification.state)  # the JSON, as ACCI's and raw's rows have it
+                    read += len(notifications)
+                    start = notifications[-1].id + 1
+                return read, time.perf_counter() - t0
+
+            return es
+
+        sides = self._sides(acci, es_side, raw)
         log("warming up (one full pass each)")
         for side in sides.values():
             await side(0)
@@ -613,35 +683,24 @@ class Bench:
         async with self.pool.connection() as conn:
             await conn.execute("ANALYZE event_store.events")
 
-    def _seed_es(self, n: int) -> None:
-        have = self.app.recorder.max_notification_id() or 0
+    @staticmethod
+    def _seed_es(app: EsBench, n: int) -> None:
+        have = app.recorder.max_notification_id() or 0
         log(f"seeding eventsourcing: {have:,} events stored, {n:,} wanted")
         while have < n:
             note = EsNote()
             for i in range(999):
                 note.note(payload(have + i)["text"])
-            self.app.save(note)
+            app.save(note)
             have += 1_000
 
     # 5. and 6. --------------------------------------------------------------------------------
 
-    async def create_big_aggregates(self) -> uuid.UUID:
+    async def create_big_aggregates(self) -> uuid.UUID | None:
         """A Tenant of 10,000 events in ACCI (and raw's table), an EsNote of 10,000 in es."""
-        tenant = Tenant(LOAD_TENANT, LOAD_TENANT)
-        tenant.handle(CreateTenant(tenant_id=LOAD_TENANT, name=tenant_name(0)))
-        for i in range(1, LOAD_EVENTS):
-            tenant.handle(RenameTenant(tenant_id=LOAD_TENANT, name=tenant_name(i)))
-        encode = self.store.registry.encode
-        pending = [NewEvent(*encode(e)) for e in tenant.uncommitted_events]
-        for start in range(0, len(pending), 1_000):
-            await self.store.append(
-                LOAD_TENANT,
-                LOAD_TENANT,
-                Tenant.aggregate_type,
-                pending[start : start + 1_000],
-                command_id=uuid.uuid4(),
-                expected_version=start,
-            )
+        await self._create_tenant_stream(LOAD_TENANT, LOAD_EVENTS)
+        if self.app is None:
+            return None
         note = EsNote()
         for i in range(LOAD_EVENTS - 1):
             note.note(payload(i)["text"])
@@ -650,31 +709,23 @@ class Bench:
         self.app.save(note)
         return note.id
 
-    async def load(self, es_id: uuid.UUID) -> list[Result]:
+    async def load(self, es_id: uuid.UUID | None) -> list[Result]:
         loads = self.sizes.loads
+        acci, raw = self._load_sides(LOAD_TENANT, LOAD_EVENTS)
 
-        async def acci(_: int) -> tuple[int, float]:
-            t0 = time.perf_counter()
-            tenant = await self.repo.load(Tenant, LOAD_TENANT, LOAD_TENANT)
-            seconds = time.perf_counter() - t0
-            assert tenant.version == LOAD_EVENTS, tenant.version
-            return 1, seconds
+        def es_side(app: EsBench) -> Side:
+            assert es_id is not None
 
-        async def raw(_: int) -> tuple[int, float]:
-            t0 = time.perf_counter()
-            state, version = await self._raw_fetch_and_fold()
-            seconds = time.perf_counter() - t0
-            assert version == LOAD_EVENTS and state.name == tenant_name(LOAD_EVENTS - 1)
-            return 1, seconds
+            async def es(_: int) -> tuple[int, float]:
+                t0 = time.perf_counter()
+                note: EsNote = app.repository.get(es_id)
+                seconds = time.perf_counter() - t0
+                assert note.version == LOAD_EVENTS, note.version
+                return 1, seconds
 
-        async def es(_: int) -> tuple[int, float]:
-            t0 = time.perf_counter()
-            note = self.app.repository.get(es_id)
-            seconds = time.perf_counter() - t0
-            assert note.version == LOAD_EVENTS, note.version
-            return 1, seconds
+            return es
 
-        sides: dict[str, Side] = {"acci": acci, "es": es, "raw": raw}
+        sides = self._sides(acci, es_side, raw)
         await self._warm_up_n(sides, 2)
         t = await interleaved(loads, sides)
         full = Result(
@@ -687,7 +738,8 @@ class Bench:
         log("snapshotting both aggregates at their heads")
         tenant = await self.repo.load(Tenant, LOAD_TENANT, LOAD_TENANT)
         await self.repo.snapshot(tenant)
-        self.app.take_snapshot(es_id)
+        if self.app is not None and es_id is not None:
+            self.app.take_snapshot(es_id)
         loads *= 4  # each is short: more of them for a steadier median
         await self._warm_up_n(sides, 5)
         t = await interleaved(loads, sides)
@@ -699,17 +751,52 @@ class Bench:
         snap.check("<= 1 ms", snap.figure("acci"), at_most=1.0)
         return [full, snap]
 
-    async def _raw_fetch_and_fold(self) -> tuple[TenantState, int]:
+    async def _create_tenant_stream(self, tenant_id: str, events: int) -> None:
+        """A Tenant stream of ``events`` events (created, then renamed) in ACCI's table."""
+        tenant = Tenant(tenant_id, tenant_id)
+        tenant.handle(CreateTenant(tenant_id=tenant_id, name=tenant_name(0)))
+        for i in range(1, events):
+            tenant.handle(RenameTenant(tenant_id=tenant_id, name=tenant_name(i)))
+        encode = self.store.registry.encode
+        pending = [NewEvent(*encode(e)) for e in tenant.uncommitted_events]
+        for start in range(0, len(pending), 1_000):
+            await self.store.append(
+                tenant_id,
+                tenant_id,
+                Tenant.aggregate_type,
+                pending[start : start + 1_000],
+                command_id=uuid.uuid4(),
+                expected_version=start,
+            )
+
+    def _load_sides(self, tenant_id: str, events: int) -> tuple[Side, Side]:
+        """ACCI's load of a Tenant stream, and the raw fetch-decode-fold of the same rows."""
+
+        async def acci(_: int) -> tuple[int, float]:
+            t0 = time.perf_counter()
+            tenant = await self.repo.load(Tenant, tenant_id, tenant_id)
+            seconds = time.perf_counter() - t0
+            assert tenant.version == events, tenant.version
+            return 1, seconds
+
+        async def raw(_: int) -> tuple[int, float]:
+            t0 = time.perf_counter()
+            state, version = await self._raw_fetch_and_fold(tenant_id)
+            seconds = time.perf_counter() - t0
+            assert version == events and state.name == tenant_name(events - 1)
+            return 1, seconds
+
+        return acci, raw
+
+    async def _raw_fetch_and_fold(self, tenant_id: str) -> tuple[TenantState, int]:
         """ACCI's load minus ACCI: the snapshot row, the rows after it, decode, evolve."""
         conn = self.raws[0]
-        cur = await conn.execute(
-            RAW_SNAPSHOT, (LOAD_TENANT, LOAD_TENANT, Tenant.state_schema_version)
-        )
+        cur = await conn.execute(RAW_SNAPSHOT, (tenant_id, tenant_id, Tenant.state_schema_version))
         snapshot = await cur.fetchone()
         state, version = Tenant.initial_state(), 0
         if snapshot is not None:
             version, state = snapshot[0], TenantState.model_validate(snapshot[1])
-        cur = await conn.execute(RAW_READ_STREAM, (LOAD_TENANT, LOAD_TENANT, version))
+        cur = await conn.execute(RAW_READ_STREAM, (tenant_id, tenant_id, version))
         decode, evolve = domain_registry.decode, Tenant.evolve
         for event_type, event_version, data in await cur.fetchall():
             state = evolve(state, decode(event_type, event_version, data))
@@ -721,7 +808,6 @@ class Bench:
     async def ordering(self) -> Result:
         """8 writers and a tailing reader while a transaction begun first commits last."""
         per_writer = self.sizes.order_appends
-        await self.store.partitions.ensure(ORDER_TENANT)
         start = await self.store.head(tenant_id=ORDER_TENANT)
         appended: set[uuid.UUID] = set()
         seen: list[RecordedEvent] = []
@@ -808,6 +894,28 @@ class Bench:
         result.check("0 never seen", missed + duplicates + (not in_order), at_most=0)
         return result
 
+    # 8. ---------------------------------------------------------------------------------------
+
+    async def long_load(self) -> Result:
+        """A 100,000-event stream against the raw fetch-decode-fold of the same rows."""
+        log(f"creating the {LONG_EVENTS:,}-event aggregate")
+        await self._create_tenant_stream(LONG_TENANT, LONG_EVENTS)
+        async with self.pool.connection() as conn:
+            await conn.execute("ANALYZE event_store.events")
+        acci, raw = self._load_sides(LONG_TENANT, LONG_EVENTS)
+        sides: dict[str, Side] = {"acci": acci, "raw": raw}
+        await self._warm_up_n(sides, 1)
+        loads = self.sizes.long_loads
+        t = await interleaved(loads, sides)
+        result = Result(
+            f"8. load a {LONG_EVENTS:,}-event aggregate, no snapshot (median of {loads})",
+            "ms",
+            t,
+            cells={"es": "-"},
+        )
+        result.check("<= 1.15x raw", result.median_ratio("raw"), at_most=1.15)
+        return result
+
     # -- helpers ------------------------------------------------------------------------------
 
     async def _acci_append(self, stream: str, events: list[NewEvent]) -> None:
@@ -827,6 +935,12 @@ class Bench:
     ) -> None:
         self.versions[stream] = await raw_append(conn, stream, self.versions.get(stream, 0), events)
 
+    def _sides(self, acci: Side, es: Callable[[EsBench], Side], raw: Side) -> dict[str, Side]:
+        """A case's sides; eventsourcing's is set up (by ``es``) only if it is installed."""
+        if self.app is None:
+            return {"acci": acci, "raw": raw}
+        return {"acci": acci, "es": es(self.app), "raw": raw}
+
     @staticmethod
     async def _warm_up(sides: dict[str, Any], n: int) -> None:
         for side in sides.values():
@@ -844,38 +958,277 @@ def tenant_name(i: int) -> str:
     return f"Benchmark tenant {i:06d}, renamed"
 
 
+# -- 9. storage: the same events in each store, weighed -----------------------------------------
+
+STORAGE_TENANT = "bench-size"
+STREAM_EVENTS = 100  # each stream's length
+PASS_EVENTS = 10  # appended to every stream per pass, so streams grow interleaved as in use
+BATCH_STREAMS = 100  # streams per append_many / save call (one command each)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One relation (or fork) of a store's events table: its size and what fills it."""
+
+    name: str
+    size: int
+    detail: str
+    counted: bool = True  # False: shown beside the table, not part of its total
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """A store's events table holding ``events`` events: its total size and its parts."""
+
+    store: str
+    events: int
+    total: int
+    parts: list[Part]
+
+    @property
+    def per_event(self) -> float:
+        return self.total / self.events
+
+
+def stored_text(stream: int, sequence: int) -> str:
+    """The payload text of one stream's event: the same in both stores."""
+    return str(payload(stream * STREAM_EVENTS + sequence)["text"])
+
+
+async def fill_acci(n: int) -> Footprint:
+    """``n`` events written as commands would write them, into a fresh ACCI database."""
+    url = database_url(SIZE_DB)
+    await ensure_database(url)
+    async with create_pool(url, min_size=1, max_size=2) as pool:
+        await migrate(pool)
+        store = EventStore(pool, registry=bench_registry(), max_events_per_append=1_000)
+        streams = n // STREAM_EVENTS
+        for first_sequence in range(0, STREAM_EVENTS, PASS_EVENTS):
+            for first in range(0, streams, BATCH_STREAMS):
+                appends = []
+                for stream in range(first, min(first + BATCH_STREAMS, streams)):
+                    command = str(uuid.uuid4())
+                    # What the command handler puts in every event's envelope.
+                    envelope = {"correlation_id": command, "causation_id": command}
+                    events = tuple(
+                        NewEvent(EVENT_TYPE, 1, {"text": stored_text(stream, seq)}, envelope)
+                        for seq in range(first_sequence, first_sequence + PASS_EVENTS)
+                    )
+                    appends.append(
+                        StreamAppend(
+                            STORAGE_TENANT,
+                            f"note-{stream}",
+                            AGGREGATE_TYPE,
+                            events,
+                            uuid.UUID(command),
+                            first_sequence,
+                        )
+                    )
+                await store.append_many(appends, metadata={"command_type": "NoteText"})
+    return await weigh(url, "ACCI", "event_store.events", beside=["event_store.commands"])
+
+
+async def fill_es(n: int) -> Footprint:
+    """The same events, streams and batches in a fresh eventsourcing database."""
+    app = EsStorage(env=es_env(SIZE_ES_DB))
+    try:
+        streams = n // STREAM_EVENTS
+        notes: list[EsText] = []
+        for first_sequence in range(0, STREAM_EVENTS, PASS_EVENTS):
+            for first in range(0, streams, BATCH_STREAMS):
+                batch = []
+                for stream in range(first, min(first + BATCH_STREAMS, streams)):
+                    for seq in range(first_sequence, first_sequence + PASS_EVENTS):
+                        if seq == 0:
+                            notes.append(EsText(stored_text(stream, seq)))
+                        else:
+                            notes[stream].note(stored_text(stream, seq))
+                    batch.append(notes[stream])
+                app.save(*batch)
+        assert isinstance(app.recorder, PostgresApplicationRecorder)
+        table = app.recorder.events_table_name
+    finally:
+        app.close()
+    return await weigh(database_url(SIZE_ES_DB), "eventsourcing", table)
+
+
+async def weigh(url: str, store: str, table: str, *, beside: Sequence[str] = ()) -> Footprint:
+    """The table's pg_total_relation_size after a VACUUM, and where its bytes are."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        name = sql.Identifier(*table.split("."))
+        # Both tables get the same VACUUM, so both have their free-space and visibility maps.
+        await conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(name))
+        stattuple = await _has_pgstattuple(conn)
+        events = await _scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(name))
+        total = await _scalar(conn, "SELECT pg_total_relation_size(%s::regclass)", (table,))
+        parts = [await _heap(conn, table, events, stattuple=stattuple)]
+        parts += await _indexes(conn, table, stattuple=stattuple)
+        toast = await _scalar(
+            conn,
+            "SELECT coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0)"
+            " FROM pg_class WHERE oid = %s::regclass",
+            (table,),
+        )
+        parts.append(Part("TOAST (table and index)", toast, "payloads over ~2 kB: none here"))
+        maps = total - sum(p.size for p in parts)
+        parts.append(Part("free-space and visibility maps", maps, "forks VACUUM writes"))
+        for other in beside:
+            size = await _scalar(conn, "SELECT pg_total_relation_size(%s::regclass)", (other,))
+            parts.append(Part(other, size, "written with the events; not in the row", False))
+    return Footprint(store, events, total, parts)
+
+
+async def _has_pgstattuple(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether pgstattuple is (or could be made) available: exact leaf density and tuple sizes."""
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+    except psycopg.Error as e:
+        log(f"pgstattuple unavailable ({e}): densities are estimated")
+        return False
+    return True
+
+
+async def _scalar(
+    conn: psycopg.AsyncConnection[Any], query: Any, params: Sequence[object] = ()
+) -> int:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _heap(
+    conn: psycopg.AsyncConnection[Any], table: str, events: int, *, stattuple: bool
+) -> Part:
+    """The heap: its bytes per row, and each column's average stored size."""
+    size = await _scalar(conn, "SELECT pg_relation_size(%s::regclass)", (table,))
+    cur = await conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+        " AND NOT attisdropped ORDER BY attnum",
+        (table,),
+    )
+    columns = [str(row[0]) for row in await cur.fetchall()]
+    widths = sql.SQL(", ").join(
+        sql.SQL("avg(pg_column_size({}))::float8").format(sql.Identifier(c)) for c in columns
+    )
+    name = sql.Identifier(*table.split("."))
+    cur = await conn.execute(sql.SQL("SELECT {} FROM {}").format(widths, name))
+    averages = await cur.fetchone()
+    assert averages is not None
+    by_column = ", ".join(f"{c} {w:.0f}" for c, w in zip(columns, averages, strict=True))
+    detail = f"columns (average bytes): {by_column}"
+    if stattuple:
+        cur = await conn.execute(
+            "SELECT tuple_len, free_space FROM pgstattuple(%s::regclass)", (table,)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        tuple_len, free = int(row[0]), int(row[1])
+        detail = (
+            f"{tuple_len / events:.0f} B per row (header and aligned columns) + 4 B line pointer,"
+            f" {free / size:.0%} of pages free; {detail}"
+        )
+    return Part(f"{table} heap", size, detail)
+
+
+async def _indexes(
+    conn: psycopg.AsyncConnection[Any], table: str, *, stattuple: bool
+) -> list[Part]:
+    """Each index: its size, its key and how full its leaf pages are."""
+    cur = await conn.execute(
+        "SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid),"
+        " pg_get_indexdef(i.indexrelid), am.amname"
+        " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_am am ON am.oid = c.relam"
+        " WHERE i.indrelid = %s::regclass ORDER BY 1",
+        (table,),
+    )
+    parts = []
+    for name, size, definition, method in await cur.fetchall():
+        key = str(definition).partition(" USING ")[2]
+        detail = key
+        if stattuple and method == "btree":
+            stats = await conn.execute(
+                "SELECT avg_leaf_density, leaf_pages FROM pgstatindex(%s::regclass)", (name,)
+            )
+            row = await stats.fetchone()
+            assert row is not None
+            detail = f"{key}: {row[1]:,} leaf pages at {float(row[0]):.0f} % density"
+        parts.append(Part(f"index {name}", int(size), detail))
+    return parts
+
+
+def storage_result(acci: Footprint, es: Footprint | None) -> Result:
+    """Row 9: bytes per event of the two tables holding the same events."""
+    result = Result(
+        f"9. bytes per event (table + indexes), the same {acci.events:,} events",
+        "B/event",
+        measured={"acci": acci.per_event},
+        cells={"raw": "-"},
+    )
+    if es is not None:
+        if es.events != acci.events:
+            raise AssertionError(f"eventsourcing stored {es.events} events, ACCI {acci.events}")
+        result.measured["es"] = es.per_event
+    result.check("<= 1.0x eventsourcing", result.median_ratio("es"), at_most=1.0)
+    return result
+
+
+def storage_markdown(footprints: Sequence[Footprint]) -> str:
+    """Where each store's bytes go, relation by relation."""
+    header = ["Store", "Relation", "Bytes", "Bytes/event", "What fills it"]
+    rows = [header, ["---"] * len(header)]
+    for f in footprints:
+        for p in f.parts:
+            rows.append([f.store, p.name, f"{p.size:,}", f"{p.size / f.events:.1f}", p.detail])
+        rows.append(
+            [
+                f.store,
+                "**total (pg_total_relation_size)**",
+                f"{f.total:,}",
+                f"**{f.per_event:.1f}**",
+                f"{f.events:,} events",
+            ]
+        )
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
 # -- set-up ------------------------------------------------------------------------------------
 
 
 def database_url(name: str) -> str:
     params = conninfo_to_dict(SERVER_URL)
     params["dbname"] = name
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def recreate_databases() -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        for name in (ACCI_DB, ES_DB):
+        for name in (ACCI_DB, ES_DB, SIZE_DB, SIZE_ES_DB):
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ES_DB)))
+        # eventsourcing does not create its database; ACCI does (ensure_database).
+        for name in (ES_DB, SIZE_ES_DB):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-async def run(sizes: Sizes) -> list[Result]:
+async def run(sizes: Sizes) -> tuple[list[Result], list[Footprint]]:
+    """Every case, in order; the results and where each store's bytes went (case 9)."""
     recreate_databases()
+    if ES_MISSING:
+        log(f"eventsourcing: {ES_MISSING}")
     acci_url = database_url(ACCI_DB)
     await ensure_database(acci_url)
     pool = create_pool(acci_url, min_size=WRITERS + 2, max_size=WRITERS + 2)
     await pool.open(wait=True)
-    app = EsBench(env=es_env())
+    app = None if ES_MISSING else EsBench(env=es_env())
     raws = [await raw_connection(acci_url) for _ in range(WRITERS)]
     try:
         await migrate(pool)
         registry = bench_registry()
         store = EventStore(pool, registry=registry, max_events_per_append=1_000)
-        repo = AggregateRepository(store, SnapshotStore(pool, partitions=store.partitions))
-        await store.partitions.ensure(TENANT)
+        repo = AggregateRepository(store, SnapshotStore(pool))
         bench = Bench(sizes, store, repo, app, raws, pool, acci_url)
         results = []
         log("1. single-event appends, 1 writer")
@@ -892,12 +1245,20 @@ async def run(sizes: Sizes) -> list[Result]:
         results.extend(await bench.load(es_id))
         log("7. ordering check")
         results.append(await bench.ordering())
-        return results
+        log(f"8. load of a {LONG_EVENTS:,}-event aggregate")
+        results.append(await bench.long_load())
     finally:
         for conn in raws:
             await conn.close()
-        app.close()
+        if app is not None:
+            app.close()
         await pool.close()
+    log(f"9. the same {sizes.stored_events:,} events in a fresh database of each store")
+    footprints = [await fill_acci(sizes.stored_events)]
+    if not ES_MISSING:
+        footprints.append(await fill_es(sizes.stored_events))
+    results.append(storage_result(footprints[0], footprints[1] if len(footprints) > 1 else None))
+    return results, footprints
 
 
 def main() -> None:
@@ -906,9 +1267,11 @@ def main() -> None:
     args = parser.parse_args()
     sizes = Sizes.for_run(quick=args.quick)
     t0 = time.perf_counter()
-    results = asyncio.run(run(sizes))
+    results, footprints = asyncio.run(run(sizes))
     log(f"done in {time.perf_counter() - t0:.0f} s")
     print(markdown(results))
+    print()
+    print(storage_markdown(footprints))
 
 
 if __name__ == "__main__":

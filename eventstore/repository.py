@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from domain.aggregate import EventSourced
-from domain.errors import UnknownEventTypeError
+from domain.errors import CommandValidationError, UnknownEventTypeError
+from domain.events import DomainEvent
 from eventstore.errors import EventStoreValidationError
 from eventstore.errors import UnknownEventTypeError as StoreUnknownEventTypeError
-from eventstore.loading import read_tail
+from eventstore.loading import StoredEvent, read_tail
 from eventstore.records import AppendResult, NewEvent, StreamAppend
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
@@ -36,7 +37,12 @@ class AggregateRepository:
         as_of: datetime | None = None,
         use_snapshot: bool = True,
     ) -> AggregateT:
-        """The aggregate now, at a stream version, or as of a time (version 0 if new)."""
+        """The aggregate now, at a stream version, or as of a time (version 0 if new).
+
+        Every stored event is upcast and decoded on the way; one the registry cannot read
+        raises ``UnknownEventTypeError`` (an unknown type or version) or
+        ``EventStoreValidationError`` (data its class refuses), naming the stream and event.
+        """
         # A snapshot is keyed by version, not time, so a load as of a time folds from the start.
         snapshot_schema = cls.state_schema_version if use_snapshot and as_of is None else None
         tail = await read_tail(
@@ -49,14 +55,36 @@ class AggregateRepository:
             until=as_of,
         )
         state = None if tail.snapshot_state is None else cls.state_from_json(tail.snapshot_state)
-        decode = self._store.registry.decode
-        try:
-            events = [decode(t, v, data) for t, v, data in tail.events]
-        except UnknownEventTypeError as e:
-            raise StoreUnknownEventTypeError(f"{tenant_id}/{aggregate_id}: {e}") from e
+        where = f"{tenant_id}/{cls.aggregate_type}/{aggregate_id}"
         return cls.from_events(
-            aggregate_id, tenant_id, events, state=state, version=tail.snapshot_version
+            aggregate_id,
+            tenant_id,
+            self._decoded(tail.events(), where),
+            state=state,
+            version=tail.snapshot_version,
         )
+
+    def _decoded(self, events: Iterator[StoredEvent], where: str) -> Iterator[DomainEvent]:
+        """Each stored event upcast and decoded as the fold reaches it.
+
+        A generator, so a long stream is folded while it is decoded: no list of every decoded
+        event is built first and held beside the rows (issue 9 measured folding while decoding
+        19 % faster on a 100,000-event stream).
+        """
+        decode = self._store.registry.decode_json
+        for sequence_number, event_type, event_version, data in events:
+            try:
+                event = decode(event_type, event_version, data)
+            except UnknownEventTypeError as e:
+                raise StoreUnknownEventTypeError(
+                    f"{where}: stored event {sequence_number}: {e}"
+                ) from e
+            except CommandValidationError as e:
+                raise EventStoreValidationError(
+                    f"{where}: stored event {sequence_number} ({event_type} version"
+                    f" {event_version}) cannot be read: {e}"
+                ) from e
+            yield event
 
     async def save(
         self,
