@@ -11,25 +11,31 @@ one, partitions made), command i going to tenant i % C: at concurrency C each la
 of its own and never conflicts. The database ``acci_bench_cmd`` on ``ACCI_BENCH_SERVER_URL`` is
 dropped and created afresh.
 
-ACCI's side is ``execute_command`` as it stands: one run of ``CommandWorkflow`` per command, two
-search-attribute upserts around one local activity (``RunCommand``: validate, handle, publish),
-started with ``request_eager_start=True``, so the server hands the first workflow task straight
-back to the worker in this process. To compare like with like, the bare workflow is started
-eagerly too, on the same client.
+ACCI's side is ``execute_command`` as it stands: one run of ``CommandWorkflow`` per command, one
+local activity (``RunCommand``: validate, handle, publish), its search attributes set by
+``start_command`` at the start (so the run upserts none), its module passed through the workflow
+sandbox (``workers.worker.SANDBOX_PASSTHROUGH``), started with ``request_eager_start=True``, so
+the server hands the first workflow task straight back to the worker in this process. To compare
+like with like, the bare workflow is started eagerly too, on the same client, and its module (this
+file) is passed through the sandbox as well.
 
 What-if rows (fewer against SQLite) measure ACCI's own workflow and activity, ACCI's code
-unchanged, started differently: "without eager start" (``request_eager_start=False``; its
-"what-if ÷ ACCI" column is what eager start buys, and its bare column is the bare workflow
-started without eager start as well), and "module passed through" (its module passed through
-the sandbox, as this file is for ``BareWorkflow``, rather than re-imported for every run).
-History shapes (events, workflow tasks, markers, upserts) and how many starts the server took
-eagerly are listed under the table.
+unchanged, started or run differently; each one's "what-if ÷ ACCI" column is what ACCI's choice
+buys (or, for "unsandboxed", would buy): "without eager start" (``request_eager_start=False``;
+its bare column is the bare workflow started without eager start as well), "module re-imported"
+(a worker with the SDK's default sandbox, which imports the workflow's module afresh for every
+run), "attributes upserted" (started without search attributes, as a plain ``temporal workflow
+start`` is, so that the workflow upserts them: two more history events), and "unsandboxed" (a
+worker running the workflow outside the sandbox, ``UnsandboxedWorkflowRunner``; the bare
+workflow stays sandboxed). History shapes (events, workflow tasks, markers, upserts) and how
+many starts the server took eagerly are listed under the table.
 
 The machine this runs on is shared and noisy, so absolute figures mean little: read the ratios.
-The sides run back to back, round by round, rotating who goes first; each ratio is a side's
-figure over the other's, pooled over the rounds, with the lowest and highest round's ratio in
-brackets. CPU is this process's (client, both workers, direct path) and the dev server's, per
-command. Progress goes to stderr, the table to stdout.
+The sides run back to back, round by round, rotating who goes first, each starting once the dev
+server is idle again; each ratio is a side's figure over the other's, pooled over the rounds,
+with the lowest and highest round's ratio in brackets. CPU is this process's (client, all
+workers, direct path) and the dev server's, per command, counted until the server is idle after
+the side's commands. Progress (each round's cmd/s per side) goes to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.command_activities import CommandActivities, parse
@@ -74,14 +80,19 @@ from eventstore.publisher import EventPublisher
 from workers.runtime import EventStoreRuntime, open_event_store
 from workers.settings import Settings
 from workers.temporal_client import command_result, execute_command, start_command
-from workers.worker import running_worker
-from workflows.command import CommandWorkflow
+from workers.worker import running_worker, workflow_runner
+from workflows.command import CommandWorkflow, command_search_attributes
 from workflows.models import CommandInput, command_workflow_id
 
-DB = "acci_bench_cmd"
+DB = "acci_bench_commands"
 # What-if variants measured against each server (fewer against SQLite, to keep the run short).
 WHATIFS = {
-    "in-memory": ("without eager start", "module passed through"),
+    "in-memory": (
+        "without eager start",
+        "module re-imported",
+        "attributes upserted",
+        "unsandboxed",
+    ),
     "SQLite": ("without eager start",),
 }
 # The side a what-if is compared with in its "bare" column, where that is not plain "bare".
@@ -108,19 +119,19 @@ class BareWorkflow:
         return await workflow.execute_local_activity(noop, x, start_to_close_timeout=STEP_TIMEOUT)
 
 
-def passthrough_runner(*modules: str) -> SandboxedWorkflowRunner:
+def passthrough_runner() -> SandboxedWorkflowRunner:
     """The default sandbox, except that it does not re-run this file for every workflow run.
 
     It would otherwise (a workflow's module is re-imported per run): ~10 ms of CPU a run for
-    this file's imports and classes, which ACCI's small workflow module does not cost, nor
-    would a bare workflow's module of its own. ``modules`` are passed through as well.
+    this file's imports and classes. ACCI's worker passes its workflow's module through as well
+    (``workers.worker.SANDBOX_PASSTHROUGH``), so both sides are measured alike.
     """
     name = BareWorkflow.__module__
     if name == "__main__":  # run as a script: the sandbox imports it as __temporal_main__
         name = "__temporal_main__"
         sys.modules.setdefault(name, sys.modules["__main__"])
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(name, *modules)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(name)
     )
 
 
@@ -212,12 +223,35 @@ async def run_lanes(send: Send, first: int, count: int, lanes: int) -> Sample:
             await send(i)
             latencies.append(time.perf_counter() - t0)
 
+    await server_idle()  # not slowed down by what the side before left the server to do
     cpu0, server0 = cpu_seconds()
     t0 = time.perf_counter()
     await asyncio.gather(*(lane(k) for k in range(lanes)))
     seconds = time.perf_counter() - t0
+    # The server's work for these runs that outlives them (visibility, clean-up) is theirs.
+    await server_idle()
     cpu1, server1 = cpu_seconds()
     return Sample(latencies, seconds, cpu1 - cpu0, server1 - server0)
+
+
+# The dev server counts as idle once it used under 10 % of a core over a window (CPU time is
+# counted in 10 ms ticks). Without this wait, the side right after the warm-up (ACCI's, in the
+# first round) ran beside the server's backlog of the warm-up's hundreds of runs: ACCI's side
+# measured slower than every what-if of its own code, with one round at 0.31x bare.
+IDLE_WINDOW = 0.2
+IDLE_CPU = 0.02
+
+
+async def server_idle(*, within: float = 10.0) -> None:
+    """Wait until the dev server is idle, or ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    _, before = cpu_seconds()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(IDLE_WINDOW)
+        _, now = cpu_seconds()
+        if now - before < IDLE_CPU:
+            return
+        before = now
 
 
 async def interleaved(
@@ -231,7 +265,9 @@ async def interleaved(
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             gc.collect()
-            runs[name].samples.append(await run_lanes(sides[name], r * per_round, per_round, lanes))
+            sample = await run_lanes(sides[name], r * per_round, per_round, lanes)
+            runs[name].samples.append(sample)
+            log(f"round {r + 1}/{rounds}, {name}: {per_round / sample.seconds:.1f} cmd/s")
     return runs
 
 
@@ -368,14 +404,16 @@ def command_side(
     name: str,
     *,
     eager: bool = True,
+    attributes: bool = True,
 ) -> Send:
-    """Commands sent as ``execute_command`` sends them, or the same without eager start."""
+    """Commands sent as ``execute_command`` sends them, or the same without eager start, or
+    without search attributes at the start (as a plain ``temporal workflow start`` sends them)."""
 
     async def send(i: int) -> str:
         command = rename(tenants, i, name)
-        if eager:
+        if eager and attributes:
             handle = (await start_command(client, command, task_queue=task_queue)).handle
-        else:  # start_command's start, request_eager_start aside
+        else:  # start_command's start, with eager start or the search attributes left out
             handle = await client.start_workflow(
                 CommandWorkflow.run,
                 command,
@@ -383,7 +421,12 @@ def command_side(
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                request_eager_start=False,
+                search_attributes=(
+                    command_search_attributes(command, aggregate_id=command.tenant_id)
+                    if attributes
+                    else None
+                ),
+                request_eager_start=eager,
             )
         starts.record(name, handle)
         result = await command_result(handle)
@@ -494,7 +537,7 @@ class Server:
     label: str
     sizes: Sizes
     client: Client
-    queues: dict[str, str]  # by worker: acci, bare, whatif
+    queues: dict[str, str]  # by worker: acci, bare, reimported, unsandboxed
     direct: Direct
     whatifs: Sequence[str]
     tenants: list[str] = field(default_factory=list)
@@ -512,8 +555,14 @@ class Server:
             "without eager start": command_side(
                 client, queues["acci"], tenants, starts, "without eager start", eager=False
             ),
-            "module passed through": command_side(
-                client, queues["whatif"], tenants, starts, "module passed through"
+            "module re-imported": command_side(
+                client, queues["reimported"], tenants, starts, "module re-imported"
+            ),
+            "unsandboxed": command_side(
+                client, queues["unsandboxed"], tenants, starts, "unsandboxed"
+            ),
+            "attributes upserted": command_side(
+                client, queues["acci"], tenants, starts, "attributes upserted", attributes=False
             ),
             "bare, without eager start": bare_side(
                 client, queues["bare"], starts, "bare, without eager start", eager=False
@@ -607,7 +656,8 @@ async def against_server(
     async with dev_server(db_file) as env, AsyncExitStack() as workers:
         client = env.client
         queues = {
-            name: f"{name}-bench-{uuid.uuid4().hex[:8]}" for name in ("acci", "bare", "whatif")
+            name: f"{name}-bench-{uuid.uuid4().hex[:8]}"
+            for name in ("acci", "bare", "reimported", "unsandboxed")
         }
         acci_settings = settings.model_copy(
             update={
@@ -627,17 +677,25 @@ async def against_server(
                 workflow_runner=passthrough_runner(),
             )
         )
-        if "module passed through" in whatifs:
-            await workers.enter_async_context(
-                worker(
-                    client,
-                    queues["whatif"],
-                    settings,
-                    workflows=[CommandWorkflow],
-                    activities=[direct.activities().run],
-                    workflow_runner=passthrough_runner("workflows.command"),
+        # The sandbox what-ifs: ACCI's workflow and activity on workers of their own, with the
+        # SDK's default sandbox (the module re-imported for every run), or with none at all.
+        runners = {
+            "module re-imported": workflow_runner(()),
+            "unsandboxed": UnsandboxedWorkflowRunner(),
+        }
+        queue_of = {"module re-imported": "reimported", "unsandboxed": "unsandboxed"}
+        for name, runner in runners.items():
+            if name in whatifs:
+                await workers.enter_async_context(
+                    worker(
+                        client,
+                        queues[queue_of[name]],
+                        settings,
+                        workflows=[CommandWorkflow],
+                        activities=[direct.activities().run],
+                        workflow_runner=runner,
+                    )
                 )
-            )
         server = Server(label, sizes, client, queues, direct, whatifs)
         log(f"{label}: creating {sizes.concurrency} tenants")
         await server.create_tenants(f"b{uuid.uuid4().hex[:6]}")

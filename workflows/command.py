@@ -6,7 +6,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.common import (
+    RawValue,
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.command_activities import CommandActivities
@@ -67,12 +73,9 @@ class CommandWorkflow:
         command = decode_input(
             raw, CommandInput, what="CommandWorkflow input", error_type=INPUT_ERROR_TYPE
         )
-        workflow.upsert_search_attributes(
-            [
-                TENANT_ID.value_set(command.tenant_id[:_KEYWORD_MAX]),
-                COMMAND_TYPE.value_set(command.command_type[:_KEYWORD_MAX]),
-            ]
-        )
+        # start_command sets the search attributes at the start; a run started without them (a
+        # plain `temporal workflow start`) upserts them itself, the aggregate once it is known.
+        _set_missing(command_search_attributes(command))
         # Validate, handle and publish in one local activity (bench/commands_bench.py measured
         # three separate ones at about 1.4x the CPU per command for the same guarantees).
         result: CommandResult = await run_local(
@@ -82,5 +85,37 @@ class CommandWorkflow:
             retry=_RETRY,
             local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
         )
-        workflow.upsert_search_attributes([AGGREGATE_ID.value_set(result.aggregate_id)])
+        _set_missing(command_search_attributes(command, aggregate_id=result.aggregate_id))
         return result
+
+
+def command_search_attributes(
+    command: CommandInput, *, aggregate_id: str | None = None
+) -> TypedSearchAttributes:
+    """The search attributes of a command's run (``AggregateId`` only when it is known).
+
+    ``start_command`` sets them when it starts the run, so that the run's history has no upsert
+    events (two upserts cost the dev server 1.11x its CPU per command, bench/commands_bench.py).
+    Runs started without them (a plain ``temporal workflow start``) get them from the workflow.
+    """
+    pairs = [
+        SearchAttributePair(TENANT_ID, command.tenant_id[:_KEYWORD_MAX]),
+        SearchAttributePair(COMMAND_TYPE, command.command_type[:_KEYWORD_MAX]),
+    ]
+    if aggregate_id is not None:
+        pairs.append(SearchAttributePair(AGGREGATE_ID, aggregate_id[:_KEYWORD_MAX]))
+    return TypedSearchAttributes(pairs)
+
+
+def _set_missing(attributes: TypedSearchAttributes) -> None:
+    """Upsert those of ``attributes`` that the run does not have yet (none: no upsert event).
+
+    Deterministic on replay: the run's start attributes are in its history, and the SDK keeps
+    workflow.info() up to date with each upsert.
+    """
+    present = workflow.info().typed_search_attributes
+    missing = [
+        pair.key.value_set(pair.value) for pair in attributes if present.get(pair.key) is None
+    ]
+    if missing:
+        workflow.upsert_search_attributes(missing)

@@ -8,15 +8,23 @@ import json
 import uuid
 
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from domain.errors import CommandValidationError, DomainError
 from eventstore.store import EventStore
 from tests.workflows.conftest import Captured, eventually, unique
 from tests.workflows.helpers import command, send
+from tests.workflows.test_operator_doors import temporal_execute
 from workers.settings import Settings
-from workers.temporal_client import execute_command, start_command
+from workers.temporal_client import command_result, execute_command, start_command
+from workers.worker import workflow_runner
+from workflows.command import CommandWorkflow
 from workflows.models import command_workflow_id
+
+UPSERT = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
 
 
 async def test_every_command_lands_in_the_store_and_on_rabbitmq(
@@ -166,3 +174,47 @@ async def test_search_attributes_find_a_tenants_commands(
     attrs = {pair.key.name: pair.value for pair in description.typed_search_attributes}
     ours = {name: attrs.get(name) for name in ("TenantId", "AggregateId", "CommandType")}
     assert ours == {"TenantId": t, "AggregateId": t, "CommandType": "RenameTenant"}
+    # start_command set them at the start: the run upserted nothing.
+    assert await upserts(sent.handle) == 0
+
+
+async def test_a_plain_temporal_start_gets_its_search_attributes_from_the_workflow(
+    worker: Client, settings: Settings
+) -> None:
+    q, t = settings.task_queue, unique("wf-plain-search")
+    await send(worker, q, t, "CreateTenant", name="Plain")
+    register = command(
+        t, "RegisterUser", user_id="u-plain", email="p@plain.example", display_name="P"
+    )
+    raw = register.model_dump(mode="json")
+    # `temporal workflow execute` with no --search-attribute, as the README shows it.
+    code, out, err = await temporal_execute(settings, f"cmd-{register.command_id}", raw)
+    assert code == 0, out + err
+    handle = worker.get_workflow_handle(f"cmd-{register.command_id}")
+
+    async def found() -> list[str] | None:
+        query = f"TenantId = '{t}' AND AggregateId = 'u-plain' AND CommandType = 'RegisterUser'"
+        ids = [w.id async for w in worker.list_workflows(query)]
+        return ids or None
+
+    assert await eventually(found, what="the plain start in visibility") == [handle.id]
+    # The workflow set what its start lacked: tenant and type at once, the aggregate once known.
+    assert await upserts(handle) == 2
+    # Both doors' histories replay on this code (the upserts depend only on the history).
+    client_started = await start_command(
+        worker, command(t, "RenameTenant", name="P2"), task_queue=q
+    )
+    await command_result(client_started.handle)
+    replayer = Replayer(
+        workflows=[CommandWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
+    for each in (handle, client_started.handle):
+        await replayer.replay_workflow(await each.fetch_history())
+
+
+async def upserts(handle: WorkflowHandle[object, object]) -> int:
+    """How many search-attribute upserts the run's history holds."""
+    history = await handle.fetch_history()
+    return sum(e.event_type == UPSERT for e in history.events)
