@@ -16,6 +16,7 @@ PostgreSQL, the outage is logged once, counted, and Redis is left alone for a sh
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -90,6 +91,18 @@ if answer then
 end
 redis.call('HINCRBY', stats, 'misses:' .. ARGV[5], 1)
 return {joined}
+"""
+
+
+# KEYS: the generation keys to bump. ARGV: a seed for a missing one, its TTL. One command for
+# a commit's tenants, however many (a pipeline of two commands per key cost more to build and
+# send than the commit it followed); atomic, as MULTI/EXEC was.
+_BUMP: Final = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2])
+  redis.call('INCR', KEYS[i])
+end
+return #KEYS
 """
 
 
@@ -172,6 +185,10 @@ class QueryCache:
         self._pending: set[tuple[str, str]] = set()
         self._stats_key = stats_key(prefix)
         self._lookup_script = redis.register_script(_LOOKUP)
+        self._bump_script = redis.register_script(_BUMP)
+        # One invalidation in flight at a time: the keys of commits made meanwhile (other
+        # projections, the next batch) wait for it and go together in the next one.
+        self._sending = asyncio.Lock()
         CACHE_AVAILABLE.set(1)  # until Redis fails to answer
 
     @classmethod
@@ -234,8 +251,10 @@ class QueryCache:
         """Make every cached answer read from ``projection`` about these tenants, and every
         cross-tenant one read from it, unreachable.
 
-        Call it after the change is committed. It never raises: if Redis does not answer, the
-        invalidation is kept and sent before this process serves anything from the cache again.
+        Call it after the change is committed; when it returns, Redis has the new generations
+        (invalidations made at the same time go together, in one round trip). It never raises:
+        if Redis does not answer, the invalidation is kept and sent before this process serves
+        anything from the cache again.
         """
         self._pending.update((projection, tenant) for tenant in tenant_ids)
         self._pending.add((projection, GLOBAL_SCOPE))
@@ -255,12 +274,15 @@ class QueryCache:
         """
         if not self._pending or not self._may_try():
             return
-        try:
-            await self._send_pending()
-        except _REDIS_FAILURES as e:
-            self._failed("invalidate", e)
-        else:
-            self._succeeded()
+        async with self._sending:
+            if not self._pending or not self._may_try():
+                return  # sent by the invalidation this one waited for, or Redis is down
+            try:
+                await self._send_pending()
+            except _REDIS_FAILURES as e:
+                self._failed("invalidate", e)
+            else:
+                self._succeeded()
 
     async def _lookup(self, query: Query[R], *, fresh: bool) -> tuple[str | None, R | None]:
         # The key (None: leave Redis alone) and the cached answer, if there is one to serve.
@@ -311,12 +333,8 @@ class QueryCache:
 
     async def _send_pending(self) -> None:
         pending = set(self._pending)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for projection, scope in sorted(pending):
-                key = self._generation_key(projection, scope)
-                pipe.set(key, _seed(), nx=True, px=_GENERATION_TTL_MS)
-                pipe.incr(key)
-            await pipe.execute()
+        keys = [self._generation_key(projection, scope) for projection, scope in sorted(pending)]
+        await self._bump_script(keys=keys, args=[_seed(), _GENERATION_TTL_MS])
         self._pending -= pending
 
     def _generation_key(self, projection: str, scope: str) -> str:

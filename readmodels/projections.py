@@ -19,18 +19,12 @@ from domain.registry import EventRegistry
 from domain.registry import registry as default_registry
 from domain.tenant_events import (
     TenantCreated,
-    TenantDeleted,
-    TenantReactivated,
     TenantRenamed,
     TenantSettingsUpdated,
-    TenantSuspended,
-    UserSeatReleased,
-    UserSeatReserved,
 )
 from domain.user_events import (
     RoleAssigned,
     RoleRevoked,
-    UserDeactivated,
     UserEmailChanged,
     UserRegistered,
 )
@@ -62,11 +56,16 @@ class Projection(ABC):
         return self._registry.decode(event.event_type, event.event_version, event.data)
 
 
+# Events whose type says all a projection takes from them are matched by their type name, not
+# decoded: decoding validates the data again, which these projections do not read (a stored
+# event was validated when it was appended). Events whose data is used are decoded.
 _TENANT_STATUS: Final = {
-    TenantSuspended: "suspended",
-    TenantReactivated: "active",
-    TenantDeleted: "deleted",
+    "TenantSuspended": "suspended",
+    "TenantReactivated": "active",
+    "TenantDeleted": "deleted",
 }
+_SEATS: Final = frozenset({"UserSeatReserved", "UserSeatReleased"})
+_USER_COUNT: Final = {"UserRegistered": 1, "UserDeactivated": -1}
 
 
 class TenantsProjection(Projection):
@@ -74,27 +73,27 @@ class TenantsProjection(Projection):
 
     name = "tenants"
     tables = frozenset({"tenants"})
-    _handled: ClassVar[frozenset[str]] = frozenset(
-        {
-            "TenantCreated",
-            "TenantRenamed",
-            "TenantSettingsUpdated",
-            "TenantSuspended",
-            "TenantReactivated",
-            "TenantDeleted",
-            "UserRegistered",
-            "UserDeactivated",
-            "UserSeatReserved",
-            "UserSeatReleased",
-        }
+    _decoded: ClassVar[frozenset[str]] = frozenset(
+        {"TenantCreated", "TenantRenamed", "TenantSettingsUpdated"}
     )
+    _handled: ClassVar[frozenset[str]] = frozenset({*_TENANT_STATUS, *_SEATS, *_decoded})
 
     def handle_event(self, event: RecordedEvent) -> list[Change]:
-        if event.event_type not in self._handled:
+        kind = event.event_type
+        step = _USER_COUNT.get(kind)
+        if step is None and kind not in self._handled:
             return []  # not about a tenant row: nothing to change
         key = {"tenant_id": event.tenant_id}
-        touched = {"last_updated": event.created_at}
-        stream = {**touched, "version": event.sequence_number}
+        if step is not None:
+            # A user's events change its tenant's row, not the tenant stream's version.
+            touched = {"last_updated": event.created_at}
+            return [Update("tenants", key, touched, increments={"user_count": step})]
+        stream = {"last_updated": event.created_at, "version": event.sequence_number}
+        if (status := _TENANT_STATUS.get(kind)) is not None:
+            return [Update("tenants", key, {"status": status, **stream})]
+        if kind in _SEATS:
+            # Seats move the tenant stream's version; the count follows the users' own events.
+            return [Update("tenants", key, stream)]
         match self.decode(event):
             case TenantCreated() as e:
                 values = {
@@ -111,17 +110,6 @@ class TenantsProjection(Projection):
             case TenantSettingsUpdated() as e:
                 settings = e.settings.model_dump(mode="json")
                 return [Update("tenants", key, {"settings": settings, **stream})]
-            case TenantSuspended() | TenantReactivated() | TenantDeleted() as e:
-                status = _TENANT_STATUS[type(e)]
-                return [Update("tenants", key, {"status": status, **stream})]
-            # Seats move the tenant stream's version; the count follows the users' own events.
-            case UserSeatReserved() | UserSeatReleased():
-                return [Update("tenants", key, stream)]
-            # A user's events change its tenant's row, not the tenant stream's version.
-            case UserRegistered():
-                return [Update("tenants", key, touched, increments={"user_count": 1})]
-            case UserDeactivated():
-                return [Update("tenants", key, touched, increments={"user_count": -1})]
             case _:
                 return []
 
@@ -137,6 +125,8 @@ class UsersProjection(Projection):
             return []  # only user streams have user rows
         key = {"tenant_id": event.tenant_id, "user_id": event.aggregate_id}
         stream = {"last_updated": event.created_at, "version": event.sequence_number}
+        if event.event_type == "UserDeactivated":
+            return [Update("users", key, {"status": "deactivated", **stream})]
         match self.decode(event):
             case UserRegistered() as e:
                 values = {
@@ -154,8 +144,6 @@ class UsersProjection(Projection):
                 return [Update("users", key, stream, add_to_set={"roles": e.role})]
             case RoleRevoked() as e:
                 return [Update("users", key, stream, remove_from_set={"roles": e.role})]
-            case UserDeactivated():
-                return [Update("users", key, {"status": "deactivated", **stream})]
             case _:
                 return []
 

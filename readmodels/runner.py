@@ -34,6 +34,7 @@ from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
 from readmodels.dead_letters import DeadLetterStore, Resolution
 from readmodels.lag import LAG_CAP, Lag, measure_lag
 from readmodels.projections import FailurePolicy, Projection
+from readmodels.shared_log import LogCursor, SharedLog
 from readmodels.wakeups import Appended
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,15 @@ OnCommitted = Callable[[set[str]], Awaitable[None]]
 HEARTBEAT_SECONDS: Final = 5.0
 """How often ``run_batches`` calls its heartbeat while it waits for appends."""
 
-CATCH_UP_PAGE: Final = 2_000
 CATCH_UP_BUDGET_SECONDS: Final = 10.0
 """How long ``run_batches`` works through a backlog before it returns to report progress."""
-"""Events ``catch_up`` reads at a time (it applies them ``limit`` at a time)."""
+
+BACKLOG_BATCH: Final = 2_000
+"""Events per transaction (at least) while ``run_batches`` works through a backlog: a commit,
+its checkpoint move and each statement's planning are shared by more events, and a row that
+many of them change is written once (measured in ``bench/readside_bench.py``). Only this
+projection writes the rows the transaction holds, so holding them longer keeps nobody waiting
+(queries read without locks)."""
 
 _TRUNCATE: Final = "TRUNCATE read_models.{}"
 
@@ -106,6 +112,7 @@ class ProjectionRunner:
         checkpoints: CheckpointStore | None = None,
         dead_letters: DeadLetterStore | None = None,
         lag_cap: int = LAG_CAP,
+        shared_log: SharedLog | None = None,
     ) -> None:
         self.projection = projection
         self._store = store
@@ -114,6 +121,8 @@ class ProjectionRunner:
         self.checkpoints = checkpoints or CheckpointStore(store.pool)
         self.dead_letters = dead_letters or DeadLetterStore(store.pool)
         self._lag_cap = lag_cap
+        # Runners over one store read a backlog once between them (readmodels/shared_log.py).
+        self._log = shared_log or SharedLog.of(store)
 
     @property
     def name(self) -> str:
@@ -248,7 +257,9 @@ class ProjectionRunner:
                 # A backlog (a new or reset projection, a worker back after an outage): the
                 # pipelined catch-up, for a while, then back to the caller with the progress.
                 report = await self.catch_up(
-                    limit=limit, budget=CATCH_UP_BUDGET_SECONDS, heartbeat=heartbeat
+                    limit=max(limit, BACKLOG_BATCH),
+                    budget=CATCH_UP_BUDGET_SECONDS,
+                    heartbeat=heartbeat,
                 )
                 return await self._measured(replace(report, applied=applied + report.applied))
             park = None
@@ -306,32 +317,29 @@ class ProjectionRunner:
 
         Each batch is ``run_batch``'s: up to ``limit`` events, their changes and the checkpoint
         in one transaction that locks the checkpoint only where the batch started. For a backlog
-        they are pipelined: events are read ``CATCH_UP_PAGE`` at a time (a ``read_all`` costs
-        about as much to plan for 500 events as for 2,000), the next page while this one is
-        applied; a batch's transaction is sent while the one before it commits (on another
+        they are pipelined: events come a page at a time from the process's ``SharedLog`` (read
+        once for every runner catching up at the same time, the next page while this one is
+        applied); a batch's transaction is sent while the one before it commits (on another
         connection, its checkpoint lock waits for that commit, and finds the checkpoint where
         that batch ends or applies nothing); and the lag is not measured after every batch
         (only at the end, as ``run_batch`` does: if something failed or was paused).
         """
-        pages = _Pages(self._store, max(limit, CATCH_UP_PAGE))
         loop = asyncio.get_running_loop()
         deadline = None if budget is None else loop.time() + budget
         progress = _Progress(deadline, heartbeat)
         checkpoint = await self.checkpoints.get(self.name)
-        try:
+        async with self._log.cursor(checkpoint.position) as cursor:
             while True:  # from the checkpoint: at the start, and after another runner moved it
                 if checkpoint.paused:
                     return await self._report(checkpoint, progress.applied)
-                await pages.restart(checkpoint.position)
-                report = await self._catch_up_from(checkpoint, pages, limit, progress)
+                report = await self._catch_up_from(checkpoint, cursor, limit, progress)
                 if report is not None:
                     return report
                 checkpoint = await self.checkpoints.get(self.name)
-        finally:
-            await pages.restart(START)
+                cursor.restart(checkpoint.position)
 
     async def _catch_up_from(
-        self, checkpoint: Checkpoint, pages: _Pages, limit: int, progress: _Progress
+        self, checkpoint: Checkpoint, cursor: LogCursor, limit: int, progress: _Progress
     ) -> BatchReport | None:
         """``catch_up`` from ``checkpoint``; None if the checkpoint moved under a batch."""
         policy = self.projection.on_failure
@@ -339,20 +347,24 @@ class ProjectionRunner:
         expected = checkpoint  # where the next batch's transaction expects the checkpoint
         previous: asyncio.Task[Committed] | None = None
         current: asyncio.Task[Committed] | None = None
+        held: asyncio.Event | None = None  # set once the batch sent last holds the lock
         try:
             while True:
                 unreadable: EventStoreValidationError | None = None
                 out_of_time = progress.out_of_time()
                 try:
-                    events = [] if out_of_time else await pages.next(limit)
+                    events = [] if out_of_time else await cursor.next(limit)
                 except EventStoreValidationError as e:
                     events, unreadable = [], e
                 failure = None
                 if events:
                     items, failure = self._changes(events)
-                    current = asyncio.create_task(
-                        self._commit(expected, items, failure, park=None, attempts=1, policy=policy)
+                    turn = _Turn(previous=held, held=asyncio.Event())
+                    commit = self._commit(
+                        expected, items, failure, park=None, attempts=1, policy=policy, turn=turn
                     )
+                    current = asyncio.create_task(commit)
+                    held = turn.held
                 if previous is not None:
                     try:
                         applied, failed, after = await previous
@@ -397,11 +409,12 @@ class ProjectionRunner:
     ) -> tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None]:
         """Each event's changes, up to the first event whose handler fails."""
         items: list[tuple[RecordedEvent, list[Change]]] = []
+        handle, tables = self.projection.handle_event, self.projection.tables  # once per batch
         for event in events:
             try:
-                changes = self.projection.handle_event(event)
+                changes = handle(event)
                 for change in changes:
-                    if change.table not in self.projection.tables:
+                    if change.table not in tables:
                         raise ProjectionError(
                             f"projection {self.name} may not write read_models.{change.table}"
                         )
@@ -419,6 +432,7 @@ class ProjectionRunner:
         park: uuid.UUID | None,
         attempts: int,
         policy: FailurePolicy,
+        turn: _Turn | None = None,
     ) -> tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None, Checkpoint]:
         """Apply ``items`` and move the checkpoint past them, in one transaction.
 
@@ -426,13 +440,34 @@ class ProjectionRunner:
         checkpoint move and the commit in a second. If the database refuses a change, the
         transaction is rolled back and replayed event by event, each in a savepoint, to find the
         event whose changes were refused: the events before it are committed, it is reported.
+        With a ``turn`` (a pipelined catch-up), it starts once the batch before it holds the
+        checkpoint lock (or has ended).
         """
+        if turn is None:
+            return await self._transact(checkpoint, items, failure, park, attempts, policy, None)
+        try:
+            if turn.previous is not None:
+                await turn.previous.wait()
+            return await self._transact(checkpoint, items, failure, park, attempts, policy, turn)
+        finally:
+            turn.held.set()
+
+    async def _transact(
+        self,
+        checkpoint: Checkpoint,
+        items: list[tuple[RecordedEvent, list[Change]]],
+        failure: EventFailure | None,
+        park: uuid.UUID | None,
+        attempts: int,
+        policy: FailurePolicy,
+        turn: _Turn | None,
+    ) -> tuple[list[tuple[RecordedEvent, list[Change]]], EventFailure | None, Checkpoint]:
         async with self._pool.connection() as conn:
             try:
                 async with conn.pipeline(), conn.transaction():
                     lock = await self.checkpoints.start_lock_at(conn, self.name, checkpoint)
                     await apply_changes(conn, [c for _, changes in items for c in changes])
-                    await self._locked(lock, checkpoint)
+                    await self._locked(lock, checkpoint, turn)
                     after = await self._finish(
                         conn, checkpoint, items, failure, park, attempts, policy
                     )
@@ -447,6 +482,7 @@ class ProjectionRunner:
                     await self._locked(
                         await self.checkpoints.start_lock_at(conn, self.name, checkpoint),
                         checkpoint,
+                        turn,
                     )
                     good: list[tuple[RecordedEvent, list[Change]]] = []
                     for event, changes in items:
@@ -466,11 +502,15 @@ class ProjectionRunner:
             except psycopg.Error as e:
                 raise translate(e) from e
 
-    async def _locked(self, lock: AsyncCursor[Any], checkpoint: Checkpoint) -> None:
+    async def _locked(
+        self, lock: AsyncCursor[Any], checkpoint: Checkpoint, turn: _Turn | None = None
+    ) -> None:
         """Go on only if the checkpoint was still where this batch read it, and running."""
         locked = await CheckpointStore.locked(lock, checkpoint)
         if locked is None or locked.paused:
             raise _CheckpointMoved
+        if turn is not None:
+            turn.held.set()
 
     async def _finish(
         self,
@@ -654,6 +694,19 @@ class _RetryFailedError(ProjectionError):
     """The parked event failed again."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """A pipelined batch's place in line: it starts once ``previous`` is set (the batch before
+    it holds the checkpoint lock, or ended), and sets ``held`` once it holds the lock itself.
+
+    Without it, a batch could reach the database first, find the checkpoint where the batch
+    before it starts rather than ends, and apply nothing (the catch-up then starts over).
+    """
+
+    previous: asyncio.Event | None
+    held: asyncio.Event
+
+
 @dataclass
 class _Progress:
     """What a catch-up applied so far, its deadline (loop time) and its heartbeat."""
@@ -669,52 +722,6 @@ class _Progress:
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline
-
-
-class _Pages:
-    """Events in the global order, a page per ``read_all`` and the next one read ahead."""
-
-    def __init__(self, store: EventStore, size: int) -> None:
-        self._store = store
-        self._size = size
-        self._after = START
-        self._buffer: list[RecordedEvent] = []
-        self._more = True  # the last page was full: events may follow it
-        self._ahead: asyncio.Task[list[RecordedEvent]] | None = None
-
-    async def restart(self, after: Position) -> None:
-        """Drop what was read; read from ``after`` next."""
-        await _cancel(self._ahead)
-        self._ahead, self._buffer, self._more, self._after = None, [], True, after
-
-    async def next(self, limit: int) -> list[RecordedEvent]:
-        """Up to ``limit`` events after the last ones returned; [] when none are visible."""
-        if not self._buffer:
-            if not self._more:
-                return []
-            reading, self._ahead = self._ahead, None
-            if reading is None:
-                page = await self._store.read_all(self._after, limit=self._size)
-            else:
-                page = await reading
-            if not page:
-                self._more = False
-                return []
-            self._buffer, self._more, self._after = page, len(page) == self._size, page[-1].position
-            if self._more:
-                self._ahead = asyncio.create_task(
-                    self._store.read_all(self._after, limit=self._size)
-                )
-        events, self._buffer = self._buffer[:limit], self._buffer[limit:]
-        return events
-
-
-async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    """Stop a read ahead that is not needed (whatever it raised is of no interest)."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def _is_outage(e: psycopg.Error) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import uuid
 from typing import Any
 
@@ -25,6 +26,7 @@ from eventstore.store import EventStore
 from readmodels import runner as runner_module
 from readmodels.projections import default_projections
 from readmodels.runner import ProjectionRunner
+from readmodels.shared_log import SharedLog
 from tests.integration.projection_support import (
     FlakyPause,
     FlakySkip,
@@ -272,8 +274,10 @@ async def test_a_backlog_is_worked_through_for_a_time_then_reported_and_taken_up
     monkeypatch.setattr(runner_module, "CATCH_UP_BUDGET_SECONDS", 0.0)
     report = await tenants_runner.run_batches(limit=2, heartbeat=lambda: beats.append(None))
     assert (report.applied, report.lag.events, report.caught_up) == (2, 8, False)
-    # Time enough: the pipelined catch-up takes the rest, one heartbeat a batch.
+    # Time enough: the pipelined catch-up takes the rest, one heartbeat a batch (batches of
+    # 2 here; of BACKLOG_BATCH events at least, by default).
     monkeypatch.setattr(runner_module, "CATCH_UP_BUDGET_SECONDS", 10.0)
+    monkeypatch.setattr(runner_module, "BACKLOG_BATCH", 2)
     beats.clear()
     report = await tenants_runner.run_batches(limit=2, heartbeat=lambda: beats.append(None))
     assert (report.applied, report.lag.events, report.caught_up) == (8, 0, True)
@@ -390,6 +394,32 @@ async def test_two_runners_of_one_projection_at_once_apply_each_event_once(
         *(r.catch_up(limit=3) for r in (runners[2], twin, runners[2], twin)),
     )
     await catch_up(runners, store)
+    await assert_read_models_match_the_fold(pool, store, repository, [tenant], runners)
+
+
+async def test_projections_catching_up_together_read_each_page_once_and_equal_the_fold(
+    pool: AsyncConnectionPool,
+    store: EventStore,
+    repository: AggregateRepository,
+    handler: CommandHandler,
+    runners: list[ProjectionRunner],
+) -> None:
+    await catch_up(runners, store)
+    before = await runners[0].get_position()
+    tenant = new_tenant("together")
+    await send(handler, tenant, "CreateTenant", name="Together")
+    for i in range(20):
+        user = {"user_id": f"u{i}"}
+        await send(handler, tenant, "RegisterUser", **user, email=f"{i}@x.io", display_name="U")
+        await send(handler, tenant, "AssignRole", **user, role="admin")
+    await visible(store)
+    backlog = len(await store.read_all(before, limit=1_000))
+    log = SharedLog(store, page_size=8)
+    together = [ProjectionRunner(r.projection, store, shared_log=log) for r in runners]
+    reports = await asyncio.gather(*(r.catch_up(limit=3) for r in together))
+    assert [r.applied for r in reports] == [backlog] * 3
+    assert all(r.caught_up for r in reports)
+    assert log.reads == math.ceil(backlog / 8)  # each page once, for the three of them
     await assert_read_models_match_the_fold(pool, store, repository, [tenant], runners)
 
 
