@@ -30,6 +30,7 @@ from eventstore.records import NewEvent, Position, StreamAppend
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 from readmodels.consistency import projected_positions
+from readmodels.runner import BACKLOG_BATCH
 from tests.integration.projection_support import (
     expected_rows,
     newest_committed,
@@ -215,8 +216,11 @@ async def test_a_worker_killed_and_restarted_on_its_own_task_queue_finishes_the_
     worker_processes: list[TunedWorkerProcess],
 ) -> None:
     # The usual restart: same deployment, same task queue. The killed worker's batch activity
-    # is retried once its heartbeat times out (12 s), and the restarted worker runs it.
-    tenants = await append_busy_tenants(store, "same-queue", 10)
+    # is retried once its heartbeat times out (12 s), and the restarted worker runs it. A backlog
+    # is applied in transactions of at least BACKLOG_BATCH events: enough events for several,
+    # so that the kill lands in one after another has committed.
+    count = 3 * BACKLOG_BATCH // 100 + 1
+    tenants = await append_busy_tenants(store, "same-queue", count)
     before = await checkpoints(pool)
     queue = f"acci-pdur-{uuid.uuid4().hex[:8]}"
     for attempt in range(2):
