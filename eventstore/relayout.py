@@ -10,9 +10,9 @@ still run the old code:
    of letting an old process write where nobody reads any more.
 2. **copy**, online, one old partition at a time (a statement over the partitioned parent would
    plan and lock every tenant, the very thing being fixed): events in batches in gap-free order
-   (below the horizon, so a late-committing transaction is waited for, never passed over), with
-   each batch's last position saved in the same transaction; the commands' transaction ids;
-   the snapshots.
+   (below the horizon, so a late-committing transaction is waited for, never passed over), each
+   batch with its commands' transaction ids and its last position saved in the same
+   transaction; then the snapshots.
 3. **final pass**, holding the writer lock exclusively (session-level: writers wait in their
    trigger, before they have a transaction id, so readers are not held back): the rest of each
    partition, then **swap** the tables' names in one short transaction.
@@ -179,6 +179,13 @@ WITH batch AS MATERIALIZED (
     INSERT INTO event_store.events_next ({columns}) OVERRIDING SYSTEM VALUE
     SELECT {columns} FROM batch
     ON CONFLICT DO NOTHING
+), commands AS (
+    -- The transaction that stored these events, on their commands' rows (one command's events
+    -- are all stored by one transaction): by primary key, so only this batch's rows are read.
+    UPDATE event_store.commands AS c SET transaction_id = b.transaction_id
+      FROM batch AS b
+     WHERE c.command_id = b.command_id AND c.tenant_id = b.tenant_id
+       AND c.transaction_id IS NULL
 ), last AS (
     SELECT transaction_id, global_position FROM batch
      ORDER BY transaction_id DESC, global_position DESC LIMIT 1
@@ -190,12 +197,6 @@ WITH batch AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM batch), (SELECT transaction_id::text FROM last),
        (SELECT global_position FROM last)
-"""
-
-_COMMAND_TRANSACTIONS: Final = """
-UPDATE event_store.commands AS c SET transaction_id = e.transaction_id
-  FROM {partition} AS e
- WHERE c.transaction_id IS NULL AND e.tenant_id = c.tenant_id AND e.event_id = c.event_ids[1]
 """
 
 _COPY_SNAPSHOTS: Final = """
@@ -270,14 +271,11 @@ async def _partitions(conn: psycopg.AsyncConnection[Any], parent: str) -> list[s
 
 
 async def _copy(conn: psycopg.AsyncConnection[Any], *, gap_free: bool) -> None:
-    """Every old partition's events, commands' transaction ids and snapshots, copied over."""
+    """Every old partition's events (with their commands' transaction ids) and snapshots."""
     events = await _partitions(conn, "event_store.events")
     started, moved = time.monotonic(), 0
     for done, name in enumerate(events, 1):
         moved += await _copy_partition(conn, name, gap_free=gap_free)
-        await conn.execute(
-            sql.SQL(_COMMAND_TRANSACTIONS).format(partition=sql.Identifier("event_store", name))
-        )
         if done % 100 == 0 or done == len(events):
             log.info(
                 "moving events to one table",
