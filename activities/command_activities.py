@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.commands import CommandHandler
 from activities.errors import application_error
+from activities.models import CommandInput, CommandResult
 from domain import COMMAND_TYPES, aggregate_for_command, parse_command
 from domain.command import Command
 from domain.errors import CommandError
@@ -17,7 +18,6 @@ from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
-from workflows.models import CommandInput, CommandResult
 
 log = logging.getLogger(__name__)
 

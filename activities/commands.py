@@ -96,7 +96,7 @@ class CommandHandler:
         earlier = await self._store.command_record(command_id)
         if earlier is not None:
             return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
-        # The envelope is the system's to write: clients cannot set these (workflows.models
+        # The envelope is the system's to write: clients cannot set these (activities.models
         # refuses them), and a command's events are caused by the command.
         meta = {
             **(metadata or {}),

@@ -9,10 +9,7 @@ from typing import Final
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.errors import NotFoundError, ProjectionError
-from readmodels.runner import BatchReport, EventFailure, ProjectionRunner
-from readmodels.wakeups import Appended
-from workflows.models import (
+from activities.models import (
     DeadLetterInput,
     DeadLetterResult,
     ProjectionBatchInput,
@@ -20,6 +17,9 @@ from workflows.models import (
     ProjectionFailure,
     ProjectionPauseInput,
 )
+from domain.errors import NotFoundError, ProjectionError
+from readmodels.runner import BatchReport, EventFailure, ProjectionRunner
+from readmodels.wakeups import Appended
 
 log = logging.getLogger(__name__)
 

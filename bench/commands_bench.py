@@ -74,6 +74,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.command_activities import CommandActivities, parse
 from activities.commands import CommandHandler
+from activities.models import CommandInput, command_workflow_id
 from domain import aggregate_for_command
 from eventstore.errors import MessagingError
 from eventstore.publisher import EventPublisher
@@ -82,7 +83,6 @@ from workers.settings import Settings
 from workers.temporal_client import command_result, execute_command, start_command
 from workers.worker import running_worker, workflow_runner
 from workflows.command import CommandWorkflow, command_search_attributes
-from workflows.models import CommandInput, command_workflow_id
 
 DB = "acci_bench_commands"
 # What-if variants measured against each server (fewer against SQLite, to keep the run short).

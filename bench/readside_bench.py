@@ -75,6 +75,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from activities.models import CommandInput, CommandResult
 from domain.events import DomainEvent
 from domain.tenant_events import (
     TenantCreated,
@@ -104,7 +105,6 @@ from workers.runtime import open_event_store, open_query_bus, query_cache
 from workers.settings import Settings
 from workers.temporal_client import execute_command
 from workers.worker import running_worker
-from workflows.models import CommandInput, CommandResult
 
 DB = "acci_bench_readside"
 ROLES = ("owner", "admin", "member", "viewer")

@@ -20,7 +20,7 @@ from eventstore.errors import (
 # version (stream, expected or snapshot) the store accepts; a bigint holds it.
 MAX_VERSION: Final = 2**62
 # How deeply stored JSON (event data and metadata, snapshot state) may nest, the outer object
-# being level 1. Commands allow 32 (workflows.models.MAX_PAYLOAD_DEPTH); the store leaves room
+# being level 1. Commands allow 32 (activities.models.MAX_PAYLOAD_DEPTH); the store leaves room
 # for the envelopes around them, far below what would make encoding or decoding recurse too deep.
 MAX_JSON_DEPTH: Final = 64
 # Snapshot schema versions are an integer column.

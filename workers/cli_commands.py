@@ -12,10 +12,10 @@ from workers.cli_support import JsonOption, TenantOption, run, setup
 from workers.settings import get_settings
 
 if TYPE_CHECKING:
+    from activities.models import CommandInput, CommandResult
     from eventstore.records import RecordedEvent
     from readmodels.queries import TenantView, UserView
     from workers.command_delivery import CommandDelivery
-    from workflows.models import CommandInput, CommandResult
 
 # `acci <command>`'s exit status when the command is stored but not yet published to RabbitMQ
 # (its workflow goes on publishing by itself).
@@ -58,9 +58,9 @@ def send(
     passed the command's position, and print it too.
     """
     setup()
+    from activities.models import CommandInput
     from workers.command_delivery import await_delivery
     from workers.temporal_client import connect, start_command
-    from workflows.models import CommandInput
 
     settings = get_settings()
     if no_wait and wait_for_read_model:

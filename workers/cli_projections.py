@@ -194,7 +194,7 @@ async def _query_status(client: Any, name: str) -> Any:
     from temporalio.client import WorkflowQueryFailedError
     from temporalio.service import RPCError
 
-    from workflows.models import projection_workflow_id
+    from activities.models import projection_workflow_id
     from workflows.projection import ProjectionWorkflow
 
     handle = client.get_workflow_handle_for(ProjectionWorkflow.run, projection_workflow_id(name))
@@ -205,7 +205,7 @@ async def _query_status(client: Any, name: str) -> Any:
 
 
 def _stopped(name: str, checkpoint: Any) -> Any:
-    from workflows.models import ProjectionStatus
+    from activities.models import ProjectionStatus
 
     return ProjectionStatus(
         name=name,
@@ -220,14 +220,14 @@ def _stopped(name: str, checkpoint: Any) -> Any:
 
 
 async def _update(name: str, update: str) -> None:
-    from workflows.models import ProjectionStatus
+    from activities.models import ProjectionStatus
 
     status = await _execute_update(name, update, None, ProjectionStatus)
     typer.echo(f"{name}: {status.state} at {status.position} (head {status.head})")
 
 
 async def _dead_letter(projection: str, event_id: uuid.UUID, update: str) -> None:
-    from workflows.models import DeadLetterAction, DeadLetterResult
+    from activities.models import DeadLetterAction, DeadLetterResult
 
     result = await _execute_update(
         projection, update, DeadLetterAction(event_id=event_id), DeadLetterResult
@@ -242,9 +242,9 @@ async def _execute_update(name: str, update: str, arg: Any, result_type: type[An
     from temporalio.exceptions import ApplicationError
     from temporalio.service import RPCError, RPCStatusCode
 
+    from activities.models import projection_workflow_id
     from domain.errors import NotFoundError, ProjectionError
     from workers.temporal_client import connect
-    from workflows.models import projection_workflow_id
 
     client = await connect(get_settings())
     workflow_id = projection_workflow_id(name)

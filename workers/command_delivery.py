@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from activities.command_activities import parse
+from activities.models import CommandInput, CommandResult
 from domain import aggregate_for_command
 from domain.errors import CommandError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 from workers.temporal_client import SentCommand, command_result, start_command
-from workflows.models import CommandInput, CommandResult
 
 StoredEvents = Callable[[], Awaitable[list[RecordedEvent]]]
 

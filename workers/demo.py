@@ -11,6 +11,7 @@ from typing import Any, Final
 from prometheus_client import REGISTRY
 from temporalio.client import Client
 
+from activities.models import CommandInput
 from domain import Tenant
 from domain.errors import CommandError
 from eventstore.records import Position
@@ -19,7 +20,6 @@ from workers.runtime import open_event_store, open_query_bus
 from workers.settings import Settings
 from workers.temporal_client import command_result, start_command
 from workers.urls import without_password
-from workflows.models import CommandInput
 
 ACME: Final = "demo-acme"
 GLOBEX: Final = "demo-globex"

@@ -19,11 +19,11 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.command_activities import parse
 from activities.errors import command_error
+from activities.models import CommandInput, CommandResult, command_workflow_id
 from domain.errors import CommandError
 from eventstore.errors import CommandIdReusedError
 from workers.settings import Settings
 from workflows.command import CommandWorkflow, command_search_attributes
-from workflows.models import CommandInput, CommandResult, command_workflow_id
 
 
 async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client:

@@ -16,8 +16,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from activities.models import CommandResult
 from readmodels.wakeups import AppendNotifier
-from workflows.models import CommandResult
 
 
 class WakeProjectionsAfterAppend(Interceptor):

@@ -17,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.command_activities import CommandActivities
 from activities.commands import CommandHandler
+from activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
 from activities.projection_activities import ProjectionActivities
 from eventstore.db import conninfo
 from eventstore.errors import MessagingError
@@ -30,7 +31,6 @@ from workers.runtime import open_event_store, query_cache
 from workers.settings import Settings
 from workers.wakeups import WakeProjectionsAfterAppend
 from workflows.command import CommandWorkflow
-from workflows.models import ProjectionConfig, ProjectionInput, projection_workflow_id
 from workflows.projection import ProjectionWorkflow
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,19 @@ log = logging.getLogger(__name__)
 # run can observe:
 # - workflows.command: CommandWorkflow itself (constants, the class, search-attribute helpers);
 #   it calls nothing but the workflow API, its own helpers and the modules below.
-# - workflows.inputs, workflows.models, workflows.steps: input decoding, the frozen inputs and
+# - workflows.inputs, activities.models, workflows.steps: input decoding, the frozen inputs and
 #   results, and the local-activity call helper.
 # - domain: pure aggregates, commands, events and errors (pydantic, no clock, no I/O).
 # What is given up: the sandbox no longer checks calls made by these modules' code (their
 # imports are the real modules). tests/workflows/test_command_sandbox.py runs a command under
 # the SDK's default sandbox, so the workflow keeps passing those checks. Not listed:
 # workflows.projection (one long-running run per projection: its import is rare, and it keeps
-# the checks), activities and eventstore (they do I/O; workflows only name them, inside
+# the checks), the rest of activities and eventstore (they do I/O; workflows only name them, inside
 # workflow.unsafe.imports_passed_through()).
 SANDBOX_PASSTHROUGH: Final = (
     "workflows.command",
     "workflows.inputs",
-    "workflows.models",
+    "activities.models",
     "workflows.steps",
     "domain",
 )

@@ -17,9 +17,9 @@ from temporalio.common import (
 with workflow.unsafe.imports_passed_through():
     from activities.command_activities import CommandActivities
     from activities.errors import NON_RETRYABLE_TYPES
+    from activities.models import COMMAND_WORKFLOW, CommandInput, CommandResult
     from domain.errors import CommandValidationError
     from workflows.inputs import NO_INPUT, decode_input
-    from workflows.models import COMMAND_WORKFLOW, CommandInput, CommandResult
     from workflows.steps import run_local
 
 if TYPE_CHECKING:

@@ -23,9 +23,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.projection_activities import NON_RETRYABLE_TYPES, ProjectionActivities
-    from workflows.inputs import NO_INPUT, decode_input
-    from workflows.models import (
+    from activities.models import (
         PROJECTION_WORKFLOW,
         DeadLetterAction,
         DeadLetterInput,
@@ -38,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         ProjectionPauseInput,
         ProjectionStatus,
     )
+    from activities.projection_activities import NON_RETRYABLE_TYPES, ProjectionActivities
+    from workflows.inputs import NO_INPUT, decode_input
     from workflows.steps import run_local
 
 if TYPE_CHECKING:

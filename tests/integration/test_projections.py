@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from activities.command_activities import parse
 from activities.commands import CommandHandler
+from activities.models import CommandInput
 from domain.errors import CommandError, NotFoundError, ProjectionError
 from domain.tenant_settings import TenantSettings
 from eventstore.errors import PersistenceError
@@ -37,7 +38,6 @@ from tests.integration.projection_support import (
     seen,
 )
 from tests.workflows.conftest import eventually
-from workflows.models import CommandInput
 
 
 class Committed:

@@ -8,9 +8,9 @@ from typing import Any
 import pydantic
 import pytest
 
+from activities.models import MAX_PAYLOAD_DEPTH, CommandInput, CommandResult
 from domain.json_values import json_problem
 from domain.metadata import reserved_keys
-from workflows.models import MAX_PAYLOAD_DEPTH, CommandInput, CommandResult
 
 
 def _input(**fields: Any) -> CommandInput:

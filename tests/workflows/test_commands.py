@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from activities.models import command_workflow_id
 from domain.errors import CommandValidationError, DomainError
 from eventstore.store import EventStore
 from tests.workflows.conftest import Captured, eventually, unique
@@ -22,7 +23,6 @@ from workers.settings import Settings
 from workers.temporal_client import command_result, execute_command, start_command
 from workers.worker import workflow_runner
 from workflows.command import CommandWorkflow
-from workflows.models import command_workflow_id
 
 UPSERT = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
 

@@ -18,6 +18,12 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from activities.models import (
+    COMMAND_WORKFLOW,
+    MAX_PAYLOAD_DEPTH,
+    PROJECTION_WORKFLOW,
+    command_workflow_id,
+)
 from domain.errors import CommandValidationError
 from tests.integration.conftest import count_rows
 from tests.workflows.test_operator_doors import run, temporal_execute
@@ -25,12 +31,6 @@ from workers.devserver import temporal_binary
 from workers.settings import Settings
 from workers.temporal_client import command_result
 from workflows.command import CommandWorkflow
-from workflows.models import (
-    COMMAND_WORKFLOW,
-    MAX_PAYLOAD_DEPTH,
-    PROJECTION_WORKFLOW,
-    command_workflow_id,
-)
 
 # A failed run is reported within this; a wedged one (the old behaviour) never is.
 FAILS_WITHIN = 15.0

@@ -23,6 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.models import ProjectionConfig, ProjectionStatus, projection_workflow_id
 from eventstore.records import Position
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
@@ -39,7 +40,6 @@ from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker
 from tests.workflows.helpers import send
 from workers.settings import Settings
 from workers.worker import running_worker
-from workflows.models import ProjectionConfig, ProjectionStatus, projection_workflow_id
 from workflows.projection import ProjectionWorkflow
 
 FLAKY_PAUSE = FlakyPause()
