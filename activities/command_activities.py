@@ -15,7 +15,7 @@ from domain.command import Command
 from domain.errors import CommandError
 from domain.identifiers import validate_tenant_id
 from eventstore.errors import MessagingError
-from eventstore.publisher import EventPublisher
+from eventstore.messaging.publisher import EventPublisher
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 

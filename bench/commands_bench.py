@@ -77,7 +77,7 @@ from activities.commands import CommandHandler
 from activities.models import CommandInput, command_workflow_id
 from domain import aggregate_for_command
 from eventstore.errors import MessagingError
-from eventstore.publisher import EventPublisher
+from eventstore.messaging.publisher import EventPublisher
 from workers.runtime import EventStoreRuntime, open_event_store
 from workers.settings import Settings
 from workers.temporal_client import command_result, execute_command, start_command

@@ -41,7 +41,7 @@ from eventstore.records import (
 RACE_RETRIES: Final = 8
 
 # Envelope fields that name the command itself are not repeated in every event's metadata: the
-# command id is a column, and messages default both to it (eventstore/messages.py).
+# command id is a column, and messages default both to it (eventstore/messaging/messages.py).
 _IMPLIED_BY_COMMAND: Final = ("correlation_id", "causation_id")
 
 # One text for every tenant and stream, so the statement is prepared once per connection.

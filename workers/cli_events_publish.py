@@ -21,7 +21,7 @@ from workers.cli_support import JsonOption, run, setup
 from workers.settings import get_settings
 
 if TYPE_CHECKING:
-    from eventstore.publisher import EventPublisher
+    from eventstore.messaging.publisher import EventPublisher
     from eventstore.records import Position
     from eventstore.store import EventStore
 
@@ -118,7 +118,7 @@ def publish_events(
         raise typer.BadParameter("--command-id needs --tenant")
     when = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
 
-    from eventstore.publisher import EventPublisher
+    from eventstore.messaging.publisher import EventPublisher
     from eventstore.records import START
     from workers.runtime import open_event_store
 

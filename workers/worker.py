@@ -21,7 +21,7 @@ from activities.models import ProjectionConfig, ProjectionInput, projection_work
 from activities.projection_activities import ProjectionActivities
 from eventstore.db import conninfo
 from eventstore.errors import MessagingError
-from eventstore.publisher import EventPublisher
+from eventstore.messaging.publisher import EventPublisher
 from readmodels.cache import QueryCache
 from readmodels.projections import Projection, default_projections
 from readmodels.runner import OnCommitted, ProjectionRunner

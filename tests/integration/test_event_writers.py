@@ -23,11 +23,11 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore.errors import NotAnEventWriterError, translate
-from eventstore.messages import ReceivedEvent
-from eventstore.publisher import EventPublisher
+from eventstore.messaging.messages import ReceivedEvent
+from eventstore.messaging.publisher import EventPublisher
+from eventstore.messaging.subscriber import EventSubscriber
 from eventstore.records import Position, RecordedEvent, StreamAppend
 from eventstore.store import WRITER_LOCK, EventStore
-from eventstore.subscriber import EventSubscriber
 from readmodels.runner import ProjectionRunner
 from tests.integration.conftest import count_rows
 from tests.integration.events import noted

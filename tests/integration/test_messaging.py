@@ -18,11 +18,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain import errors as domain_errors
 from eventstore.errors import InvalidIdentifierError, MessagingError
-from eventstore.messages import PERSISTENT, MessageFormatError, ReceivedEvent, decode, encode
-from eventstore.publisher import EventPublisher
+from eventstore.messaging.messages import (
+    PERSISTENT,
+    MessageFormatError,
+    ReceivedEvent,
+    decode,
+    encode,
+)
+from eventstore.messaging.publisher import EventPublisher
+from eventstore.messaging.subscriber import EventSubscriber
 from eventstore.records import NewEvent, RecordedEvent
 from eventstore.store import EventStore
-from eventstore.subscriber import EventSubscriber
 from tests.integration.events import counted, noted
 
 AMQP_URL = os.environ.get("ACCI_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")

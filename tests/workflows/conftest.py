@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from eventstore.messages import EXCHANGE
+from eventstore.messaging.messages import EXCHANGE
 from tests.integration.query_rows import delete_keys
 from workers.devserver import temporal_binary
 from workers.settings import Settings

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from eventstore.amqp import BrokerConnection, declare_exchange
-from eventstore.messages import EXCHANGE, encode
+from eventstore.messaging.amqp import BrokerConnection, declare_exchange
+from eventstore.messaging.messages import EXCHANGE, encode
 from eventstore.records import RecordedEvent
 
 

@@ -24,10 +24,16 @@ from typing import Any, Final
 import psycopg
 
 from eventstore import validation
-from eventstore.amqp import FAILURES, BrokerConnection, declare_exchange
 from eventstore.db import conninfo
 from eventstore.errors import InvalidIdentifierError, translate
-from eventstore.messages import EXCHANGE, MessageFormatError, ReceivedEvent, binding_key, decode
+from eventstore.messaging.amqp import FAILURES, BrokerConnection, declare_exchange
+from eventstore.messaging.messages import (
+    EXCHANGE,
+    MessageFormatError,
+    ReceivedEvent,
+    binding_key,
+    decode,
+)
 
 log = logging.getLogger(__name__)
 
