@@ -17,7 +17,7 @@ from activities.models import (
     ProjectionFailure,
     ProjectionPauseInput,
 )
-from domain.errors import NotFoundError, ProjectionError
+from readmodels.errors import NotFoundError, ProjectionError
 from readmodels.runner import BatchReport, EventFailure, ProjectionRunner
 from readmodels.wakeups import Appended
 

@@ -85,36 +85,6 @@ def _rebuild_unknown_event_type(
     return UnknownEventTypeError(event_type, event_version, detail=detail)
 
 
-class QueryError(Exception):
-    """Root of every error a query can end with."""
-
-    code: ClassVar[str] = "query"
-
-
-class QueryValidationError(QueryError):
-    """The query was malformed."""
-
-    code: ClassVar[str] = "validation"
-
-
-class NotFoundError(QueryError):
-    """The thing asked for does not exist (in this tenant)."""
-
-    code: ClassVar[str] = "not_found"
-
-
-class ProjectionError(QueryError):
-    """A projection could not apply an event to its read model."""
-
-    code: ClassVar[str] = "projection"
-
-
-class ReadModelError(QueryError):
-    """The read model could not be read."""
-
-    code: ClassVar[str] = "read_model"
-
-
 def validation_error_from_pydantic(
     exc: pydantic.ValidationError, what: str
 ) -> CommandValidationError:

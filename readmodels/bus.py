@@ -12,10 +12,10 @@ from prometheus_client import Histogram
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-from domain.errors import QueryValidationError, ReadModelError
 from eventstore.db import create_pool
 from readmodels.cache import QueryCache
 from readmodels.consistency import wait_until_projected
+from readmodels.errors import QueryValidationError, ReadModelError
 from readmodels.handlers import ReadModelQueries
 from readmodels.queries import (
     GetTenantActivity,

@@ -38,7 +38,7 @@ from typing import Any, Final
 from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.types.json import Jsonb
 
-from domain.errors import ProjectionError
+from readmodels.errors import ProjectionError
 
 SCHEMA = "read_models"
 

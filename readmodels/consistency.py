@@ -11,8 +11,8 @@ from prometheus_client import Gauge, Histogram
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from domain.errors import ProjectionError
 from eventstore.records import Position
+from readmodels.errors import ProjectionError
 from readmodels.handlers import fetch
 
 CONSISTENCY_WAITING: Final = Gauge(

@@ -15,7 +15,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from domain.errors import NotFoundError, ReadModelError, describe_problems
+from domain.errors import describe_problems
+from readmodels.errors import NotFoundError, ReadModelError
 from readmodels.queries import (
     EventTypeActivity,
     GetTenantActivity,

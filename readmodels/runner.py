@@ -25,13 +25,13 @@ from typing import Any, Final
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, sql
 
-from domain.errors import NotFoundError, ProjectionError
 from eventstore.errors import EventStoreValidationError, translate
 from eventstore.records import START, Position, RecordedEvent
 from eventstore.store import EventStore
 from readmodels.changes import Change, MissingRowError, apply_changes
 from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
 from readmodels.dead_letters import DeadLetterStore, Resolution
+from readmodels.errors import NotFoundError, ProjectionError
 from readmodels.lag import LAG_CAP, Lag, measure_lag
 from readmodels.projections import FailurePolicy, Projection
 from readmodels.shared_log import LogCursor, SharedLog

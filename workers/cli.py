@@ -177,7 +177,8 @@ def aggregate(
     from datetime import UTC
 
     from domain import AGGREGATES
-    from domain.errors import CommandValidationError, NotFoundError
+    from domain.errors import CommandValidationError
+    from readmodels.errors import NotFoundError
     from workers.runtime import open_event_store
 
     when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of

@@ -243,7 +243,7 @@ async def _execute_update(name: str, update: str, arg: Any, result_type: type[An
     from temporalio.service import RPCError, RPCStatusCode
 
     from activities.models import projection_workflow_id
-    from domain.errors import NotFoundError, ProjectionError
+    from readmodels.errors import NotFoundError, ProjectionError
     from workers.temporal_client import connect
 
     client = await connect(get_settings())

@@ -9,8 +9,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from domain.errors import CommandError, QueryError
+from domain.errors import CommandError
 from eventstore.errors import EventStoreError
+from readmodels.errors import QueryError
 from workers.logs import configure_logging
 from workers.settings import get_settings
 

@@ -18,13 +18,14 @@ from psycopg_pool import AsyncConnectionPool
 from activities.command_activities import parse
 from activities.commands import CommandHandler
 from activities.models import CommandInput
-from domain.errors import CommandError, NotFoundError, ProjectionError
+from domain.errors import CommandError
 from domain.tenant_settings import TenantSettings
 from eventstore.errors import PersistenceError
 from eventstore.records import Position
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 from readmodels import runner as runner_module
+from readmodels.errors import NotFoundError, ProjectionError
 from readmodels.projections import default_projections
 from readmodels.runner import ProjectionRunner
 from readmodels.shared_log import SharedLog

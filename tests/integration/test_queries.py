@@ -19,11 +19,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
-from domain.errors import NotFoundError, ProjectionError, QueryValidationError, ReadModelError
 from eventstore.db import create_pool
 from eventstore.records import Position
 from readmodels.bus import QueryBus, build_query_bus
 from readmodels.consistency import wait_until_projected
+from readmodels.errors import NotFoundError, ProjectionError, QueryValidationError, ReadModelError
 from readmodels.queries import (
     MAX_LIMIT,
     GetTenantActivity,

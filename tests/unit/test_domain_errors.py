@@ -17,14 +17,16 @@ from domain.errors import (
     CommandValidationError,
     ConcurrencyError,
     DomainError,
-    NotFoundError,
     PersistenceError,
+    UnknownEventTypeError,
+    validation_error_from_pydantic,
+)
+from readmodels.errors import (
+    NotFoundError,
     ProjectionError,
     QueryError,
     QueryValidationError,
     ReadModelError,
-    UnknownEventTypeError,
-    validation_error_from_pydantic,
 )
 
 

@@ -1,0 +1,38 @@
+"""The read side's errors: what a query, a projection or a read model can end with.
+
+Each carries a ``code`` the CLI and the query bus report (``acci`` prints ``error (<code>)``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class QueryError(Exception):
+    """Root of every error a query can end with."""
+
+    code: ClassVar[str] = "query"
+
+
+class QueryValidationError(QueryError):
+    """The query was malformed."""
+
+    code: ClassVar[str] = "validation"
+
+
+class NotFoundError(QueryError):
+    """The thing asked for does not exist (in this tenant)."""
+
+    code: ClassVar[str] = "not_found"
+
+
+class ProjectionError(QueryError):
+    """A projection could not apply an event to its read model."""
+
+    code: ClassVar[str] = "projection"
+
+
+class ReadModelError(QueryError):
+    """The read model could not be read."""
+
+    code: ClassVar[str] = "read_model"
