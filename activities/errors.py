@@ -1,4 +1,4 @@
-"""The one place where ACCI's errors become Temporal ``ApplicationError``s."""
+"""The one place where ACCI's errors become Temporal ``ApplicationError``s (any workflow)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from domain.errors import (
     DomainError,
     PersistenceError,
 )
+from readmodels.errors import NotFoundError, ProjectionError, QueryError
 
 # Checked in order: the first family an error belongs to names it. The store's errors subclass
 # these too (eventstore.errors.ConcurrencyError is a domain ConcurrencyError, ...).
@@ -26,17 +27,25 @@ _FAMILIES: Final[tuple[type[CommandError], ...]] = (
 )
 
 # Retrying cannot change the answer: the command is malformed, forbidden or breaks a rule, or
-# it lost every one of its bounded reload-and-decide attempts.
+# it lost every one of its bounded reload-and-decide attempts; or an operator's projection
+# request names no such projection or parked event, or it was resolved already or failed again.
+# (Database and broker outages stay retryable.) Both workflows use this one set.
 NON_RETRYABLE_TYPES: Final = (
     "CommandValidationError",
     "AuthorizationError",
     "DomainError",
     "ConcurrencyError",
+    "ProjectionError",
+    "NotFoundError",
 )
 
 
-def application_error(exc: CommandError) -> ApplicationError:
+def application_error(exc: CommandError | QueryError) -> ApplicationError:
     """``exc`` as an ApplicationError whose type and message the Web UI and CLIs show."""
+    if isinstance(exc, QueryError):
+        # A projection request's error: its family is all a client needs (not found or not).
+        query_type = "NotFoundError" if isinstance(exc, NotFoundError) else ProjectionError.__name__
+        return ApplicationError(str(exc), type=query_type, non_retryable=True)
     family = next((f for f in _FAMILIES if isinstance(exc, f)), CommandError)
     error_type = family.__name__
     details = {"code": exc.code, "error": type(exc).__name__}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Final
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.errors import application_error
 from activities.models import (
     DeadLetterInput,
     DeadLetterResult,
@@ -22,16 +21,6 @@ from readmodels.runner import BatchReport, EventFailure, ProjectionRunner
 from readmodels.wakeups import Appended
 
 log = logging.getLogger(__name__)
-
-# An operator's mistake (no such projection or parked event, already resolved, failed again):
-# retrying cannot change the answer. Database outages stay retryable.
-NON_RETRYABLE_TYPES: Final = ("ProjectionError", "NotFoundError")
-
-
-def application_error(exc: ProjectionError | NotFoundError) -> ApplicationError:
-    """``exc`` as a non-retryable ApplicationError whose type names its family."""
-    error_type = "NotFoundError" if isinstance(exc, NotFoundError) else "ProjectionError"
-    return ApplicationError(str(exc), type=error_type, non_retryable=True)
 
 
 def failure_model(failure: EventFailure | None) -> ProjectionFailure | None:

@@ -23,6 +23,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.errors import NON_RETRYABLE_TYPES
     from activities.models import (
         PROJECTION_WORKFLOW,
         DeadLetterAction,
@@ -36,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ProjectionPauseInput,
         ProjectionStatus,
     )
-    from activities.projection_activities import NON_RETRYABLE_TYPES, ProjectionActivities
+    from activities.projection_activities import ProjectionActivities
     from workflows.inputs import NO_INPUT, decode_input
     from workflows.steps import run_local
 
