@@ -7,7 +7,7 @@ import logging
 
 from temporalio import activity
 
-from activities.commands import CommandHandler
+from activities.command_handler import CommandHandler
 from activities.errors import application_error
 from activities.models import CommandInput, CommandResult
 from domain import COMMAND_TYPES, aggregate_for_command, parse_command

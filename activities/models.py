@@ -10,8 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from domain.json_values import json_problem
 from domain.metadata import reserved_keys
+from readmodels.failure_policy import FailurePolicy
 
-COMMAND_TASK_QUEUE: Final = "acci-commands"
 COMMAND_WORKFLOW: Final = "CommandWorkflow"
 
 # How deeply a command's payload may nest (the payload object itself is level 1). Commands are
@@ -109,7 +109,6 @@ class CommandResult(_Model):
 
 PROJECTION_WORKFLOW: Final = "ProjectionWorkflow"
 
-FailurePolicy = Literal["pause", "skip"]
 ProjectionState = Literal["running", "paused", "failing"]
 
 

@@ -73,7 +73,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.command_activities import CommandActivities, parse
-from activities.commands import CommandHandler
+from activities.command_handler import CommandHandler
 from activities.models import CommandInput, command_workflow_id
 from domain import aggregate_for_command
 from eventstore.errors import MessagingError

@@ -12,7 +12,7 @@ moves past them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Final, Literal
+from typing import ClassVar, Final
 
 from domain.events import DomainEvent
 from domain.registry import EventRegistry
@@ -30,8 +30,8 @@ from domain.user_events import (
 )
 from eventstore.records import RecordedEvent
 from readmodels.changes import Change, Update, Upsert
+from readmodels.failure_policy import FailurePolicy
 
-FailurePolicy = Literal["pause", "skip"]
 """What a projection does with an event it still cannot apply after its retries, once parked:
 stop there (``pause``) or go on past it (``skip``)."""
 

@@ -32,8 +32,9 @@ from readmodels.changes import Change, MissingRowError, apply_changes
 from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
 from readmodels.dead_letters import DeadLetterStore, Resolution
 from readmodels.errors import NotFoundError, ProjectionError
+from readmodels.failure_policy import FailurePolicy
 from readmodels.lag import LAG_CAP, Lag, measure_lag
-from readmodels.projections import FailurePolicy, Projection
+from readmodels.projections import Projection
 from readmodels.shared_log import LogCursor, SharedLog
 from readmodels.wakeups import Appended
 

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.command_activities import CommandActivities
-from activities.commands import CommandHandler
+from activities.command_handler import CommandHandler
 from activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
 from activities.projection_activities import ProjectionActivities
 from eventstore.db import conninfo
@@ -26,10 +26,10 @@ from readmodels.cache import QueryCache
 from readmodels.projections import Projection, default_projections
 from readmodels.runner import OnCommitted, ProjectionRunner
 from readmodels.wakeups import Appended, AppendListener, AppendNotifier
+from workers.interceptors import WakeProjectionsAfterAppend
 from workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
 from workers.runtime import open_event_store, query_cache
 from workers.settings import Settings
-from workers.wakeups import WakeProjectionsAfterAppend
 from workflows.command import CommandWorkflow
 from workflows.projection import ProjectionWorkflow
 

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 import redis
 
-from activities.commands import CommandHandler
+from activities.command_handler import CommandHandler
 from domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore

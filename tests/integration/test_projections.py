@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
 from activities.command_activities import parse
-from activities.commands import CommandHandler
+from activities.command_handler import CommandHandler
 from activities.models import CommandInput
 from domain.errors import CommandError
 from domain.tenant_settings import TenantSettings

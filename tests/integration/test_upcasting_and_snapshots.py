@@ -9,7 +9,7 @@ import uuid
 
 from psycopg_pool import AsyncConnectionPool
 
-from activities.commands import CommandHandler
+from activities.command_handler import CommandHandler
 from domain import Tenant, User
 from domain.tenant_commands import CreateTenant, RenameTenant
 from domain.user_commands import AssignRole
