@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
-import psycopg
-from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from domain.registry import EventRegistry
@@ -22,10 +20,11 @@ from eventstore import validation
 from eventstore.errors import (
     CommandIdReusedError,
     ConcurrencyError,
+    DuplicateKeyError,
     EventStoreValidationError,
     TooManyEventsError,
     UnknownEventTypeError,
-    translate,
+    translated,
 )
 from eventstore.records import (
     ANY,
@@ -196,14 +195,13 @@ class Appender:
         pending = list(range(len(appends)))
         for _ in range(RACE_RETRIES):
             try:
-                rows = await self._execute([params[i] for i in pending])
-            except (pg_errors.UniqueViolation, _Refused):
+                with translated():
+                    rows = await self._execute([params[i] for i in pending])
+            except (DuplicateKeyError, _Refused):  # a lost race or a command stored before
                 pending = await self._explain(appends, params, pending, results)
                 if not pending:
                     return [r for r in results if r is not None]
                 continue
-            except psycopg.Error as e:
-                raise translate(e) from e
             for i, stored in zip(pending, rows, strict=True):
                 results[i] = _result(appends[i], stored)
             return [r for r in results if r is not None]
@@ -274,14 +272,12 @@ class Appender:
         raise CommandIdReusedError(append.command_id)
 
     async def _version(self, append: StreamAppend) -> int:
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
                     _HEAD, (append.tenant_id, append.aggregate_id, append.aggregate_type)
                 )
                 row = await cur.fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from e
         return int(row[0]) if row else 0
 
 

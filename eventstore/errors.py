@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -67,12 +70,18 @@ class NotAnEventWriterError(EventStoreValidationError):
     """A transaction that wrote something else first tried to append events (migration 005)."""
 
 
+class DuplicateKeyError(EventStoreError):
+    """A row with the same key is already stored (a unique constraint refused the write)."""
+
+
 def translate(exc: psycopg.Error) -> EventStoreError:
     """Map a psycopg error to the event store's own error (the only place that does)."""
     sqlstate = exc.sqlstate or ""
     message = exc.diag.message_primary or str(exc)
     if sqlstate == "ACW01":
         return NotAnEventWriterError(message)
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return DuplicateKeyError(message)
     if isinstance(exc, pg_errors.StringDataRightTruncation | pg_errors.CharacterNotInRepertoire):
         return EventStoreValidationError(message)
     if isinstance(exc, pg_errors.UntranslatableCharacter):
@@ -88,6 +97,20 @@ def translate(exc: psycopg.Error) -> EventStoreError:
     ):
         return PersistenceError(f"event store unavailable: {message}")
     return EventStoreError(f"event store error ({sqlstate or type(exc).__name__}): {message}")
+
+
+@contextmanager
+def translated(cause: BaseException | None = None) -> Iterator[None]:
+    """A block that talks to PostgreSQL: a psycopg error leaves it as the store's typed error.
+
+    The event store's one database boundary (with ``eventstore/db.py``, which opens the
+    connections): no other module of the package catches psycopg's errors.
+    ``cause`` chains the typed error to another exception than the psycopg one.
+    """
+    try:
+        yield
+    except psycopg.Error as e:
+        raise translate(e) from (cause or e)
 
 
 class MessagingError(PersistenceError):

@@ -9,11 +9,10 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Final
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore import validation
-from eventstore.errors import translate
+from eventstore.errors import translated
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).
@@ -97,12 +96,10 @@ async def read_tail(
         "to_version": validation.MAX_VERSION if to_version is None else to_version,
         "until": until,
     }
-    try:
+    with translated():
         async with pool.connection() as conn:
             cur = await conn.execute(LOAD, params)
             rows = await cur.fetchall()
-    except psycopg.Error as e:
-        raise translate(e) from e
     if rows and rows[0][1] is None:  # no event has a NULL type: the snapshot row
         version, _, _, state = rows[0]
         return StreamTail(int(version), json.loads(state), rows, 1)

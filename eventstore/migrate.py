@@ -18,7 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore import relayout
-from eventstore.errors import EventStoreError, translate
+from eventstore.errors import EventStoreError, translated
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def migrate(pool: AsyncConnectionPool, *, up_to: int | None = None) -> lis
     the loser then sees everything applied.
     """
     applied: list[Migration] = []
-    try:
+    with translated():
         async with pool.connection() as conn:
             await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
             try:
@@ -97,8 +97,6 @@ async def migrate(pool: AsyncConnectionPool, *, up_to: int | None = None) -> lis
             finally:
                 if not conn.broken:
                     await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
-    except psycopg.Error as e:
-        raise translate(e) from e
     return applied
 
 

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore import validation
-from eventstore.errors import translate
+from eventstore.errors import translated
 
 _SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
 
@@ -84,7 +83,7 @@ class SnapshotStore:
             _SNAPSHOT_NAMESPACE,
             f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
         )
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
                     _SAVE,
@@ -100,8 +99,6 @@ class SnapshotStore:
                     ),
                 )
                 return cur.rowcount == 1
-        except psycopg.Error as e:
-            raise translate(e) from e
 
     async def load(
         self,
@@ -124,14 +121,12 @@ class SnapshotStore:
             if at_or_below is None
             else validation.version(at_or_below, "snapshot version")
         )
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
                     _LOAD, (tenant_id, aggregate_id, aggregate_type, schema_version, ceiling)
                 )
                 row = await cur.fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from e
         if row is None:
             return None
         aggregate_type, version, schema, state, metadata, created_at = row

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, LiteralString
 
-import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,7 +18,7 @@ from eventstore.append import Appender
 from eventstore.errors import (
     EventStoreValidationError,
     UnknownEventTypeError,
-    translate,
+    translated,
 )
 from eventstore.records import (
     ANY,
@@ -402,21 +401,17 @@ class EventStore:
     async def _fetchone(
         self, query: str, params: Sequence[Any] | Mapping[str, Any]
     ) -> tuple[Any, ...] | None:
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
                 return await cur.fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from e
 
     async def _fetch_events(self, query: str, params: Mapping[str, object]) -> list[RecordedEvent]:
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = conn.cursor(row_factory=_recorded_event)
                 await cur.execute(query, params)
                 events = await cur.fetchall()
-        except psycopg.Error as e:
-            raise translate(e) from e
         return self._upcast(events)
 
     def _upcast(self, events: list[RecordedEvent]) -> list[RecordedEvent]:

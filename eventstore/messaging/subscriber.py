@@ -25,7 +25,7 @@ import psycopg
 
 from eventstore import validation
 from eventstore.db import conninfo
-from eventstore.errors import InvalidIdentifierError, translate
+from eventstore.errors import InvalidIdentifierError, translated
 from eventstore.messaging.amqp import FAILURES, BrokerConnection, declare_exchange
 from eventstore.messaging.messages import (
     EXCHANGE,
@@ -262,7 +262,7 @@ class EventSubscriber:
         """The inbox row and the handler's writes, in one transaction."""
         key = (self.subscriber, event.event_id)
         failure: Exception | None = None
-        try:
+        with translated():
             conn = self._database()
             with conn.transaction():
                 cur = conn.execute(_INSERT_INBOX, (*key, event.event_type, event.tenant_id))
@@ -274,8 +274,6 @@ class EventSubscriber:
                     failure = e
                     raise psycopg.Rollback() from None  # undoes the inbox row and the writes
                 conn.execute(_CLEAR_FAILURES, key)
-        except psycopg.Error as e:
-            raise translate(e) from e
         if failure is not None:
             return _Outcome.FAILED, failure
         return _Outcome.HANDLED, None
@@ -291,10 +289,8 @@ class EventSubscriber:
             "error": error,
             "max_attempts": self._max_attempts,
         }
-        try:
+        with translated(cause=failure):
             row = self._database().execute(_RECORD_FAILURE, params).fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from failure
         attempts, parked = row if row else (0, False)
         if not parked:
             return _Outcome.FAILED

@@ -128,3 +128,55 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
         if node not in index:
             connect(node)
     return found
+
+
+# Each package's database boundary: the only modules that may name psycopg's error classes
+# (DESIGN §2: one boundary module per package translates the driver's errors).
+DATABASE_BOUNDARY = {
+    "eventstore": {"eventstore.errors", "eventstore.db"},
+    # readmodels still catches psycopg errors where it talks to the database: moving them behind
+    # one boundary is the next step of issue 10. Listed so that no new module joins them.
+    "readmodels": {
+        "readmodels.handlers",
+        "readmodels.bus",
+        "readmodels.checkpoints",
+        "readmodels.dead_letters",
+        "readmodels.lag",
+        "readmodels.runner",
+        "readmodels.wakeups",
+    },
+}
+
+
+def _names_psycopg_errors(tree: ast.AST) -> bool:
+    """Whether a module names psycopg's errors (``psycopg.Error``, ``psycopg.errors``, ...)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.startswith("psycopg.errors") or (
+                node.module == "psycopg"
+                and any(a.name == "errors" or a.name.endswith("Error") for a in node.names)
+            ):
+                return True
+        if isinstance(node, ast.Import) and any(
+            a.name.startswith("psycopg.errors") for a in node.names
+        ):
+            return True
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "psycopg"
+            and (node.attr == "errors" or node.attr.endswith("Error"))
+        ):
+            return True
+    return False
+
+
+def test_only_the_boundary_modules_name_psycopgs_errors() -> None:
+    outside = []
+    for package, boundary in DATABASE_BOUNDARY.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = _module_name(path)
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            if name not in boundary and _names_psycopg_errors(tree):
+                outside.append(name)
+    assert outside == []
