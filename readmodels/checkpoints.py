@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translate
+from eventstore.errors import translated
 from eventstore.records import Position
 
 CheckpointStatus = Literal["running", "paused"]
@@ -64,7 +63,7 @@ class CheckpointStore:
 
     async def get(self, projection: str) -> Checkpoint:
         """The projection's checkpoint; a projection seen for the first time starts at 0."""
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_GET, (projection,))
                 row = await cur.fetchone()
@@ -72,31 +71,25 @@ class CheckpointStore:
                     await conn.execute(_ENSURE, (projection,))
                     cur = await conn.execute(_GET, (projection,))
                     row = await cur.fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from e
         assert row is not None  # ensured just before
         return _checkpoint(row)
 
     async def all(self) -> list[Checkpoint]:
         """Every projection's checkpoint, by name."""
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_ALL)
                 return [_checkpoint(r) for r in await cur.fetchall()]
-        except psycopg.Error as e:
-            raise translate(e) from e
 
     async def set_status(
         self, projection: str, status: CheckpointStatus, *, last_error: str | None = None
     ) -> Checkpoint:
         """Pause or resume a projection (resuming clears its last error)."""
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 await conn.execute(_ENSURE, (projection,))
                 cur = await conn.execute(_SET_STATUS, (status, last_error, projection))
                 row = await cur.fetchone()
-        except psycopg.Error as e:
-            raise translate(e) from e
         assert row is not None
         return _checkpoint(row)
 

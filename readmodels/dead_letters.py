@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translate
+from eventstore.errors import translated
 from eventstore.records import Position, RecordedEvent
 
 Resolution = Literal["retried", "skipped"]
@@ -90,20 +89,16 @@ class DeadLetterStore:
         self, *, projection: str | None = None, include_resolved: bool = False
     ) -> list[DeadLetter]:
         """Parked events, oldest first: the open ones, or all with ``include_resolved``."""
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_LIST, {"projection": projection, "all": include_resolved})
                 return [_dead_letter(r) for r in await cur.fetchall()]
-        except psycopg.Error as e:
-            raise translate(e) from e
 
     async def failed_again(self, projection: str, event_id: uuid.UUID, error: str) -> None:
         """Record a retry from the dead-letter table that failed too."""
-        try:
+        with translated():
             async with self._pool.connection() as conn:
                 await conn.execute(_FAILED_AGAIN, (error, projection, event_id))
-        except psycopg.Error as e:
-            raise translate(e) from e
 
     # -- inside the caller's transaction --------------------------------------------------
 

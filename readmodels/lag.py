@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translate
+from eventstore.errors import translated
 from eventstore.records import START, Position
 from eventstore.store import HORIZON
 
@@ -98,12 +97,10 @@ class Lag:
 async def measure_lag(pool: AsyncConnectionPool, position: Position, *, cap: int = LAG_CAP) -> Lag:
     """How far ``position`` is behind the newest committed event, in one statement."""
     params = {"tx": str(position.transaction_id), "gp": position.global_position, "cap": cap}
-    try:
+    with translated():
         async with pool.connection() as conn:
             cur = await conn.execute(_LAG, params)
             row = await cur.fetchone()
-    except psycopg.Error as e:
-        raise translate(e) from e
     assert row is not None  # an aggregate: always one row
     events, readable, seconds, tx, gp, stalled, pid, stall_seconds = row
     return Lag(
