@@ -268,6 +268,7 @@ async def test_an_old_writer_appending_during_the_upgrade_loses_nothing(
     upgrade runs: what it committed is moved, and once the new table is in place its appends are
     refused, never written where nobody reads."""
     refused: list[str] = []
+    appended = asyncio.Event()
 
     async def old_writer() -> None:
         async with await psycopg.AsyncConnection.connect(old_database, autocommit=True) as w:
@@ -277,9 +278,11 @@ async def test_an_old_writer_appending_during_the_upgrade_loses_nothing(
                 except psycopg.Error as e:
                     refused.append(f"{e.sqlstate}: {e}")
                     return
+                if n == 20:
+                    appended.set()
 
     writer = asyncio.create_task(old_writer())
-    await asyncio.sleep(0.2)  # let it append for a while first
+    await asyncio.wait_for(appended.wait(), 30)  # the old writer is under way before the move
     async with create_pool(old_database, min_size=1, max_size=2) as pool:
         assert [m.version for m in await migrate(pool)] == [8]
     await asyncio.wait_for(writer, 30)
