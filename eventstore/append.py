@@ -50,7 +50,9 @@ WITH head AS (
      WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
        AND aggregate_type = %(aggregate_type)s
      ORDER BY sequence_number DESC LIMIT 1
-), stream AS (
+), stream AS MATERIALIZED (
+    -- Materialized: the version is read once (inlined, the head's index scan ran twice: once
+    -- for the expected-version check, once for the new sequence numbers).
     SELECT coalesce((SELECT sequence_number FROM head), 0) AS version
 ), inserted AS (
     INSERT INTO event_store.events (event_id, tenant_id, aggregate_id, aggregate_type,
