@@ -7,14 +7,14 @@ import logging
 
 from temporalio import activity
 
-from activities.command_handler import CommandHandler
+from activities.command_handler import CommandHandler, CommandOutcome
 from activities.errors import application_error
 from activities.models import CommandInput, CommandResult
 from domain import COMMAND_TYPES, aggregate_for_command, parse_command
 from domain.command import Command
 from domain.errors import CommandError
 from domain.identifiers import validate_tenant_id
-from eventstore.errors import MessagingError
+from eventstore.errors import EventStoreError, MessagingError
 from eventstore.messaging.publisher import EventPublisher
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
@@ -55,26 +55,42 @@ class CommandActivities:
         try:
             parsed = parse(command)
             aggregate_for_command(parsed)
-            result = await self._handle(command, parsed, run_id)
-            if result.event_ids:
-                # Read back from the store, the truth (also after a crash between append and
-                # publish), with every stream the command touched.
-                events = await self._store.command_events(command.tenant_id, command.command_id)
-                await self._publish(command, events)
-                ours = (
-                    bool(run_id and events) and events[0].metadata.get("workflow_run_id") == run_id
-                )
-                if result.duplicate and ours:
-                    # Stored by an earlier attempt of this very run (its publish failed, say),
-                    # not by an earlier send of the command.
-                    result = result.model_copy(update={"duplicate": False})
-        except CommandError as e:
+            outcome = await self._handle(command, parsed, run_id)
+            result = _result(command, outcome)
+            if outcome.event_ids:
+                result = await self._publish_stored(command, outcome, result, run_id)
+        except (CommandError, EventStoreError) as e:
             raise application_error(e) from e
+        return result
+
+    async def _publish_stored(
+        self,
+        command: CommandInput,
+        outcome: CommandOutcome,
+        result: CommandResult,
+        run_id: str | None,
+    ) -> CommandResult:
+        """Publish every event the command stored, in every stream it touched.
+
+        A first run publishes the events its append returned. A command stored before (a re-send,
+        or an earlier attempt of this run whose publish failed) publishes them as stored, read
+        back: the store is the truth, also after a crash between append and publish.
+        """
+        if outcome.events:
+            await self._publish(command, list(outcome.events))
+            return result
+        events = await self._store.command_events(command.tenant_id, command.command_id)
+        await self._publish(command, events)
+        ours = bool(run_id and events) and events[0].metadata.get("workflow_run_id") == run_id
+        if result.duplicate and ours:
+            # Stored by an earlier attempt of this very run (its publish failed, say), not by an
+            # earlier send of the command.
+            return result.model_copy(update={"duplicate": False})
         return result
 
     async def _handle(
         self, command: CommandInput, parsed: Command, run_id: str | None
-    ) -> CommandResult:
+    ) -> CommandOutcome:
         # The run that stores the events is recorded with them: a later attempt of the same run
         # then knows they are its own, not an earlier send's.
         metadata = {**command.metadata, **({"workflow_run_id": run_id} if run_id else {})}
@@ -91,17 +107,7 @@ class CommandActivities:
                 "duplicate": outcome.duplicate,
             },
         )
-        return CommandResult(
-            command_id=command.command_id,
-            tenant_id=outcome.tenant_id,
-            aggregate_id=outcome.aggregate_id,
-            aggregate_type=outcome.aggregate_type,
-            stream_version=outcome.stream_version,
-            event_ids=list(outcome.event_ids),
-            global_positions=[p.global_position for p in outcome.positions],
-            positions=[str(p) for p in outcome.positions],
-            duplicate=outcome.duplicate,
-        )
+        return outcome
 
     async def _publish(self, command: CommandInput, events: list[RecordedEvent]) -> None:
         # pika is blocking, so it runs in a thread, and a thread cannot be cancelled. A worker
@@ -127,6 +133,20 @@ class CommandActivities:
             "published events",
             extra={"command_id": str(command.command_id), "count": len(events)},
         )
+
+
+def _result(command: CommandInput, outcome: CommandOutcome) -> CommandResult:
+    return CommandResult(
+        command_id=command.command_id,
+        tenant_id=outcome.tenant_id,
+        aggregate_id=outcome.aggregate_id,
+        aggregate_type=outcome.aggregate_type,
+        stream_version=outcome.stream_version,
+        event_ids=list(outcome.event_ids),
+        global_positions=[p.global_position for p in outcome.positions],
+        positions=[str(p) for p in outcome.positions],
+        duplicate=outcome.duplicate,
+    )
 
 
 def _shutting_down(count: int) -> MessagingError:

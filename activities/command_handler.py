@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from domain.errors import CommandValidationError
 from domain.seats import seat_events
 from domain.tenant import ensure_tenant_active
 from eventstore.errors import CommandIdReusedError, ConcurrencyError
-from eventstore.records import AppendResult, CommandRecord, Position
+from eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 
@@ -37,9 +37,19 @@ class CommandOutcome:
     positions: tuple[Position, ...]
     # The command had been handled before; this is the first run's outcome.
     duplicate: bool = False
+    # Every event this run stored, in every stream, in global order (empty for a duplicate:
+    # those were stored before, and are read back where needed).
+    events: tuple[RecordedEvent, ...] = ()
 
     @classmethod
-    def stored(cls, aggregate_type: str, result: AppendResult) -> CommandOutcome:
+    def stored(
+        cls, aggregate_type: str, result: AppendResult, *, others: Sequence[AppendResult] = ()
+    ) -> CommandOutcome:
+        """The outcome of ``result`` (the addressed stream's), with ``others``' events too."""
+        events: tuple[RecordedEvent, ...] = ()
+        if not result.duplicate:
+            every = (e for r in (result, *others) for e in r.events)
+            events = tuple(sorted(every, key=lambda e: e.position))
         return cls(
             result.tenant_id,
             result.aggregate_id,
@@ -48,6 +58,7 @@ class CommandOutcome:
             result.event_ids,
             result.positions,
             result.duplicate,
+            events,
         )
 
 
@@ -174,4 +185,4 @@ class CommandHandler:
             return CommandOutcome(
                 tenant_id, aggregate.aggregate_id, cls.aggregate_type, aggregate.version, (), ()
             )
-        return CommandOutcome.stored(cls.aggregate_type, results[0])
+        return CommandOutcome.stored(cls.aggregate_type, results[0], others=results[1:])

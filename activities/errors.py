@@ -7,32 +7,37 @@ from typing import Final
 from temporalio.exceptions import ApplicationError
 
 from domain.errors import (
-    AuthorizationError,
     CommandError,
     CommandValidationError,
     ConcurrencyError,
     DomainError,
     PersistenceError,
 )
+from eventstore import errors as store
 from readmodels.errors import NotFoundError, ProjectionError, QueryError
 
-# Checked in order: the first family an error belongs to names it. The store's errors subclass
-# these too (eventstore.errors.ConcurrencyError is a domain ConcurrencyError, ...).
+# Checked in order: the first family an error belongs to names it.
 _FAMILIES: Final[tuple[type[CommandError], ...]] = (
     CommandValidationError,
-    AuthorizationError,
     DomainError,
     ConcurrencyError,
     PersistenceError,
 )
 
-# Retrying cannot change the answer: the command is malformed, forbidden or breaks a rule, or
-# it lost every one of its bounded reload-and-decide attempts; or an operator's projection
-# request names no such projection or parked event, or it was resolved already or failed again.
-# (Database and broker outages stay retryable.) Both workflows use this one set.
+# The event store's errors have a tree of their own; a client knows them by the command family
+# of the same meaning (a malformed append is a malformed command, an outage an outage).
+_STORE_FAMILIES: Final[tuple[tuple[type[store.EventStoreError], type[CommandError]], ...]] = (
+    (store.EventStoreValidationError, CommandValidationError),
+    (store.ConcurrencyError, ConcurrencyError),
+    (store.PersistenceError, PersistenceError),
+)
+
+# Retrying cannot change the answer: the command is malformed or breaks a rule, or it lost
+# every one of its bounded reload-and-decide attempts; or an operator's projection request names
+# no such projection or parked event, or it was resolved already or failed again. (Database and
+# broker outages stay retryable.) Both workflows use this one set.
 NON_RETRYABLE_TYPES: Final = (
     "CommandValidationError",
-    "AuthorizationError",
     "DomainError",
     "ConcurrencyError",
     "ProjectionError",
@@ -40,18 +45,26 @@ NON_RETRYABLE_TYPES: Final = (
 )
 
 
-def application_error(exc: CommandError | QueryError) -> ApplicationError:
+def application_error(
+    exc: CommandError | store.EventStoreError | QueryError,
+) -> ApplicationError:
     """``exc`` as an ApplicationError whose type and message the Web UI and CLIs show."""
     if isinstance(exc, QueryError):
         # A projection request's error: its family is all a client needs (not found or not).
         query_type = "NotFoundError" if isinstance(exc, NotFoundError) else ProjectionError.__name__
         return ApplicationError(str(exc), type=query_type, non_retryable=True)
-    family = next((f for f in _FAMILIES if isinstance(exc, f)), CommandError)
+    if isinstance(exc, store.EventStoreError):
+        family = next((f for s, f in _STORE_FAMILIES if isinstance(exc, s)), None)
+        if family is None:  # an unexpected database error: retried, under its own name
+            return ApplicationError(str(exc), type=type(exc).__name__)
+        details = {"code": family.code, "error": type(exc).__name__}
+    else:
+        family = next((f for f in _FAMILIES if isinstance(exc, f)), CommandError)
+        details = {"code": exc.code, "error": type(exc).__name__}
+        reason = getattr(exc, "reason", None)
+        if reason:
+            details["reason"] = reason
     error_type = family.__name__
-    details = {"code": exc.code, "error": type(exc).__name__}
-    reason = getattr(exc, "reason", None)
-    if reason:
-        details["reason"] = reason
     return ApplicationError(
         str(exc), details, type=error_type, non_retryable=error_type in NON_RETRYABLE_TYPES
     )

@@ -13,7 +13,6 @@ from domain.catalogue import (
 )
 from domain.command import Command
 from domain.errors import (
-    AuthorizationError,
     CommandError,
     CommandValidationError,
     ConcurrencyError,
@@ -30,7 +29,6 @@ from domain.user import User, UserState, UserStatus
 __all__ = [
     "AGGREGATES",
     "COMMAND_TYPES",
-    "AuthorizationError",
     "Command",
     "CommandError",
     "CommandValidationError",

@@ -52,12 +52,6 @@ class DomainError(CommandError):
         self.reason = reason
 
 
-class AuthorizationError(CommandError):
-    """The caller may not run this command."""
-
-    code: ClassVar[str] = "authorization"
-
-
 class UnknownEventTypeError(CommandValidationError):
     """An event type, or a version of one, that the registry cannot read."""
 

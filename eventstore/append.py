@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from psycopg_pool import AsyncConnectionPool
@@ -23,16 +24,16 @@ from eventstore.errors import (
     DuplicateKeyError,
     EventStoreValidationError,
     TooManyEventsError,
-    UnknownEventTypeError,
+    UnsupportedEventTypeError,
     translated,
 )
 from eventstore.records import (
     ANY,
     AppendResult,
     CommandRecord,
-    Position,
     RecordedEvent,
     StreamAppend,
+    event_id_for,
 )
 
 # How often a batch re-runs after losing a race on a stream key ("any version" appends can win
@@ -67,7 +68,7 @@ WITH head AS (
                   metadata jsonb)
      WHERE %(expected)s::bigint < 0 OR s.version = %(expected)s::bigint
      ORDER BY e.i
-    RETURNING event_id, sequence_number, global_position, transaction_id
+    RETURNING event_id, sequence_number, global_position, transaction_id, created_at
 ), command AS (
     -- The command's identity, with every event it stores (all its streams): a command id used
     -- before, in any tenant, collides here and the whole statement stores nothing.
@@ -79,7 +80,7 @@ WITH head AS (
            pg_current_xact_id()
      WHERE %(record_command)s::boolean AND EXISTS (SELECT FROM inserted)
 )
-SELECT event_id, sequence_number, global_position, transaction_id FROM inserted
+SELECT event_id, sequence_number, global_position, transaction_id, created_at FROM inserted
 """
 
 _HEAD: Final = (
@@ -95,6 +96,15 @@ CommandRecords = Callable[[uuid.UUID], Coroutine[Any, Any, CommandRecord | None]
 
 class _Refused(Exception):
     """A statement of a batch inserted nothing: roll the batch back and find out why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAppend:
+    """One stream's append, checked: its statement's parameters, and each event's metadata as
+    stored (what the stored events are built from, without reading them back)."""
+
+    params: dict[str, Any]
+    metadata: tuple[dict[str, Any], ...]
 
 
 class Appender:
@@ -117,6 +127,42 @@ class Appender:
         self._command_events = command_events
         self._command_record = command_record
 
+    def prepare(
+        self, appends: Sequence[StreamAppend], metadata: Mapping[str, Any] | None
+    ) -> list[PreparedAppend]:
+        """Each append checked and prepared: a command's events are numbered across all the
+        streams it touches, and its first stream records it with all of their ids."""
+        counts: dict[uuid.UUID, int] = {}
+        tenants: dict[uuid.UUID, str] = {}
+        firsts = []
+        for append in appends:
+            validation.tenant_id(append.tenant_id)  # before it names event ids
+            if not isinstance(append.command_id, uuid.UUID):
+                raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
+            first = counts.get(append.command_id, 0)
+            if tenants.setdefault(append.command_id, append.tenant_id) != append.tenant_id:
+                raise EventStoreValidationError(
+                    f"command {append.command_id} cannot append to two tenants"
+                )
+            counts[append.command_id] = first + len(append.events)
+            firsts.append(first)
+        ids = {
+            command: [event_id_for(tenants[command], command, i) for i in range(total)]
+            for command, total in counts.items()
+        }
+        params = []
+        for append, first in zip(appends, firsts, strict=True):
+            command_ids = ids[append.command_id]
+            params.append(
+                self.params(
+                    append,
+                    metadata,
+                    event_ids=command_ids[first : first + len(append.events)],
+                    command_event_ids=command_ids if first == 0 else None,
+                )
+            )
+        return params
+
     def params(
         self,
         append: StreamAppend,
@@ -124,7 +170,7 @@ class Appender:
         *,
         event_ids: Sequence[uuid.UUID],
         command_event_ids: Sequence[uuid.UUID] | None = None,
-    ) -> dict[str, Any]:
+    ) -> PreparedAppend:
         """The statement's parameters, after every check on the input (nothing written yet).
 
         ``event_ids`` are this stream's events' ids; ``command_event_ids``, given to the first
@@ -149,7 +195,7 @@ class Appender:
             raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
         limit, shared = self._max_payload_bytes, metadata or {}
         command = str(append.command_id)
-        rows = []
+        rows, envelopes = [], []
         for index, event in enumerate(append.events):
             self._check_event_type(event.event_type, event.event_version)
             data = validation.encode_json(event.data, limit=limit, what=f"event {index} data")
@@ -158,13 +204,14 @@ class Appender:
                 if envelope.get(key) == command:
                     del envelope[key]
             meta = validation.encode_json(envelope, limit=limit, what=f"event {index} metadata")
+            envelopes.append(envelope)
             # data and meta are JSON already: splice them in rather than encode them twice.
             rows.append(
                 f'{{"i":{index + 1},"event_id":"{event_ids[index]}",'
                 f'"event_type":{json.dumps(event.event_type)},"event_version":{event.event_version},'
                 f'"data":{data},"metadata":{meta}}}'
             )
-        return {
+        params = {
             "tenant_id": append.tenant_id,
             "aggregate_id": append.aggregate_id,
             "aggregate_type": append.aggregate_type,
@@ -176,23 +223,29 @@ class Appender:
             "record_command": command_event_ids is not None,
             "command_event_ids": list(command_event_ids or ()),
         }
+        return PreparedAppend(params, tuple(envelopes))
 
     def _check_event_type(self, event_type: str, version: int) -> None:
         validation.type_name(event_type, "event type")
         validation.version(version, "event version", minimum=1)
         if not self._registry.is_known(event_type):
-            raise UnknownEventTypeError(f"unknown event type {event_type!r}")
+            raise UnsupportedEventTypeError(f"unknown event type {event_type!r}")
         current = self._registry.current_version(event_type)
         if version != current:
-            raise UnknownEventTypeError(
+            raise UnsupportedEventTypeError(
                 f"event {event_type!r} version {version} cannot be appended:"
                 f" the current version is {current}"
             )
 
     async def run(
-        self, appends: Sequence[StreamAppend], params: Sequence[dict[str, Any]]
+        self, appends: Sequence[StreamAppend], prepared: Sequence[PreparedAppend]
     ) -> list[AppendResult]:
-        """Run the appends (all or nothing); explain and re-run what was refused."""
+        """Run the appends (all or nothing); explain and re-run what was refused.
+
+        Each result carries the events it stored, built from what was sent and what the
+        statement returned (a duplicate's are the stored ones, read back).
+        """
+        params = [p.params for p in prepared]
         results: list[AppendResult | None] = [None] * len(appends)
         pending = list(range(len(appends)))
         for _ in range(RACE_RETRIES):
@@ -205,7 +258,7 @@ class Appender:
                     return [r for r in results if r is not None]
                 continue
             for i, stored in zip(pending, rows, strict=True):
-                results[i] = _result(appends[i], stored)
+                results[i] = _result(appends[i], prepared[i], stored)
             return [r for r in results if r is not None]
         first = appends[pending[0]]
         raise ConcurrencyError(
@@ -283,15 +336,31 @@ class Appender:
         return int(row[0]) if row else 0
 
 
-def _result(append: StreamAppend, rows: Rows) -> AppendResult:
-    rows = sorted(rows, key=lambda r: r[1])
-    return AppendResult(
-        tenant_id=append.tenant_id,
-        aggregate_id=append.aggregate_id,
-        stream_version=int(rows[-1][1]),
-        event_ids=tuple(r[0] for r in rows),
-        positions=tuple(Position(int(r[3]), int(r[2])) for r in rows),
-    )
+def _result(append: StreamAppend, prepared: PreparedAppend, rows: Rows) -> AppendResult:
+    """The result of a stored append, with its events as a read would return them."""
+    events = []
+    for row, event, metadata in zip(
+        sorted(rows, key=lambda r: r[1]), append.events, prepared.metadata, strict=True
+    ):
+        event_id, sequence_number, global_position, transaction_id, created_at = row
+        events.append(
+            RecordedEvent(
+                event_id,
+                append.tenant_id,
+                append.aggregate_id,
+                append.aggregate_type,
+                int(sequence_number),
+                event.event_type,
+                event.event_version,
+                event.data,
+                metadata,
+                append.command_id,
+                created_at,
+                int(global_position),
+                int(transaction_id),
+            )
+        )
+    return AppendResult.of_events(events, duplicate=False)
 
 
 def _text(value: object) -> str | None:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import psycopg
 from psycopg import errors as pg_errors
 
-from domain import errors as domain_errors
-
 
 class EventStoreError(Exception):
-    """Root of every error the event store raises."""
+    """Root of every error the event store raises.
+
+    ``code`` names the family (as ``acci`` prints it: ``error (<code>)``); the activities map
+    the families onto the command errors a client sees (activities/errors.py).
+    """
+
+    code: ClassVar[str | None] = None
 
 
-class PersistenceError(EventStoreError, domain_errors.PersistenceError):
+class PersistenceError(EventStoreError):
     """The database could not be reached or did not answer in time; retrying may succeed."""
 
+    code: ClassVar[str | None] = "persistence"
 
-class ConcurrencyError(EventStoreError, domain_errors.ConcurrencyError):
+
+class ConcurrencyError(EventStoreError):
     """The stream's version was not the expected one."""
 
     def __init__(self, tenant_id: str, aggregate_id: str, expected: int | str, actual: int) -> None:
@@ -31,9 +38,13 @@ class ConcurrencyError(EventStoreError, domain_errors.ConcurrencyError):
         self.expected = expected
         self.actual = actual
 
+    code: ClassVar[str | None] = "concurrency"
 
-class EventStoreValidationError(EventStoreError, domain_errors.CommandValidationError):
-    """The request was malformed; nothing was written."""
+
+class EventStoreValidationError(EventStoreError):
+    """The request was malformed (or a stored event cannot be read); nothing was written."""
+
+    code: ClassVar[str | None] = "validation"
 
 
 class InvalidIdentifierError(EventStoreValidationError):
@@ -48,8 +59,9 @@ class TooManyEventsError(EventStoreValidationError):
     """An append carried more events than the configured maximum (or none)."""
 
 
-class UnknownEventTypeError(EventStoreValidationError):
-    """An event type (or version) that the registry does not know."""
+class UnsupportedEventTypeError(EventStoreValidationError):
+    """An event type, or a version of one, that the store's registry cannot write or read (the
+    registry's own ``domain.errors.UnknownEventTypeError`` is its cause where it said so)."""
 
 
 class CommandIdReusedError(EventStoreValidationError):

@@ -92,6 +92,8 @@ class AppendResult:
     positions: tuple[Position, ...]
     # True when the command had been appended before and nothing new was stored.
     duplicate: bool = False
+    # The stored events themselves, in stream order (empty where only ids were known).
+    events: tuple[RecordedEvent, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of_events(cls, events: Sequence[RecordedEvent], *, duplicate: bool) -> AppendResult:
@@ -104,6 +106,7 @@ class AppendResult:
             event_ids=tuple(e.event_id for e in events),
             positions=tuple(e.position for e in events),
             duplicate=duplicate,
+            events=tuple(events),
         )
 
     @property

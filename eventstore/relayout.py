@@ -33,7 +33,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from eventstore.store import HORIZON, WRITER_LOCK
+from eventstore.global_order import HORIZON, WRITER_LOCK
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 from domain.aggregate import EventSourced
 from domain.errors import CommandValidationError, UnknownEventTypeError
 from domain.events import DomainEvent
-from eventstore.errors import EventStoreValidationError
-from eventstore.errors import UnknownEventTypeError as StoreUnknownEventTypeError
+from eventstore.errors import EventStoreValidationError, UnsupportedEventTypeError
 from eventstore.loading import StoredEvent, read_tail
 from eventstore.records import AppendResult, NewEvent, StreamAppend
 from eventstore.snapshots import SnapshotStore
@@ -76,7 +75,7 @@ class AggregateRepository:
             try:
                 event = decode(event_type, event_version, data)
             except UnknownEventTypeError as e:
-                raise StoreUnknownEventTypeError(
+                raise UnsupportedEventTypeError(
                     f"{where}: stored event {sequence_number}: {e}"
                 ) from e
             except CommandValidationError as e:

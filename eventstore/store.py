@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, LiteralString
+from typing import Any, Final
 
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -17,9 +17,10 @@ from eventstore import validation
 from eventstore.append import Appender
 from eventstore.errors import (
     EventStoreValidationError,
-    UnknownEventTypeError,
+    UnsupportedEventTypeError,
     translated,
 )
+from eventstore.global_order import COLUMNS, HEAD, READ_ALL
 from eventstore.records import (
     ANY,
     START,
@@ -29,10 +30,7 @@ from eventstore.records import (
     Position,
     RecordedEvent,
     StreamAppend,
-    event_id_for,
 )
-
-_COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, RecordedEvent._fields))
 
 _READ_STREAM: Final = (
     sql.SQL(
@@ -43,7 +41,7 @@ _READ_STREAM: Final = (
         " AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)"
         " ORDER BY aggregate_type, sequence_number"
     )
-    .format(columns=_COLUMNS)
+    .format(columns=COLUMNS)
     .as_string(None)
 )
 
@@ -59,7 +57,7 @@ _COMMAND_EVENTS: Final = (
         " AND command_id = %(command_id)s"
         " ORDER BY global_position"
     )
-    .format(columns=_COLUMNS)
+    .format(columns=COLUMNS)
     .as_string(None)
 )
 
@@ -72,95 +70,6 @@ _STREAM_VERSION: Final = (
     "SELECT coalesce(max(sequence_number), 0) FROM event_store.events"
     " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = %s"
 )
-
-# Gap-free global order (DESIGN §4): only rows of transactions older than every transaction
-# still open that could have written them are read, in (transaction_id, global_position) order.
-# An open transaction holds the reader back until it commits or aborts, so a late commit is
-# delivered late, never skipped, and no lock serialises the writers.
-#
-# The horizon is the oldest transaction open in the statement's snapshot that may still commit
-# events. Every transaction that inserts events holds the "writer lock" (a shared advisory lock
-# of this database, keys WRITER_LOCK) from before it had a transaction id until it ends
-# (migration 005: a trigger takes it, and refuses a transaction that got its id without it). So
-# an open transaction that pg_locks shows running *without* the writer lock will never write
-# an event: a subscriber's inbox, a read-model write, another application's session, anything
-# in another database (advisory locks belong to one database). Only those are left out.
-#
-# "Running" is positively seen: the transaction's own ExclusiveLock on its id, granted, in a
-# backend (pid not null: a prepared transaction counts). pg_locks is read once (MATERIALIZED),
-# so its id rows and advisory rows are one consistent look at the lock table, and they are
-# matched by virtual transaction, not by pid: the backend may have ended that transaction and
-# begun another since the snapshot. Anything not positively seen counts (one that ended between
-# the snapshot and the look, a prepared transaction), so the horizon can only be lower than it
-# needs to be, never higher. pg_locks shows 32-bit xids: open ones are within 2^31 of each
-# other, so their low 32 bits tell them apart. With no open transaction, pg_locks is not read.
-WRITER_LOCK: Final = (1094927177, 1163286354)  # ("ACCI", "EVWR"); migration 005 takes it
-HORIZON: Final = (
-    "coalesce((WITH locks AS MATERIALIZED ("
-    " SELECT locktype, virtualtransaction, transactionid::text::bigint AS xid FROM pg_locks"
-    " WHERE granted AND pid IS NOT NULL"
-    " AND ((locktype = 'transactionid' AND mode = 'ExclusiveLock')"
-    " OR (locktype = 'advisory' AND classid = 1094927177 AND objid = 1163286354"
-    " AND objsubid = 2"
-    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))))"
-    " SELECT min(open.xid) FROM pg_snapshot_xip(pg_current_snapshot()) AS open(xid)"
-    " WHERE NOT EXISTS (SELECT FROM locks AS running"
-    " WHERE running.locktype = 'transactionid'"
-    " AND running.xid = (open.xid::text::bigint & 4294967295)"
-    " AND NOT EXISTS (SELECT FROM locks AS writer WHERE writer.locktype = 'advisory'"
-    " AND writer.virtualtransaction = running.virtualtransaction))),"
-    " pg_snapshot_xmax(pg_current_snapshot()))"
-)
-_VISIBLE: Final = "transaction_id < " + HORIZON
-
-
-def _read_all_query(*, by_tenant: bool, by_type: bool) -> str:
-    where: list[LiteralString] = [
-        "(transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)",
-        _VISIBLE,
-    ]
-    if by_tenant:
-        where.append("tenant_id = %(tenant_id)s")
-    if by_type:
-        where.append("event_type = ANY(%(event_types)s::text[])")
-    return (
-        sql.SQL(
-            "SELECT {columns} FROM event_store.events WHERE {where}"
-            " ORDER BY transaction_id, global_position LIMIT %(limit)s"
-        )
-        .format(
-            columns=_COLUMNS,
-            where=sql.SQL(" AND ").join(sql.SQL(w) for w in where),
-        )
-        .as_string(None)
-    )
-
-
-# The head is the newest *committed* event, not capped by the horizon: lag measured against it
-# shows a reader held back by an open event-writing transaction as a stall, not as caught up.
-# The readable head (what read_all can reach now) is capped.
-def _head_query(*, by_tenant: bool, readable: bool) -> str:
-    where: list[LiteralString] = [_VISIBLE] if readable else []
-    if by_tenant:
-        where.append("tenant_id = %(tenant_id)s")
-    return (
-        sql.SQL(
-            "SELECT transaction_id, global_position FROM event_store.events{where}"
-            " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
-        )
-        .format(
-            where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(sql.SQL(w) for w in where)
-            if where
-            else sql.SQL("")
-        )
-        .as_string(None)
-    )
-
-
-_READ_ALL = {
-    (t, e): _read_all_query(by_tenant=t, by_type=e) for t in (False, True) for e in (False, True)
-}
-_HEAD = {(t, r): _head_query(by_tenant=t, readable=r) for t in (False, True) for r in (False, True)}
 
 
 class EventStore:
@@ -238,43 +147,7 @@ class EventStore:
         """
         if not appends:
             return []
-        return await self._appender.run(appends, self._params(appends, metadata))
-
-    def _params(
-        self, appends: Sequence[StreamAppend], metadata: Mapping[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        """Each append's statement parameters: a command's events are numbered across all the
-        streams it touches, and its first stream records it with all of their ids."""
-        counts: dict[uuid.UUID, int] = {}
-        tenants: dict[uuid.UUID, str] = {}
-        firsts = []
-        for append in appends:
-            validation.tenant_id(append.tenant_id)  # before it names event ids
-            if not isinstance(append.command_id, uuid.UUID):
-                raise EventStoreValidationError(f"command id {append.command_id!r} is not a UUID")
-            first = counts.get(append.command_id, 0)
-            if tenants.setdefault(append.command_id, append.tenant_id) != append.tenant_id:
-                raise EventStoreValidationError(
-                    f"command {append.command_id} cannot append to two tenants"
-                )
-            counts[append.command_id] = first + len(append.events)
-            firsts.append(first)
-        ids = {
-            command: [event_id_for(tenants[command], command, i) for i in range(total)]
-            for command, total in counts.items()
-        }
-        params = []
-        for append, first in zip(appends, firsts, strict=True):
-            command_ids = ids[append.command_id]
-            params.append(
-                self._appender.params(
-                    append,
-                    metadata,
-                    event_ids=command_ids[first : first + len(append.events)],
-                    command_event_ids=command_ids if first == 0 else None,
-                )
-            )
-        return params
+        return await self._appender.run(appends, self._appender.prepare(appends, metadata))
 
     # -- reading -------------------------------------------------------------------------
 
@@ -377,9 +250,9 @@ class EventStore:
         if types is not None:
             unknown = [t for t in types if not self._registry.is_known(t)]
             if unknown:
-                raise UnknownEventTypeError(f"unknown event type(s) {unknown}")
+                raise UnsupportedEventTypeError(f"unknown event type(s) {unknown}")
             params["event_types"] = types
-        query = _READ_ALL[(tenant_id is not None, types is not None)]
+        query = READ_ALL[(tenant_id is not None, types is not None)]
         return await self._fetch_events(query, params)
 
     async def head(self, *, tenant_id: str | None = None) -> Position:
@@ -389,13 +262,13 @@ class EventStore:
         ``read_all`` back, the head is ahead of what readers can reach (a stall shows as lag).
         """
         params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
-        row = await self._fetchone(_HEAD[(tenant_id is not None, False)], params)
+        row = await self._fetchone(HEAD[(tenant_id is not None, False)], params)
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
     async def readable_head(self, *, tenant_id: str | None = None) -> Position:
         """The position of the newest event ``read_all`` can reach now (the start if none)."""
         params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
-        row = await self._fetchone(_HEAD[(tenant_id is not None, True)], params)
+        row = await self._fetchone(HEAD[(tenant_id is not None, True)], params)
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
     async def _fetchone(
@@ -431,7 +304,7 @@ class EventStore:
             except domain_errors.CommandValidationError as e:
                 where = f"stored event {event.event_id} in {event.tenant_id}/{event.aggregate_id}"
                 if isinstance(e, domain_errors.UnknownEventTypeError):
-                    raise UnknownEventTypeError(
+                    raise UnsupportedEventTypeError(
                         f"{where} has unknown type {event.event_type!r}"
                         f" version {event.event_version}: {e}"
                     ) from e

@@ -47,6 +47,33 @@ async def test_append_returns_new_version_ids_and_positions(test_store: EventSto
     assert [e.position for e in stored] == list(result.positions)
 
 
+async def test_an_append_returns_its_events_as_a_read_of_them_returns_them(
+    test_store: EventStore,
+) -> None:
+    """The command path publishes what the append returned instead of reading it back: it must
+    be what is stored, envelope included (a correlation id equal to the command id is implied,
+    not stored), in every stream the command touched, in global order."""
+    command = uuid.uuid4()
+    first, second = new_id(), new_id()
+    appends = [
+        StreamAppend("t-append", first, "Note", (noted("a", path="x"), noted("b")), command),
+        StreamAppend("t-append", second, "Note", (noted("c"),), command),
+    ]
+    shared = {"correlation_id": str(command), "causation_id": "elsewhere", "user": "ü"}
+    results = await test_store.append_many(appends, metadata=shared)
+    returned = [e for r in results for e in r.events]
+    stored = await test_store.command_events("t-append", command)
+    assert returned == stored
+    assert [e.metadata for e in returned] == [
+        {"causation_id": "elsewhere", "user": "ü", "path": "x"},
+        {"causation_id": "elsewhere", "user": "ü"},
+        {"causation_id": "elsewhere", "user": "ü"},
+    ]
+    again = await test_store.append_many(appends, metadata=shared)
+    assert [r.duplicate for r in again] == [True, True]
+    assert [e for r in again for e in r.events] == stored
+
+
 async def test_wrong_expected_version_raises_concurrency_error_naming_both(
     test_store: EventStore,
 ) -> None:

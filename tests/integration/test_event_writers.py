@@ -23,11 +23,12 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore.errors import NotAnEventWriterError, translate
+from eventstore.global_order import WRITER_LOCK
 from eventstore.messaging.messages import ReceivedEvent
 from eventstore.messaging.publisher import EventPublisher
 from eventstore.messaging.subscriber import EventSubscriber
 from eventstore.records import Position, RecordedEvent, StreamAppend
-from eventstore.store import WRITER_LOCK, EventStore
+from eventstore.store import EventStore
 from readmodels.runner import ProjectionRunner
 from tests.integration.conftest import count_rows
 from tests.integration.events import noted

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from domain import Tenant
 from domain.tenant_commands import CreateTenant, RenameTenant
 from eventstore import validation
-from eventstore.errors import EventStoreValidationError, UnknownEventTypeError
+from eventstore.errors import EventStoreValidationError, UnsupportedEventTypeError
 from eventstore.loading import LOAD
 from eventstore.records import NewEvent
 from eventstore.repository import AggregateRepository
@@ -122,11 +122,11 @@ async def test_a_stored_event_that_cannot_be_read_is_a_typed_error_naming_it_on_
     await _store_raw(pool, "t-alien", 2, "FromTheFuture", {})
     await _store_raw(pool, "t-garbled", 2, "TenantRenamed", {"old_name": "Fine", "new_name": 7})
 
-    with pytest.raises(UnknownEventTypeError, match=r"t-alien/Tenant/t-alien: stored event 2"):
+    with pytest.raises(UnsupportedEventTypeError, match=r"t-alien/Tenant/t-alien: stored event 2"):
         await repository.load(Tenant, "t-alien", "t-alien")
     with pytest.raises(EventStoreValidationError) as garbled:
         await repository.load(Tenant, "t-garbled", "t-garbled")
-    assert not isinstance(garbled.value, UnknownEventTypeError)
+    assert not isinstance(garbled.value, UnsupportedEventTypeError)
     assert "t-garbled/Tenant/t-garbled: stored event 2 (TenantRenamed version 1)" in str(
         garbled.value
     )

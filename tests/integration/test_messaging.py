@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from psycopg_pool import AsyncConnectionPool
 
-from domain import errors as domain_errors
+from activities.errors import application_error
 from eventstore.errors import InvalidIdentifierError, MessagingError
 from eventstore.messaging.messages import (
     PERSISTENT,
@@ -508,7 +508,8 @@ async def test_publishing_to_a_port_where_nothing_listens_fails_fast_without_the
         publisher.publish_event(event)
     assert time.monotonic() - started < 3.0
     assert "127.0.0.1:1" in str(caught.value)
-    assert isinstance(caught.value, domain_errors.PersistenceError)  # retryable
+    reported = application_error(caught.value)  # as the command activity reports it: retried
+    assert (reported.type, reported.non_retryable) == ("PersistenceError", False)
     error: BaseException | None = caught.value
     while error is not None:  # nowhere in the chain either
         assert "s3cret-pw" not in f"{error} {error!r}"

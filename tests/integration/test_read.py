@@ -11,9 +11,10 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from eventstore.errors import EventStoreValidationError
+from eventstore.global_order import WRITER_LOCK
 from eventstore.records import START, Position, RecordedEvent
 from eventstore.snapshots import SnapshotStore
-from eventstore.store import WRITER_LOCK, EventStore
+from eventstore.store import EventStore
 from tests.conftest import SERVER_URL
 from tests.integration.events import counted, noted
 

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain import errors
 from domain.errors import (
-    AuthorizationError,
     CommandError,
     CommandValidationError,
     ConcurrencyError,
@@ -37,7 +36,6 @@ from readmodels.errors import (
         (ConcurrencyError, "concurrency"),
         (PersistenceError, "persistence"),
         (DomainError, "domain"),
-        (AuthorizationError, "authorization"),
         (UnknownEventTypeError, "validation"),
     ],
 )
