@@ -180,16 +180,7 @@ class Appender:
         validation.tenant_id(append.tenant_id)
         validation.aggregate_id(append.aggregate_id)
         validation.type_name(append.aggregate_type, "aggregate type")
-        expected = append.expected_version
-        if (
-            isinstance(expected, bool)
-            or not isinstance(expected, int)
-            or not ANY <= expected <= validation.MAX_VERSION
-        ):
-            raise EventStoreValidationError(
-                f"expected version {expected!r} is not ANY (-1), NO_STREAM (0) or a stream version"
-                f" (at most {validation.MAX_VERSION})"
-            )
+        expected = _expected_version(append.expected_version)
         count = len(append.events)
         if not 0 < count <= self._max_events:
             raise TooManyEventsError(f"an append takes 1 to {self._max_events} events, got {count}")
@@ -361,6 +352,19 @@ def _result(append: StreamAppend, prepared: PreparedAppend, rows: Rows) -> Appen
             )
         )
     return AppendResult.of_events(events, duplicate=False)
+
+
+def _expected_version(expected: object) -> int:
+    if (
+        isinstance(expected, bool)
+        or not isinstance(expected, int)
+        or not ANY <= expected <= validation.MAX_VERSION
+    ):
+        raise EventStoreValidationError(
+            f"expected version {expected!r} is not ANY (-1), NO_STREAM (0) or a stream version"
+            f" (at most {validation.MAX_VERSION})"
+        )
+    return expected
 
 
 def _text(value: object) -> str | None:

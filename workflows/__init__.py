@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic orchestration of the activities, no I/O."""
