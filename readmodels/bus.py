@@ -1,4 +1,8 @@
-"""The query bus: typed queries in, each dispatched to its handler, answers out."""
+"""The query bus: typed queries in, each dispatched to its handler, answers out.
+
+``build_query_bus`` makes one over a pool the caller holds; ``pooled_query_bus`` opens one with a
+pool (and cache) of its own.
+"""
 
 from __future__ import annotations
 
@@ -102,7 +106,7 @@ def build_query_bus(
 
 
 @asynccontextmanager
-async def open_query_bus(
+async def pooled_query_bus(
     database_url: str,
     *,
     cache: QueryCache | None = None,
@@ -112,9 +116,11 @@ async def open_query_bus(
     consistency_timeout: float = 5.0,
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[QueryBus]:
-    """A bus over its own pool (and ``cache``, which it closes), both closed on exit.
+    """A bus over a pool of its own on ``database_url`` (and over ``cache``), both closed on exit.
 
-    ``ReadModelError`` if PostgreSQL cannot be reached within ``connect_timeout`` seconds.
+    Everything is an explicit argument here; a process opens its configured bus with
+    ``workers.runtime.open_query_bus(settings)``. ``ReadModelError`` if PostgreSQL cannot be
+    reached within ``connect_timeout`` seconds.
     """
     async with AsyncExitStack() as stack:
         if cache is not None:

@@ -1,4 +1,10 @@
-"""The ``acci`` command line."""
+"""The ``acci`` command line: every verb put together, and the process verbs of its own
+(worker, dev, demo, db, cache, check-services), with the console-script entry point.
+
+The tenant and user verbs come from workers/cli_commands.py and cli_queries.py, ``events`` and
+``aggregate`` from cli_history.py, the projection verbs from cli_projections.py and
+``publish-events`` from cli_events_publish.py.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,25 @@ import json
 import os
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from workers.cli_commands import tenant_app, user_app
+from workers.cli_commands import COMMAND_APPS
 from workers.cli_events_publish import publish_events
+from workers.cli_history import aggregate, events
 from workers.cli_projections import projections_app
-from workers.cli_queries import tenant_queries, user_queries
-from workers.cli_support import JsonOption, TenantOption, invoke, run, setup
+from workers.cli_queries import QUERY_APPS
+from workers.cli_support import JsonOption, invoke, run, setup
 from workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
 from workers.logs import configure_logging
 from workers.settings import Settings, get_settings
 from workers.urls import where, without_password
+
+if TYPE_CHECKING:
+    from workers.demo import DevSetup
+    from workers.devserver import DevServer
 
 app = typer.Typer(
     help="ACCI: a durable CQRS / event-sourcing platform.",
@@ -32,10 +42,11 @@ db_app = typer.Typer(help="The event-store database.", no_args_is_help=True)
 cache_app = typer.Typer(help="The Redis query cache.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
-tenant_app.add_typer(tenant_queries)
-user_app.add_typer(user_queries)
-app.add_typer(tenant_app, name="tenant")
-app.add_typer(user_app, name="user")
+for _group, _commands in COMMAND_APPS.items():
+    # `acci tenant` holds the tenant's commands and its queries, `acci user` the user's.
+    if _group in QUERY_APPS:
+        _commands.add_typer(QUERY_APPS[_group])
+    app.add_typer(_commands, name=_group)
 app.add_typer(projections_app, name="projections")
 app.command("publish-events")(publish_events)
 
@@ -58,6 +69,10 @@ def check_services() -> None:
             err=True,
         )
         raise typer.Exit(2)
+
+
+app.command("events")(events)
+app.command("aggregate")(aggregate)
 
 
 @db_app.command("migrate")
@@ -110,123 +125,6 @@ def cache_stats(as_json: JsonOption = False) -> None:
         typer.echo("no queries asked yet")
     for s in stats:
         typer.echo(f"{s.query:<20} hits {s.hits:>8}  misses {s.misses:>8}  ratio {s.ratio:6.1%}")
-
-
-TypeOption = Annotated[
-    str | None,
-    typer.Option(
-        "--type",
-        help="The aggregate type (Tenant, User, ...): streams of different types may share an id.",
-    ),
-]
-
-
-@app.command("events")
-def events(
-    aggregate_id: Annotated[str, typer.Argument(help="The stream (aggregate id).")],
-    tenant: TenantOption,
-    aggregate_type: TypeOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Print a stream's events: the audit trail of one aggregate (of every type with that id
-    unless --type names one)."""
-    setup()
-    from workers.runtime import open_event_store
-
-    async def main() -> None:
-        async with open_event_store(get_settings()) as rt:
-            recorded = await rt.store.read_stream(
-                tenant, aggregate_id, aggregate_type=aggregate_type
-            )
-        if as_json:
-            typer.echo(json.dumps([_event_json(e) for e in recorded], indent=2, default=str))
-            return
-        if not recorded:
-            typer.echo(f"no events in stream {tenant}/{aggregate_id}")
-        for e in recorded:
-            typer.echo(
-                f"{e.aggregate_type} v{e.sequence_number:<4}"
-                f" {e.created_at.isoformat(timespec='milliseconds')}"
-                f"  {e.event_type} v{e.event_version}  {json.dumps(e.data)}"
-                f"  (position {e.position}, command {e.command_id})"
-            )
-
-    run(main())
-
-
-@app.command("aggregate")
-def aggregate(
-    aggregate_id: Annotated[str, typer.Argument(help="The aggregate id.")],
-    tenant: TenantOption,
-    aggregate_type: TypeOption = None,
-    version: Annotated[
-        int | None, typer.Option(help="State at this stream version (1 or more).")
-    ] = None,
-    as_of: Annotated[
-        datetime | None,
-        typer.Option("--as-of", help="State as of this time (ISO 8601, UTC if no zone)."),
-    ] = None,
-) -> None:
-    """Print an aggregate's state now, at a version, or as of a time."""
-    if version is not None and version < 1:
-        # A stream's first event is version 1; version 0 would be the state before it.
-        raise typer.BadParameter(f"must be 1 or more, got {version}", param_hint="'--version'")
-    if version is not None and as_of is not None:
-        raise typer.BadParameter("--version and --as-of exclude each other")
-    setup()
-    from datetime import UTC
-
-    from domain import AGGREGATES
-    from domain.errors import CommandValidationError
-    from readmodels.errors import NotFoundError
-    from workers.runtime import open_event_store
-
-    when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
-
-    async def main() -> None:
-        async with open_event_store(get_settings()) as rt:
-            # The first event of every stream with this id (of this type, if one is named).
-            firsts = await rt.store.read_stream(
-                tenant, aggregate_id, aggregate_type=aggregate_type, to_version=1
-            )
-            if not firsts:
-                named = f"{aggregate_type} " if aggregate_type else ""
-                raise NotFoundError(
-                    f"there is no {named}aggregate {aggregate_id!r} in tenant {tenant!r}"
-                )
-            if len(firsts) > 1:
-                types = ", ".join(e.aggregate_type for e in firsts)
-                raise CommandValidationError(
-                    f"{aggregate_id!r} names aggregates of several types in tenant {tenant!r}"
-                    f" ({types}); choose one with --type"
-                )
-            cls = AGGREGATES[firsts[0].aggregate_type]
-            what = f"{cls.aggregate_type} {aggregate_id!r} of tenant {tenant!r}"
-            # Folding no events would print an empty state as if it had been the state then.
-            if when is not None and when < firsts[0].created_at:
-                raise NotFoundError(
-                    f"{what} did not exist as of {when.isoformat()}:"
-                    f" its first event was stored at {firsts[0].created_at.isoformat()}"
-                )
-            agg = await rt.repository.load(cls, tenant, aggregate_id, version=version, as_of=when)
-            if version is not None and agg.version < version:
-                raise NotFoundError(
-                    f"{what} has no version {version}: its stream is at version {agg.version}"
-                )
-        typer.echo(
-            json.dumps(
-                {
-                    "tenant_id": tenant,
-                    "aggregate_id": aggregate_id,
-                    "aggregate_type": cls.aggregate_type,
-                    "version": agg.version,
-                    "state": agg.state_to_json(),
-                },
-                indent=2,
-            )
-        )
-
-    run(main())
 
 
 @app.command("worker")
@@ -310,19 +208,7 @@ def dev(
                         logs=f"{log_file} (ACCI), {Path(settings.data_dir) / TEMPORAL_LOG_NAME}"
                         " (Temporal dev server)",
                     )
-                    typer.echo(
-                        f"ACCI is up.\n"
-                        f"  Temporal            {settings.temporal_address}"
-                        f" (data in {server.data_dir})\n"
-                        f"  Temporal Web UI     {server.ui_url}\n"
-                        f"  task queue          {settings.task_queue}\n"
-                        f"  event store         "
-                        f"{without_password(settings.database_url.get_secret_value())}\n"
-                        f"  RabbitMQ exchange   acci.events"
-                        f" at {where(settings.rabbitmq_url.get_secret_value())}\n"
-                        f"  metrics             {where_to_look.metrics}\n"
-                        f"  logs                {where_to_look.logs}"
-                    )
+                    _show_dev_setup(settings, server, where_to_look)
                     if demo:
                         await run_demo(settings, client, dev=where_to_look)
                     if exit_after:
@@ -334,6 +220,20 @@ def dev(
             await asyncio.to_thread(server.stop)
 
     run(main())
+
+
+def _show_dev_setup(settings: Settings, server: DevServer, dev: DevSetup) -> None:
+    """What ``acci dev`` started, and where to look."""
+    typer.echo(
+        f"ACCI is up.\n"
+        f"  Temporal            {settings.temporal_address} (data in {server.data_dir})\n"
+        f"  Temporal Web UI     {server.ui_url}\n"
+        f"  task queue          {settings.task_queue}\n"
+        f"  event store         {without_password(settings.database_url.get_secret_value())}\n"
+        f"  RabbitMQ exchange   acci.events at {where(settings.rabbitmq_url.get_secret_value())}\n"
+        f"  metrics             {dev.metrics}\n"
+        f"  logs                {dev.logs}"
+    )
 
 
 def _metrics_status(settings: Settings, served: int | None, log_file: Path) -> str:
@@ -368,20 +268,6 @@ def _stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
-
-
-def _event_json(e: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(e.event_id),
-        "sequence_number": e.sequence_number,
-        "event_type": e.event_type,
-        "event_version": e.event_version,
-        "data": e.data,
-        "metadata": e.metadata,
-        "command_id": str(e.command_id),
-        "created_at": e.created_at.isoformat(),
-        "position": str(e.position),
-    }
 
 
 def main() -> None:

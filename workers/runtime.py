@@ -1,4 +1,5 @@
-"""Builds ACCI's parts from the settings: the one place that wires dependencies together."""
+"""Builds ACCI's parts from the settings: the event store and its pool, the query cache and the
+query bus. The one place that wires dependencies together."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from eventstore.migrate import migrate
 from eventstore.repository import AggregateRepository
 from eventstore.snapshots import SnapshotStore
 from eventstore.store import EventStore
-from readmodels import bus
-from readmodels.bus import QueryBus
+from readmodels.bus import QueryBus, pooled_query_bus
 from readmodels.cache import QueryCache
 from workers.settings import Settings
 
@@ -70,8 +70,9 @@ def query_cache(settings: Settings) -> QueryCache:
 async def open_query_bus(
     settings: Settings, *, pool_max_size: int = 8, cached: bool = True
 ) -> AsyncIterator[QueryBus]:
-    """A query bus on the configured PostgreSQL, through the Redis cache if ``cached``."""
-    async with bus.open_query_bus(
+    """The query bus on the configured PostgreSQL, through the Redis cache if ``cached``: the
+    one way a process (the CLI, the demo) opens a bus of its own."""
+    async with pooled_query_bus(
         settings.database_url.get_secret_value(),
         cache=query_cache(settings) if cached else None,
         pool_max_size=pool_max_size,

@@ -1,0 +1,192 @@
+"""Sending one domain command from ``acci``: start its workflow, wait for it boundedly, print.
+
+A command's workflow stores its events, then publishes them to RabbitMQ. The CLI prints the
+result once published; past ``ACCI_COMMAND_PUBLISH_WAIT_MS`` it says the command is stored and
+its publishing pending (exit status 3) while the workflow goes on by itself. With
+``--wait-for-read-model`` it then prints the aggregate's read model once that has caught up.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import typer
+
+from eventstore.records import Position
+from readmodels.queries import GetTenantDetails, GetUser
+from workers.cli_support import run, setup
+from workers.cli_views import show_tenant, show_user
+from workers.settings import get_settings
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from activities.models import CommandInput, CommandResult
+    from eventstore.records import RecordedEvent
+    from readmodels.queries import Query
+    from workers.command_delivery import CommandDelivery
+
+# `acci <command>`'s exit status when the command is stored but not yet published to RabbitMQ
+# (its workflow goes on publishing by itself).
+PUBLISH_PENDING_EXIT: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBack:
+    """How ``--wait-for-read-model`` reads an aggregate back: the query, and how to print it."""
+
+    query: Callable[[CommandResult, Position | None], Query[Any]]
+    show: Callable[[Any], None]
+
+
+# The read model that shows each aggregate type. A command of an aggregate without one has no
+# --wait-for-read-model option.
+READ_BACK: Final[Mapping[str, ReadBack]] = {
+    "Tenant": ReadBack(
+        lambda result, at: GetTenantDetails(tenant_id=result.aggregate_id, consistent_with=at),
+        show_tenant,
+    ),
+    "User": ReadBack(
+        lambda result, at: GetUser(
+            tenant_id=result.tenant_id, user_id=result.aggregate_id, consistent_with=at
+        ),
+        show_user,
+    ),
+}
+
+
+def send(
+    tenant: str,
+    command_type: str,
+    payload: dict[str, Any],
+    *,
+    command_id: uuid.UUID | None,
+    as_json: bool,
+    no_wait: bool,
+    wait_for_read_model: bool = False,
+) -> None:
+    """Start the command's workflow and print its result (or its workflow id).
+
+    With ``wait_for_read_model``, then wait until the read model of the command's aggregate has
+    passed the command's position, and print it too.
+    """
+    setup()
+    from activities.models import CommandInput
+    from workers.command_delivery import await_delivery
+    from workers.temporal_client import connect, start_command
+
+    settings = get_settings()
+    if no_wait and wait_for_read_model:
+        raise typer.BadParameter("--no-wait and --wait-for-read-model exclude each other")
+
+    async def main() -> int:
+        client = await connect(settings)
+        command = CommandInput(
+            command_id=command_id or uuid.uuid4(),
+            tenant_id=tenant,
+            command_type=command_type,
+            payload=payload,
+        )
+        sent = await start_command(client, command, task_queue=settings.task_queue)
+        if no_wait:
+            typer.echo(json.dumps({"workflow_id": sent.handle.id}) if as_json else sent.handle.id)
+            return 0
+        delivery = await await_delivery(
+            sent,
+            command,
+            wait=settings.command_publish_wait_ms / 1000,
+            stored=lambda: _stored_events(command),
+            still_waiting=lambda: typer.echo(
+                f"waiting: command {command.command_id} is not stored yet"
+                f" (is a worker polling task queue {settings.task_queue!r}?)",
+                err=True,
+            ),
+        )
+        if delivery.result is None:
+            _show_publish_pending(command_type, delivery, as_json=as_json)
+            return PUBLISH_PENDING_EXIT
+        view = await _read_back(delivery.result) if wait_for_read_model else None
+        _show_result(command_type, delivery.result, view, resent=sent.resent, as_json=as_json)
+        return 0
+
+    code = run(main())
+    if code:
+        raise typer.Exit(code)
+
+
+async def _stored_events(command: CommandInput) -> list[RecordedEvent]:
+    """The command's stored events, read through a short-lived pool (the slow path only)."""
+    from workers.command_delivery import stored_events
+    from workers.runtime import open_event_store
+
+    settings = get_settings().model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1})
+    async with open_event_store(settings, migrate_schema=False) as rt:
+        return await stored_events(rt.store, command)
+
+
+def _show_publish_pending(command_type: str, delivery: CommandDelivery, *, as_json: bool) -> None:
+    """A command stored whose publishing to RabbitMQ is still pending (exit status 3)."""
+    if as_json:
+        shown = {
+            "command_id": str(delivery.command_id),
+            "tenant_id": delivery.tenant_id,
+            "workflow_id": delivery.workflow_id,
+            "event_ids": [str(e) for e in delivery.event_ids],
+            "positions": list(delivery.positions),
+            "position": delivery.position,
+            "published": False,
+        }
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    typer.echo(
+        f"{command_type}: stored, position {delivery.position} (command {delivery.command_id});"
+        f" publishing to RabbitMQ is pending: workflow {delivery.workflow_id} publishes"
+        " by itself once RabbitMQ answers"
+    )
+
+
+async def _read_back(result: CommandResult) -> BaseModel:
+    """The read model of the result's aggregate, once it has passed the result's position."""
+    from workers.runtime import open_query_bus
+
+    position = None if result.position is None else Position.parse(result.position)
+    query = READ_BACK[result.aggregate_type].query(result, position)
+    async with open_query_bus(get_settings(), pool_max_size=1) as bus:
+        return await bus.ask(query)
+
+
+def _show_result(
+    command_type: str,
+    result: CommandResult,
+    view: BaseModel | None,
+    *,
+    resent: bool,
+    as_json: bool,
+) -> None:
+    """A published command's result (and its aggregate's read model, if read back)."""
+    if as_json:
+        shown = {**result.model_dump(mode="json"), "position": result.position}
+        shown["published"] = True
+        if view is not None:
+            shown["read_model"] = view.model_dump(mode="json")
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    if not result.event_ids:
+        typer.echo(
+            f"{command_type}: no change ({result.aggregate_type} {result.aggregate_id}"
+            f" at v{result.stream_version})"
+        )
+    else:
+        again = ", re-sent" if resent or result.duplicate else ""
+        typer.echo(
+            f"{command_type}: {result.aggregate_type} {result.aggregate_id} ->"
+            f" v{result.stream_version}, position {result.position}"
+            f" (command {result.command_id}{again})"
+        )
+    if view is not None:
+        typer.echo("\nread model:")
+        READ_BACK[result.aggregate_type].show(view)
