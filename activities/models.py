@@ -109,7 +109,8 @@ class CommandResult(_Model):
 
 PROJECTION_WORKFLOW: Final = "ProjectionWorkflow"
 
-ProjectionState = Literal["running", "paused", "failing"]
+# "stopped": no workflow answers for it (not started, terminated, or a projection retired).
+ProjectionState = Literal["running", "paused", "failing", "stopped"]
 
 
 def projection_workflow_id(name: str) -> str:
@@ -167,25 +168,36 @@ class ProjectionBatchInput(_Model):
     gather_seconds: float = Field(default=0.0, ge=0)
 
 
-class ProjectionBatchResult(_Model):
-    """What a batch applied and where the projection stands: position, head and lag."""
+class ProjectionStanding(_Model):
+    """Where a projection stands: its position, the newest committed event (head), the lag
+    between them, and what holds it back. A batch's result and the workflow's status both
+    carry these fields, under these names; the defaults: no batch has run yet."""
 
-    projection: str
-    applied: int
-    position: str
-    head: str
-    lag_events: int
-    lag_seconds: float
-    paused: bool
-    caught_up: bool
-    last_error: str | None = None
-    failure: ProjectionFailure | None = None
-    parked: ProjectionFailure | None = None
+    position: str = "0:0"
+    head: str = "0:0"
+    lag_events: int = 0
+    lag_seconds: float = 0.0
     # Committed events wait behind an open event-writing transaction (readmodels/lag.py):
     # how long it has been open, and its backend's pid if known.
     stalled: bool = False
     stall_seconds: float = 0.0
     stall_pid: int | None = None
+
+    def standing(self) -> dict[str, Any]:
+        """These fields alone, to give another model the same standing."""
+        return {name: getattr(self, name) for name in ProjectionStanding.model_fields}
+
+
+class ProjectionBatchResult(ProjectionStanding):
+    """What a batch applied and where the projection stands: position, head and lag."""
+
+    projection: str
+    applied: int
+    paused: bool
+    caught_up: bool
+    last_error: str | None = None
+    failure: ProjectionFailure | None = None
+    parked: ProjectionFailure | None = None
 
 
 class ProjectionPauseInput(_Model):
@@ -217,23 +229,17 @@ class DeadLetterResult(_Model):
     changes: int = 0
 
 
-class ProjectionStatus(_Model):
-    """A projection as its workflow sees it: position, head, lag, state and last error."""
+class ProjectionStatus(ProjectionStanding):
+    """A projection as its workflow sees it: where its last batch left it (position, head,
+    lag), its state and its last error."""
 
     name: str
     state: ProjectionState
-    position: str
-    head: str
-    lag_events: int
-    lag_seconds: float
     applied_total: int = 0
     last_error: str | None = None
     failing_event_id: uuid.UUID | None = None
     attempts: int = 0
     updated_at: datetime | None = None
-    stalled: bool = False
-    stall_seconds: float = 0.0
-    stall_pid: int | None = None
 
 
 class ProjectionInput(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from temporalio import activity
 
@@ -16,8 +17,12 @@ from activities.models import (
     ProjectionFailure,
     ProjectionPauseInput,
 )
+from eventstore.records import Position
 from readmodels.errors import NotFoundError, ProjectionError
-from readmodels.runner import BatchReport, EventFailure, ProjectionRunner
+from readmodels.lag import Lag
+from readmodels.reports import BatchReport, EventFailure
+from readmodels.runner import ProjectionRunner
+from readmodels.transaction import Parking
 from readmodels.wakeups import Appended
 
 log = logging.getLogger(__name__)
@@ -39,24 +44,32 @@ def failure_model(failure: EventFailure | None) -> ProjectionFailure | None:
     )
 
 
+def standing(position: Position, lag: Lag) -> dict[str, Any]:
+    """A position and its measured lag as ``ProjectionStanding``'s fields (the one place that
+    maps them; the workflow's status takes them from the batch's result as they are)."""
+    stall = lag.stall
+    return {
+        "position": str(position),
+        "head": str(lag.head),
+        "lag_events": lag.events,
+        "lag_seconds": lag.seconds,
+        "stalled": stall is not None,
+        "stall_seconds": stall.seconds if stall else 0.0,
+        "stall_pid": stall.pid if stall else None,
+    }
+
+
 def batch_result(report: BatchReport) -> ProjectionBatchResult:
     """A runner's report as the workflow's result model."""
-    stall = report.lag.stall
     return ProjectionBatchResult(
+        **standing(report.position, report.lag),
         projection=report.projection,
         applied=report.applied,
-        position=str(report.position),
-        head=str(report.lag.head),
-        lag_events=report.lag.events,
-        lag_seconds=report.lag.seconds,
         paused=report.paused,
         caught_up=report.caught_up,
         last_error=report.last_error,
         failure=failure_model(report.failure),
         parked=failure_model(report.parked),
-        stalled=stall is not None,
-        stall_seconds=stall.seconds if stall else 0.0,
-        stall_pid=stall.pid if stall else None,
     )
 
 
@@ -95,9 +108,11 @@ class ProjectionActivities:
             report_seconds=request.report_seconds,
             gather_seconds=request.gather_seconds,
             appended=self._appended,
-            park=request.park_event_id,
-            attempts=request.attempts,
-            on_failure=request.on_failure,
+            parking=Parking(
+                event_id=request.park_event_id,
+                attempts=request.attempts,
+                policy=request.on_failure,
+            ),
             heartbeat=activity.heartbeat,
         )
         result = batch_result(report)
@@ -109,21 +124,10 @@ class ProjectionActivities:
     async def set_paused(self, request: ProjectionPauseInput) -> ProjectionBatchResult:
         """Pause or resume the projection's checkpoint; returns where it stands."""
         runner = self._runner(request.projection)
-        checkpoint = await runner.checkpoints.set_status(
-            runner.name, "paused" if request.paused else "running"
-        )
-        lag = await runner.lag(checkpoint.position)
-        report = BatchReport(
-            projection=runner.name,
-            applied=0,
-            position=checkpoint.position,
-            lag=lag,
-            paused=checkpoint.paused,
-            last_error=checkpoint.last_error,
-        )
+        report = await runner.set_paused(request.paused)
         log.info(
             "projection paused" if request.paused else "projection resumed",
-            extra={"projection": runner.name, "position": str(checkpoint.position)},
+            extra={"projection": runner.name, "position": str(report.position)},
         )
         return batch_result(report)
 

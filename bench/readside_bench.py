@@ -94,13 +94,15 @@ from domain.user_events import (
 )
 from eventstore.records import START, NewEvent, Position, StreamAppend
 from eventstore.store import EventStore
+from readmodels.batch import OnCommitted
 from readmodels.bus import QueryBus
 from readmodels.cache import QueryCache
 from readmodels.checkpoints import CheckpointStore
 from readmodels.projections import default_projections
 from readmodels.queries import GetTenantDetails, ListTenants, Query
-from readmodels.runner import BACKLOG_BATCH, OnCommitted, ProjectionRunner
+from readmodels.runner import ProjectionRunner
 from readmodels.shared_log import PAGE_SIZE, SharedLog
+from readmodels.waiting import BACKLOG_BATCH
 from workers.runtime import open_event_store, open_query_bus, query_cache
 from workers.settings import Settings
 from workers.temporal_client import execute_command

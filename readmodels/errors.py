@@ -33,6 +33,20 @@ class ProjectionError(QueryError):
 
 
 class ReadModelError(QueryError):
-    """The read model could not be read."""
+    """The read models could not be read or written (readmodels/db.py says why)."""
 
     code: ClassVar[str] = "read_model"
+
+
+class ReadModelUnavailableError(ReadModelError):
+    """The read models' database could not be reached or did not answer; retrying may succeed.
+
+    For a projection: the batch is retried as a whole, no event is to blame.
+    """
+
+
+class ChangeRefusedError(ProjectionError):
+    """The database refused an event's row changes (a constraint, a type, a missing table).
+
+    Caused by the database's own error (``__cause__``), whose type and message name the reason.
+    """

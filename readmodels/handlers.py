@@ -1,6 +1,6 @@
 """One handler per query: parameterised SQL over the read-model tables, typed results out.
 
-Database errors become ``ReadModelError`` in ``translate``, the only place that maps them.
+Database errors become ``ReadModelError`` at the read side's boundary (``readmodels/db.py``).
 """
 
 from __future__ import annotations
@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
-import psycopg
 import pydantic
-from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from domain.errors import describe_problems
+from readmodels.db import translated
 from readmodels.errors import NotFoundError, ReadModelError
 from readmodels.queries import (
     EventTypeActivity,
@@ -63,31 +62,15 @@ _GET_ACTIVITY: Final = sql.SQL(
 )
 
 
-def translate(exc: psycopg.Error) -> ReadModelError:
-    """Map a psycopg error to a ``ReadModelError`` (the only place that does)."""
-    message = exc.diag.message_primary or str(exc)
-    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
-        return ReadModelError(
-            f"the read models are not set up in this database ({message}); run `acci db migrate`"
-        )
-    if isinstance(
-        exc, psycopg.OperationalError | pg_errors.QueryCanceled | pg_errors.AdminShutdown
-    ):
-        return ReadModelError(f"read models unavailable: {message}")
-    return ReadModelError(f"read model error ({exc.sqlstate or type(exc).__name__}): {message}")
-
-
 async def fetch(
     pool: AsyncConnectionPool, statement: sql.SQL | sql.Composed, params: Sequence[Any]
 ) -> list[dict[str, Any]]:
     """Every row a read-only statement returns, as dicts; database errors as ``ReadModelError``."""
-    try:
+    with translated():
         async with pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(statement, params)
             return await cur.fetchall()
-    except psycopg.Error as e:
-        raise translate(e) from e
 
 
 def _view(model: type[V], row: dict[str, Any]) -> V:

@@ -15,6 +15,9 @@ from typing import Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from readmodels.db import translated
+from readmodels.errors import ReadModelError
+
 log = logging.getLogger(__name__)
 
 CHANNEL: Final = "acci_events_appended"
@@ -95,9 +98,10 @@ class AppendNotifier:
         while self._pending:
             self._pending = False
             try:
-                async with self._pool.connection() as conn:
-                    await conn.execute(_NOTIFY)
-            except psycopg.Error as e:
+                with translated():
+                    async with self._pool.connection() as conn:
+                        await conn.execute(_NOTIFY)
+            except ReadModelError as e:
                 log.debug("append notification not sent", extra={"error": str(e)})
             await asyncio.sleep(self._interval)
 
@@ -127,15 +131,16 @@ class AppendListener:
     async def _listen(self) -> None:
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
-                ) as conn:
-                    await conn.execute(_LISTEN)
-                    self.listening.set()
-                    self._appended.set()
-                    async for _ in conn.notifies():
+                with translated():
+                    async with await psycopg.AsyncConnection.connect(
+                        self._conninfo, autocommit=True
+                    ) as conn:
+                        await conn.execute(_LISTEN)
+                        self.listening.set()
                         self._appended.set()
-            except psycopg.Error as e:
+                        async for _ in conn.notifies():
+                            self._appended.set()
+            except ReadModelError as e:
                 self.listening.clear()
                 log.warning("not listening for appends", extra={"error": str(e)})
             await asyncio.sleep(self._retry)

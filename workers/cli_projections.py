@@ -85,22 +85,12 @@ async def _measured(pool: Any, found: Any, checkpoint: Any) -> Any:
     paused projection runs no batches (its answer would freeze), and asking costs one
     statement per projection, only when someone asks.
     """
+    from activities.projection_activities import standing
     from eventstore.records import Position
     from readmodels.lag import measure_lag
 
     position = checkpoint.position if checkpoint else Position.parse(found.position)
-    lag = await measure_lag(pool, position)
-    return found.model_copy(
-        update={
-            "position": str(position),
-            "head": str(lag.head),
-            "lag_events": lag.events,
-            "lag_seconds": lag.seconds,
-            "stalled": lag.stall is not None,
-            "stall_seconds": lag.stall.seconds if lag.stall else 0.0,
-            "stall_pid": lag.stall.pid if lag.stall else None,
-        }
-    )
+    return found.model_copy(update=standing(position, await measure_lag(pool, position)))
 
 
 def _stall_text(s: Any) -> str:

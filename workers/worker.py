@@ -22,9 +22,10 @@ from activities.projection_activities import ProjectionActivities
 from eventstore.db import conninfo
 from eventstore.errors import MessagingError
 from eventstore.messaging.publisher import EventPublisher
+from readmodels.batch import OnCommitted
 from readmodels.cache import QueryCache
 from readmodels.projections import Projection, default_projections
-from readmodels.runner import OnCommitted, ProjectionRunner
+from readmodels.runner import ProjectionRunner
 from readmodels.wakeups import Appended, AppendListener, AppendNotifier
 from workers.interceptors import WakeProjectionsAfterAppend
 from workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats

@@ -219,20 +219,14 @@ class ProjectionWorkflow:
         if last_error is None and last is not None:
             last_error = last.last_error
         return ProjectionStatus(
+            **(last.standing() if last else {}),
             name=self._config.name,
             state=state,
-            position=last.position if last else "0:0",
-            head=last.head if last else "0:0",
-            lag_events=last.lag_events if last else 0,
-            lag_seconds=last.lag_seconds if last else 0.0,
             applied_total=self._applied_total,
             last_error=last_error,
             failing_event_id=failure.event_id if failure else None,
             attempts=self._attempts,
             updated_at=self._updated_at,
-            stalled=last.stalled if last else False,
-            stall_seconds=last.stall_seconds if last else 0.0,
-            stall_pid=last.stall_pid if last else None,
         )
 
     @workflow.update

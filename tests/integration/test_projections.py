@@ -20,12 +20,11 @@ from activities.command_handler import CommandHandler
 from activities.models import CommandInput
 from domain.errors import CommandError
 from domain.tenant_settings import TenantSettings
-from eventstore.errors import PersistenceError
 from eventstore.records import Position
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
-from readmodels import runner as runner_module
-from readmodels.errors import NotFoundError, ProjectionError
+from readmodels import waiting
+from readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
 from readmodels.projections import default_projections
 from readmodels.runner import ProjectionRunner
 from readmodels.shared_log import SharedLog
@@ -272,13 +271,13 @@ async def test_a_backlog_is_worked_through_for_a_time_then_reported_and_taken_up
     beats: list[None] = []
 
     # No time at all for the backlog: the first batch, then back with the lag left.
-    monkeypatch.setattr(runner_module, "CATCH_UP_BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(waiting, "CATCH_UP_BUDGET_SECONDS", 0.0)
     report = await tenants_runner.run_batches(limit=2, heartbeat=lambda: beats.append(None))
     assert (report.applied, report.lag.events, report.caught_up) == (2, 8, False)
     # Time enough: the pipelined catch-up takes the rest, one heartbeat a batch (batches of
     # 2 here; of BACKLOG_BATCH events at least, by default).
-    monkeypatch.setattr(runner_module, "CATCH_UP_BUDGET_SECONDS", 10.0)
-    monkeypatch.setattr(runner_module, "BACKLOG_BATCH", 2)
+    monkeypatch.setattr(waiting, "CATCH_UP_BUDGET_SECONDS", 10.0)
+    monkeypatch.setattr(waiting, "BACKLOG_BATCH", 2)
     beats.clear()
     report = await tenants_runner.run_batches(limit=2, heartbeat=lambda: beats.append(None))
     assert (report.applied, report.lag.events, report.caught_up) == (8, 0, True)
@@ -325,7 +324,7 @@ async def test_a_batch_whose_session_dies_mid_transaction_applies_nothing_then_a
         pid = await eventually(waiting_backend, within=10, what="the batch to block mid-way")
         # The worker "dies": PostgreSQL loses its session in the middle of the transaction.
         await locker.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(PersistenceError):
+        with pytest.raises(ReadModelUnavailableError):
             await batch
         await locker.rollback()
 

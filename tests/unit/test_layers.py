@@ -134,11 +134,9 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
 # (DESIGN §2: one boundary module per package translates the driver's errors).
 DATABASE_BOUNDARY = {
     "eventstore": {"eventstore.errors", "eventstore.db"},
-    # handlers.translate: read-model writes' errors become ReadModelError. The runner (outage
-    # vs refused change, replayed event by event) and the LISTEN loop in wakeups still look at
-    # psycopg's errors themselves: moving them behind the boundary is the next step of issue 10.
-    # Listed so that no other module joins them.
-    "readmodels": {"readmodels.handlers", "readmodels.runner", "readmodels.wakeups"},
+    # Queries' errors, an outage told from a refused change (the projection engine), the
+    # LISTEN loop's: all translated by readmodels/db.py.
+    "readmodels": {"readmodels.db"},
 }
 
 

@@ -30,7 +30,7 @@ from eventstore.records import NewEvent, Position, StreamAppend
 from eventstore.repository import AggregateRepository
 from eventstore.store import EventStore
 from readmodels.consistency import projected_positions
-from readmodels.runner import BACKLOG_BATCH
+from readmodels.waiting import BACKLOG_BATCH
 from tests.integration.projection_support import (
     expected_rows,
     newest_committed,

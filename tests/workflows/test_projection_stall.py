@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from eventstore.records import Position
+from readmodels.checkpoints import CheckpointStore
 from tests.integration.projection_support import newest_committed
 from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker_env
 from tests.workflows.helpers import send
@@ -190,3 +191,17 @@ async def test_an_open_transaction_on_another_table_does_not_hold_back_read_your
         assert code == 0, err
         assert json.loads(out)["read_model"]["name"] == "Other"
         await inbox.rollback()
+
+
+async def test_a_projection_no_workflow_answers_for_shows_as_stopped_with_its_real_lag(
+    worker: Client, settings: Settings, pool: AsyncConnectionPool
+) -> None:
+    """A checkpoint whose projection runs nowhere (retired, or its workflow terminated)."""
+    retired = f"retired_{uuid.uuid4().hex[:8]}"
+    await CheckpointStore(pool).get(retired)  # at the start
+    await send(worker, settings.task_queue, "stall-stopped", "CreateTenant", name="S")
+    shown = (await status_json(settings))[retired]
+    assert shown["state"] == "stopped"
+    assert shown["position"] == "0:0"
+    assert shown["head"] == str(await newest_committed(pool))
+    assert shown["lag_events"] >= 1
