@@ -1,0 +1,40 @@
+"""``apply_changes``: a batch of changes sent in one round trip, and checked.
+
+The one entry point of the package's machinery: it reads what the tables allow
+(``table_facts.py``), plans the statements (``planner.py``), sends them in one pipeline and
+then checks that every update found its row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection, AsyncCursor
+
+from readmodels.changes.change import Change
+from readmodels.changes.planner import Batch, plan
+from readmodels.changes.table_facts import read_tables
+
+
+async def apply_changes(conn: AsyncConnection[Any], changes: Sequence[Change]) -> None:
+    """Run the changes on ``conn`` (inside the caller's transaction), in one round trip.
+
+    The effect is that of running each change's ``statement`` in order (``planner.py`` says how
+    a batch is regrouped). Raises ``MissingRowError`` when an ``Update`` found no row, and
+    psycopg's error when the database refused a change; either way the caller's transaction
+    must be rolled back. (The first time a table is met, reading what it allows from the
+    catalog costs a round trip more.)
+    """
+    if not changes:
+        return
+    batches = plan(changes, await read_tables(conn, {change.table for change in changes}))
+    checked: list[tuple[Batch, AsyncCursor[Any]]] = []
+    async with conn.pipeline():
+        for batch in batches:
+            cur = conn.cursor()
+            await cur.execute(*batch.statement, prepare=batch.prepare)
+            if batch.checks_rows:
+                checked.append((batch, cur))
+    for batch, cur in checked:
+        await batch.check(cur)
