@@ -161,7 +161,7 @@ def _param(value: Any) -> Any:
 def statement(change: Change) -> tuple[sql.Composed, list[Any]]:
     """The parameterised SQL of one change."""
     build, shape, params = _parts(change)
-    return build(*shape), params
+    return build(*shape[1:]), params
 
 
 def statement_bytes(change: Change) -> tuple[bytes, list[Any]]:
@@ -173,27 +173,24 @@ def statement_bytes(change: Change) -> tuple[bytes, list[Any]]:
 @lru_cache(maxsize=512)
 def _as_bytes(build: Callable[..., sql.Composed], shape: tuple[Any, ...]) -> bytes:
     # Rendering a Composed costs more than running most of these statements: once per shape.
-    return build(*shape).as_bytes(None)
+    return build(*shape[1:]).as_bytes(None)
 
 
-def _parts(
-    change: Change,
-) -> tuple[Callable[..., sql.Composed], tuple[Any, ...], list[Any]]:
-    """The change's SQL builder, its arguments (the statement's shape) and the parameters."""
-    build: Callable[..., sql.Composed]
+def signature(change: Change) -> tuple[Any, ...]:
+    """What a change's statement depends on besides its values: its kind, table and the
+    columns in each role, in the order given. Changes of one signature share a statement."""
     match change:
         case Upsert():
-            build = _upsert_sql
-            shape: tuple[Any, ...] = (
+            return (
+                Upsert,
                 change.table,
                 tuple(change.key),
                 tuple(change.values),
                 tuple(change.increments),
             )
-            params = [*change.key.values(), *change.values.values(), *change.increments.values()]
         case Update():
-            build = _update_sql
-            shape = (
+            return (
+                Update,
                 change.table,
                 tuple(change.key),
                 tuple(change.values),
@@ -201,6 +198,21 @@ def _parts(
                 tuple(change.add_to_set),
                 tuple(change.remove_from_set),
             )
+        case Delete():
+            return (Delete, change.table, tuple(change.key))
+
+
+def _parts(
+    change: Change,
+) -> tuple[Callable[..., sql.Composed], tuple[Any, ...], list[Any]]:
+    """The change's SQL builder, its signature (the statement's shape) and the parameters."""
+    build: Callable[..., sql.Composed]
+    match change:
+        case Upsert():
+            build = _upsert_sql
+            params = [*change.key.values(), *change.values.values(), *change.increments.values()]
+        case Update():
+            build = _update_sql
             params = [
                 *change.values.values(),
                 *change.increments.values(),
@@ -211,6 +223,6 @@ def _parts(
             ]
         case Delete():
             build = _delete_sql
-            shape = (change.table, tuple(change.key))
             params = list(change.key.values())
+    shape = signature(change)
     return build, shape, [_param(p) for p in params]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from readmodels.changes.change import Change, Delete, Update, Upsert
+from readmodels.changes.change import Change, Update, Upsert, signature
 from readmodels.changes.table_facts import TableFacts
 from readmodels.changes.type_rules import Check, never
 
@@ -40,30 +40,10 @@ class Shape:
 
 def shape_of(table: TableFacts, change: Change) -> Shape:
     """The change's shape in ``table`` (made the first time its signature is met)."""
-    match change:
-        case Upsert():
-            signature: tuple[Any, ...] = (
-                Upsert,
-                change.table,
-                tuple(change.key),
-                tuple(change.values),
-                tuple(change.increments),
-            )
-        case Update():
-            signature = (
-                Update,
-                change.table,
-                tuple(change.key),
-                tuple(change.values),
-                tuple(change.increments),
-                tuple(change.add_to_set),
-                tuple(change.remove_from_set),
-            )
-        case Delete():
-            signature = (Delete, change.table, tuple(change.key))
-    found: Shape | None = table.shapes.get(signature)
+    key = signature(change)
+    found: Shape | None = table.shapes.get(key)
     if found is None:
-        found = table.shapes[signature] = _make_shape(table, change)
+        found = table.shapes[key] = _make_shape(table, change)
     return found
 
 
