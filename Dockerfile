@@ -4,6 +4,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY acci acci
 COPY domain domain
 COPY eventstore eventstore
 COPY readmodels readmodels

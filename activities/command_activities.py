@@ -7,17 +7,17 @@ import logging
 
 from temporalio import activity
 
-from activities.command_handler import CommandHandler, CommandOutcome
-from activities.errors import application_error
-from activities.models import CommandInput, CommandResult
-from domain import COMMAND_TYPES, aggregate_for_command, parse_command
-from domain.command import Command
-from domain.errors import CommandError
-from domain.identifiers import validate_tenant_id
-from eventstore.errors import EventStoreError, MessagingError
-from eventstore.messaging.publisher import EventPublisher
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
+from acci.activities.command_handler import CommandHandler, CommandOutcome
+from acci.activities.errors import application_error
+from acci.activities.models import CommandInput, CommandResult
+from acci.domain import COMMAND_TYPES, aggregate_for_command, parse_command
+from acci.domain.command import Command
+from acci.domain.errors import CommandError
+from acci.domain.identifiers import validate_tenant_id
+from acci.eventstore.errors import EventStoreError, MessagingError
+from acci.eventstore.messaging.publisher import EventPublisher
+from acci.eventstore.records import RecordedEvent
+from acci.eventstore.store import EventStore
 
 log = logging.getLogger(__name__)
 

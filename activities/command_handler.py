@@ -12,15 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from domain import EventSourced, Tenant, aggregate_for_command
-from domain.command import Command
-from domain.errors import CommandValidationError
-from domain.seats import seat_events
-from domain.tenant import ensure_tenant_active
-from eventstore.errors import CommandIdReusedError, ConcurrencyError
-from eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
+from acci.domain import EventSourced, Tenant, aggregate_for_command
+from acci.domain.command import Command
+from acci.domain.errors import CommandValidationError
+from acci.domain.seats import seat_events
+from acci.domain.tenant import ensure_tenant_active
+from acci.eventstore.errors import CommandIdReusedError, ConcurrencyError
+from acci.eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
 
 log = logging.getLogger(__name__)
 

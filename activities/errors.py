@@ -6,15 +6,15 @@ from typing import Final
 
 from temporalio.exceptions import ApplicationError
 
-from domain.errors import (
+from acci.domain.errors import (
     CommandError,
     CommandValidationError,
     ConcurrencyError,
     DomainError,
     PersistenceError,
 )
-from eventstore import errors as store
-from readmodels.errors import NotFoundError, ProjectionError, QueryError
+from acci.eventstore import errors as store
+from acci.readmodels.errors import NotFoundError, ProjectionError, QueryError
 
 # Checked in order: the first family an error belongs to names it.
 _FAMILIES: Final[tuple[type[CommandError], ...]] = (

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from domain.json_values import json_problem
-from domain.metadata import reserved_keys
-from readmodels.failure_policy import FailurePolicy
+from acci.domain.json_values import json_problem
+from acci.domain.metadata import reserved_keys
+from acci.readmodels.failure_policy import FailurePolicy
 
 COMMAND_WORKFLOW: Final = "CommandWorkflow"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.errors import application_error
-from activities.models import (
+from acci.activities.errors import application_error
+from acci.activities.models import (
     DeadLetterInput,
     DeadLetterResult,
     ProjectionBatchInput,
@@ -17,13 +17,13 @@ from activities.models import (
     ProjectionFailure,
     ProjectionPauseInput,
 )
-from eventstore.records import Position
-from readmodels.errors import NotFoundError, ProjectionError
-from readmodels.lag import Lag
-from readmodels.reports import BatchReport, EventFailure
-from readmodels.runner import ProjectionRunner
-from readmodels.transaction import Parking
-from readmodels.wakeups import Appended
+from acci.eventstore.records import Position
+from acci.readmodels.errors import NotFoundError, ProjectionError
+from acci.readmodels.lag import Lag
+from acci.readmodels.reports import BatchReport, EventFailure
+from acci.readmodels.runner import ProjectionRunner
+from acci.readmodels.transaction import Parking
+from acci.readmodels.wakeups import Appended
 
 log = logging.getLogger(__name__)
 

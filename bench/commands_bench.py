@@ -72,17 +72,17 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.command_activities import CommandActivities, parse
-from activities.command_handler import CommandHandler
-from activities.models import CommandInput, command_workflow_id
-from domain import aggregate_for_command
-from eventstore.errors import MessagingError
-from eventstore.messaging.publisher import EventPublisher
-from workers.runtime import EventStoreRuntime, open_event_store
-from workers.settings import Settings
-from workers.temporal_client import command_result, execute_command, start_command
-from workers.worker import running_worker, workflow_runner
-from workflows.command import CommandWorkflow, command_search_attributes
+from acci.activities.command_activities import CommandActivities, parse
+from acci.activities.command_handler import CommandHandler
+from acci.activities.models import CommandInput, command_workflow_id
+from acci.domain import aggregate_for_command
+from acci.eventstore.errors import MessagingError
+from acci.eventstore.messaging.publisher import EventPublisher
+from acci.workers.runtime import EventStoreRuntime, open_event_store
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import command_result, execute_command, start_command
+from acci.workers.worker import running_worker, workflow_runner
+from acci.workflows.command import CommandWorkflow, command_search_attributes
 
 DB = "acci_bench_commands"
 # What-if variants measured against each server (fewer against SQLite, to keep the run short).

@@ -40,16 +40,16 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from domain.events import DomainEvent
-from domain.registry import EventRegistry
-from domain.registry import registry as domain_registry
-from domain.tenant import CreateTenant, RenameTenant, Tenant, TenantState
-from eventstore.db import XID8_OID, Xid8Loader, create_pool, ensure_database
-from eventstore.migrate import migrate
-from eventstore.records import NO_STREAM, START, NewEvent, RecordedEvent, StreamAppend
-from eventstore.repository import AggregateRepository
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
+from acci.domain.events import DomainEvent
+from acci.domain.registry import EventRegistry
+from acci.domain.registry import registry as domain_registry
+from acci.domain.tenant import CreateTenant, RenameTenant, Tenant, TenantState
+from acci.eventstore.db import XID8_OID, Xid8Loader, create_pool, ensure_database
+from acci.eventstore.migrate import migrate
+from acci.eventstore.records import NO_STREAM, START, NewEvent, RecordedEvent, StreamAppend
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
 
 SERVER_URL = os.environ.get(
     "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

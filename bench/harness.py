@@ -17,8 +17,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from workers.devserver import temporal_binary
-from workflows.command import SEARCH_ATTRIBUTES
+from acci.workers.devserver import temporal_binary
+from acci.workflows.command import SEARCH_ATTRIBUTES
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -75,38 +75,38 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from activities.models import CommandInput, CommandResult
-from domain.events import DomainEvent
-from domain.tenant_events import (
+from acci.activities.models import CommandInput, CommandResult
+from acci.domain.events import DomainEvent
+from acci.domain.tenant_events import (
     TenantCreated,
     TenantReactivated,
     TenantRenamed,
     TenantSettingsUpdated,
     TenantSuspended,
 )
-from domain.tenant_settings import TenantSettings
-from domain.user_events import (
+from acci.domain.tenant_settings import TenantSettings
+from acci.domain.user_events import (
     RoleAssigned,
     RoleRevoked,
     UserDeactivated,
     UserEmailChanged,
     UserRegistered,
 )
-from eventstore.records import START, NewEvent, Position, StreamAppend
-from eventstore.store import EventStore
-from readmodels.batch import OnCommitted
-from readmodels.bus import QueryBus
-from readmodels.cache import QueryCache
-from readmodels.checkpoints import CheckpointStore
-from readmodels.projections import default_projections
-from readmodels.queries import GetTenantDetails, ListTenants, Query
-from readmodels.runner import ProjectionRunner
-from readmodels.shared_log import PAGE_SIZE, SharedLog
-from readmodels.waiting import BACKLOG_BATCH
-from workers.runtime import open_event_store, open_query_bus, query_cache
-from workers.settings import Settings
-from workers.temporal_client import execute_command
-from workers.worker import running_worker
+from acci.eventstore.records import START, NewEvent, Position, StreamAppend
+from acci.eventstore.store import EventStore
+from acci.readmodels.batch import OnCommitted
+from acci.readmodels.bus import QueryBus
+from acci.readmodels.cache import QueryCache
+from acci.readmodels.checkpoints import CheckpointStore
+from acci.readmodels.projections import default_projections
+from acci.readmodels.queries import GetTenantDetails, ListTenants, Query
+from acci.readmodels.runner import ProjectionRunner
+from acci.readmodels.shared_log import PAGE_SIZE, SharedLog
+from acci.readmodels.waiting import BACKLOG_BATCH
+from acci.workers.runtime import open_event_store, open_query_bus, query_cache
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import execute_command
+from acci.workers.worker import running_worker
 
 DB = "acci_bench_readside"
 ROLES = ("owner", "admin", "member", "viewer")

@@ -106,11 +106,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.db import XID8_OID, Xid8Loader, create_pool
-from eventstore.errors import ConcurrencyError, EventStoreError
-from eventstore.migrate import migrate
-from eventstore.records import NO_STREAM, START, NewEvent, Position, StreamAppend
-from eventstore.store import EventStore
+from acci.eventstore.db import XID8_OID, Xid8Loader, create_pool
+from acci.eventstore.errors import ConcurrencyError, EventStoreError
+from acci.eventstore.migrate import migrate
+from acci.eventstore.records import NO_STREAM, START, NewEvent, Position, StreamAppend
+from acci.eventstore.store import EventStore
 
 SERVER_URL: Final = os.environ.get(
     "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -3,16 +3,16 @@
 Importing this package registers every Tenant and User event in ``registry``.
 """
 
-from domain.aggregate import EventSourced
-from domain.catalogue import (
+from acci.domain.aggregate import EventSourced
+from acci.domain.catalogue import (
     AGGREGATES,
     COMMAND_TYPES,
     aggregate_for_command,
     aggregate_id_of,
     parse_command,
 )
-from domain.command import Command
-from domain.errors import (
+from acci.domain.command import Command
+from acci.domain.errors import (
     CommandError,
     CommandValidationError,
     ConcurrencyError,
@@ -21,10 +21,10 @@ from domain.errors import (
     UnknownEventTypeError,
     validation_error_from_pydantic,
 )
-from domain.events import DomainEvent
-from domain.registry import EventRegistry, registry
-from domain.tenant import Tenant, TenantState, TenantStatus
-from domain.user import User, UserState, UserStatus
+from acci.domain.events import DomainEvent
+from acci.domain.registry import EventRegistry, registry
+from acci.domain.tenant import Tenant, TenantState, TenantStatus
+from acci.domain.user import User, UserState, UserStatus
 
 __all__ = [
     "AGGREGATES",

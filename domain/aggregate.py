@@ -9,10 +9,10 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import pydantic
 from pydantic import BaseModel
 
-from domain.command import Command
-from domain.errors import CommandValidationError, validation_error_from_pydantic
-from domain.events import DomainEvent
-from domain.identifiers import validate_aggregate_id, validate_tenant_id
+from acci.domain.command import Command
+from acci.domain.errors import CommandValidationError, validation_error_from_pydantic
+from acci.domain.events import DomainEvent
+from acci.domain.identifiers import validate_aggregate_id, validate_tenant_id
 
 StateT = TypeVar("StateT", bound=BaseModel)
 CommandT = TypeVar("CommandT", bound=Command)

@@ -7,11 +7,11 @@ from typing import Any, Final
 
 import pydantic
 
-from domain.aggregate import EventSourced
-from domain.command import Command
-from domain.errors import CommandValidationError, shown, validation_error_from_pydantic
-from domain.tenant import Tenant
-from domain.user import User
+from acci.domain.aggregate import EventSourced
+from acci.domain.command import Command
+from acci.domain.errors import CommandValidationError, shown, validation_error_from_pydantic
+from acci.domain.tenant import Tenant
+from acci.domain.user import User
 
 AGGREGATES: Final[dict[str, type[EventSourced[Any, Any]]]] = {
     aggregate.aggregate_type: aggregate for aggregate in (Tenant, User)

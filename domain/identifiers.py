@@ -7,7 +7,7 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, Strict
 
-from domain.errors import CommandValidationError, shown
+from acci.domain.errors import CommandValidationError, shown
 
 MAX_TENANT_ID_LENGTH: Final = 64
 MAX_AGGREGATE_ID_LENGTH: Final = 128

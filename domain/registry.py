@@ -10,13 +10,13 @@ from typing import Any, Final, TypeVar
 
 import pydantic
 
-from domain.errors import (
+from acci.domain.errors import (
     CommandValidationError,
     UnknownEventTypeError,
     validation_error_from_pydantic,
 )
-from domain.events import DomainEvent
-from domain.identifiers import TYPE_NAME_PATTERN
+from acci.domain.events import DomainEvent
+from acci.domain.identifiers import TYPE_NAME_PATTERN
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the stored JSON of one version of an event type into the next version's JSON."""

@@ -7,7 +7,7 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, Strict
 
-from domain.errors import shown
+from acci.domain.errors import shown
 
 ROLES: Final = frozenset({"owner", "admin", "member", "viewer"})
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domain.errors import DomainError
-from domain.events import DomainEvent
-from domain.tenant import TenantState
-from domain.tenant_events import UserSeatReleased, UserSeatReserved
-from domain.user_events import UserDeactivated, UserRegistered
+from acci.domain.errors import DomainError
+from acci.domain.events import DomainEvent
+from acci.domain.tenant import TenantState
+from acci.domain.tenant_events import UserSeatReleased, UserSeatReserved
+from acci.domain.user_events import UserDeactivated, UserRegistered
 
 
 def seat_events(

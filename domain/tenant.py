@@ -7,11 +7,11 @@ from typing import ClassVar, assert_never, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.aggregate import EventSourced
-from domain.command import Command
-from domain.errors import CommandValidationError, DomainError, UnknownEventTypeError
-from domain.events import DomainEvent
-from domain.tenant_commands import (
+from acci.domain.aggregate import EventSourced
+from acci.domain.command import Command
+from acci.domain.errors import CommandValidationError, DomainError, UnknownEventTypeError
+from acci.domain.events import DomainEvent
+from acci.domain.tenant_commands import (
     CreateTenant,
     DeleteTenant,
     ReactivateTenant,
@@ -20,7 +20,7 @@ from domain.tenant_commands import (
     TenantCommand,
     UpdateTenantSettings,
 )
-from domain.tenant_events import (
+from acci.domain.tenant_events import (
     TenantCreated,
     TenantDeleted,
     TenantEvent,
@@ -31,7 +31,7 @@ from domain.tenant_events import (
     UserSeatReleased,
     UserSeatReserved,
 )
-from domain.tenant_settings import TenantSettings
+from acci.domain.tenant_settings import TenantSettings
 
 __all__ = [
     "CreateTenant",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from domain.command import Command
-from domain.identifiers import TenantId
-from domain.tenant_settings import TenantSettings
-from domain.text import Name, Reason
+from acci.domain.command import Command
+from acci.domain.identifiers import TenantId
+from acci.domain.tenant_settings import TenantSettings
+from acci.domain.text import Name, Reason
 
 
 class _TenantCommand(Command):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from domain.events import DomainEvent
-from domain.registry import registry
-from domain.tenant_settings import TenantSettings
-from domain.text import Name, Reason
+from acci.domain.events import DomainEvent
+from acci.domain.registry import registry
+from acci.domain.tenant_settings import TenantSettings
+from acci.domain.text import Name, Reason
 
 
 @registry.register

@@ -8,7 +8,7 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, Strict
 
-from domain.errors import shown
+from acci.domain.errors import shown
 
 MAX_NAME_LENGTH: Final = 200
 MAX_REASON_LENGTH: Final = 500

@@ -7,12 +7,12 @@ from typing import ClassVar, assert_never, get_args
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
-from domain.aggregate import EventSourced
-from domain.command import Command
-from domain.errors import DomainError, UnknownEventTypeError
-from domain.events import DomainEvent
-from domain.roles import ROLES
-from domain.user_commands import (
+from acci.domain.aggregate import EventSourced
+from acci.domain.command import Command
+from acci.domain.errors import DomainError, UnknownEventTypeError
+from acci.domain.events import DomainEvent
+from acci.domain.roles import ROLES
+from acci.domain.user_commands import (
     AssignRole,
     ChangeUserEmail,
     DeactivateUser,
@@ -20,7 +20,7 @@ from domain.user_commands import (
     RevokeRole,
     UserCommand,
 )
-from domain.user_events import (
+from acci.domain.user_events import (
     RoleAssigned,
     RoleRevoked,
     UserDeactivated,

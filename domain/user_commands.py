@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from domain.command import Command
-from domain.identifiers import AggregateId
-from domain.roles import Role
-from domain.text import Email, Name, Reason
+from acci.domain.command import Command
+from acci.domain.identifiers import AggregateId
+from acci.domain.roles import Role
+from acci.domain.text import Email, Name, Reason
 
 
 class _UserCommand(Command):

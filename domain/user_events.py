@@ -6,10 +6,10 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field
 
-from domain.events import DomainEvent
-from domain.registry import registry
-from domain.roles import RoleName
-from domain.text import Email, Name, Reason
+from acci.domain.events import DomainEvent
+from acci.domain.registry import registry
+from acci.domain.roles import RoleName
+from acci.domain.text import Email, Name, Reason
 
 
 def _sorted_unique(roles: list[str]) -> list[str]:

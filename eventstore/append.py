@@ -16,9 +16,9 @@ from typing import Any, Final
 
 from psycopg_pool import AsyncConnectionPool
 
-from domain.registry import EventRegistry
-from eventstore import validation
-from eventstore.errors import (
+from acci.domain.registry import EventRegistry
+from acci.eventstore import validation
+from acci.eventstore.errors import (
     CommandIdReusedError,
     ConcurrencyError,
     DuplicateKeyError,
@@ -27,7 +27,7 @@ from eventstore.errors import (
     UnsupportedEventTypeError,
     translated,
 )
-from eventstore.records import (
+from acci.eventstore.records import (
     ANY,
     AppendResult,
     CommandRecord,

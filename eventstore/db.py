@@ -8,7 +8,7 @@ from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translate
+from acci.eventstore.errors import translate
 
 XID8_OID = 5069
 

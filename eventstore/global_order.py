@@ -10,7 +10,7 @@ from typing import Final, LiteralString
 
 from psycopg import sql
 
-from eventstore.records import RecordedEvent
+from acci.eventstore.records import RecordedEvent
 
 # An event's columns in RecordedEvent's order (its row factory builds one from each row).
 COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, RecordedEvent._fields))

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore import validation
-from eventstore.errors import translated
+from acci.eventstore import validation
+from acci.eventstore.errors import translated
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).

@@ -17,8 +17,8 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore import relayout
-from eventstore.errors import EventStoreError, translated
+from acci.eventstore import relayout
+from acci.eventstore.errors import EventStoreError, translated
 
 log = logging.getLogger(__name__)
 

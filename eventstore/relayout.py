@@ -33,7 +33,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from eventstore.global_order import HORIZON, WRITER_LOCK
+from acci.eventstore.global_order import HORIZON, WRITER_LOCK
 
 log = logging.getLogger(__name__)
 

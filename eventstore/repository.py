@@ -7,14 +7,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from domain.aggregate import EventSourced
-from domain.errors import CommandValidationError, UnknownEventTypeError
-from domain.events import DomainEvent
-from eventstore.errors import EventStoreValidationError, UnsupportedEventTypeError
-from eventstore.loading import StoredEvent, read_tail
-from eventstore.records import AppendResult, NewEvent, StreamAppend
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
+from acci.domain.aggregate import EventSourced
+from acci.domain.errors import CommandValidationError, UnknownEventTypeError
+from acci.domain.events import DomainEvent
+from acci.eventstore.errors import EventStoreValidationError, UnsupportedEventTypeError
+from acci.eventstore.loading import StoredEvent, read_tail
+from acci.eventstore.records import AppendResult, NewEvent, StreamAppend
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
 
 AggregateT = TypeVar("AggregateT", bound=EventSourced[Any, Any])
 

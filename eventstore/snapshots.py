@@ -10,8 +10,8 @@ from typing import Any, Final
 
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore import validation
-from eventstore.errors import translated
+from acci.eventstore import validation
+from acci.eventstore.errors import translated
 
 _SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
 

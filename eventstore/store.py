@@ -10,18 +10,18 @@ from typing import Any, Final
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from domain import errors as domain_errors
-from domain.registry import EventRegistry
-from domain.registry import registry as default_registry
-from eventstore import validation
-from eventstore.append import Appender
-from eventstore.errors import (
+from acci.domain import errors as domain_errors
+from acci.domain.registry import EventRegistry
+from acci.domain.registry import registry as default_registry
+from acci.eventstore import validation
+from acci.eventstore.append import Appender
+from acci.eventstore.errors import (
     EventStoreValidationError,
     UnsupportedEventTypeError,
     translated,
 )
-from eventstore.global_order import COLUMNS, HEAD, READ_ALL
-from eventstore.records import (
+from acci.eventstore.global_order import COLUMNS, HEAD, READ_ALL
+from acci.eventstore.records import (
     ANY,
     START,
     AppendResult,

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from domain.identifiers import AGGREGATE_ID_PATTERN, TENANT_ID_PATTERN, TYPE_NAME_PATTERN
-from domain.json_values import json_problem
-from eventstore.errors import (
+from acci.domain.identifiers import AGGREGATE_ID_PATTERN, TENANT_ID_PATTERN, TYPE_NAME_PATTERN
+from acci.domain.json_values import json_problem
+from acci.eventstore.errors import (
     EventStoreValidationError,
     InvalidIdentifierError,
     PayloadTooLargeError,

@@ -11,16 +11,16 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from eventstore.errors import EventStoreValidationError
-from eventstore.records import Position, RecordedEvent
-from eventstore.store import EventStore
-from readmodels.checkpoints import Checkpoint, CheckpointStore
-from readmodels.dead_letters import DeadLetterStore
-from readmodels.errors import ProjectionError
-from readmodels.lag import Lag, measure_lag
-from readmodels.projections import Projection
-from readmodels.reports import BatchReport, EventFailure, describe
-from readmodels.transaction import Batch, BatchTransaction, CheckpointMovedError, Parking
+from acci.eventstore.errors import EventStoreValidationError
+from acci.eventstore.records import Position, RecordedEvent
+from acci.eventstore.store import EventStore
+from acci.readmodels.checkpoints import Checkpoint, CheckpointStore
+from acci.readmodels.dead_letters import DeadLetterStore
+from acci.readmodels.errors import ProjectionError
+from acci.readmodels.lag import Lag, measure_lag
+from acci.readmodels.projections import Projection
+from acci.readmodels.reports import BatchReport, EventFailure, describe
+from acci.readmodels.transaction import Batch, BatchTransaction, CheckpointMovedError, Parking
 
 log = logging.getLogger(__name__)
 

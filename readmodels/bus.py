@@ -16,12 +16,12 @@ from prometheus_client import Histogram
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.db import create_pool
-from readmodels.cache import QueryCache
-from readmodels.consistency import wait_until_projected
-from readmodels.errors import QueryValidationError, ReadModelError
-from readmodels.handlers import ReadModelQueries
-from readmodels.queries import (
+from acci.eventstore.db import create_pool
+from acci.readmodels.cache import QueryCache
+from acci.readmodels.consistency import wait_until_projected
+from acci.readmodels.errors import QueryValidationError, ReadModelError
+from acci.readmodels.handlers import ReadModelQueries
+from acci.readmodels.queries import (
     GetTenantActivity,
     GetTenantDetails,
     GetUser,
@@ -119,7 +119,7 @@ async def pooled_query_bus(
     """A bus over a pool of its own on ``database_url`` (and over ``cache``), both closed on exit.
 
     Everything is an explicit argument here; a process opens its configured bus with
-    ``workers.runtime.open_query_bus(settings)``. ``ReadModelError`` if PostgreSQL cannot be
+    ``acci.workers.runtime.open_query_bus(settings)``. ``ReadModelError`` if PostgreSQL cannot be
     reached within ``connect_timeout`` seconds.
     """
     async with AsyncExitStack() as stack:

@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from readmodels.queries import Query
+from acci.readmodels.queries import Query
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from eventstore.errors import EventStoreValidationError
-from eventstore.records import RecordedEvent
-from readmodels.batch import Batches
-from readmodels.checkpoints import Checkpoint
-from readmodels.reports import BatchReport, EventFailure
-from readmodels.shared_log import LogCursor, SharedLog
-from readmodels.transaction import NO_PARKING, CheckpointMovedError, Committed, Turn
+from acci.eventstore.errors import EventStoreValidationError
+from acci.eventstore.records import RecordedEvent
+from acci.readmodels.batch import Batches
+from acci.readmodels.checkpoints import Checkpoint
+from acci.readmodels.reports import BatchReport, EventFailure
+from acci.readmodels.shared_log import LogCursor, SharedLog
+from acci.readmodels.transaction import NO_PARKING, CheckpointMovedError, Committed, Turn
 
 
 async def catch_up(

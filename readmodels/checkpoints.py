@@ -9,8 +9,8 @@ from typing import Any, Final, Literal
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translated
-from eventstore.records import Position
+from acci.eventstore.errors import translated
+from acci.eventstore.records import Position
 
 CheckpointStatus = Literal["running", "paused"]
 

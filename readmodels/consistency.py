@@ -11,9 +11,9 @@ from prometheus_client import Gauge, Histogram
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.records import Position
-from readmodels.errors import ProjectionError
-from readmodels.handlers import fetch
+from acci.eventstore.records import Position
+from acci.readmodels.errors import ProjectionError
+from acci.readmodels.handlers import fetch
 
 CONSISTENCY_WAITING: Final = Gauge(
     "acci_query_consistency_waiting",

@@ -17,7 +17,7 @@ from typing import Final
 import psycopg
 from psycopg import errors as pg_errors
 
-from readmodels.errors import ChangeRefusedError, ReadModelError, ReadModelUnavailableError
+from acci.readmodels.errors import ChangeRefusedError, ReadModelError, ReadModelUnavailableError
 
 # The database failed, not the statement: a lost or closed connection, a timeout, a shutdown, a
 # lock or serialization failure (OperationalError), or a transaction in a state no statement can

@@ -10,8 +10,8 @@ from typing import Any, Final, Literal
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translated
-from eventstore.records import Position, RecordedEvent
+from acci.eventstore.errors import translated
+from acci.eventstore.records import Position, RecordedEvent
 
 Resolution = Literal["retried", "skipped"]
 

@@ -13,10 +13,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from domain.errors import describe_problems
-from readmodels.db import translated
-from readmodels.errors import NotFoundError, ReadModelError
-from readmodels.queries import (
+from acci.domain.errors import describe_problems
+from acci.readmodels.db import translated
+from acci.readmodels.errors import NotFoundError, ReadModelError
+from acci.readmodels.queries import (
     EventTypeActivity,
     GetTenantActivity,
     GetTenantDetails,

@@ -8,9 +8,9 @@ from typing import Final
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import translated
-from eventstore.global_order import HORIZON
-from eventstore.records import START, Position
+from acci.eventstore.errors import translated
+from acci.eventstore.global_order import HORIZON
+from acci.eventstore.records import START, Position
 
 LAG_CAP: Final = 10_000
 """Lag in events is counted up to this many; a lag of ``LAG_CAP`` means at least that."""

@@ -14,23 +14,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, Final
 
-from domain.events import DomainEvent
-from domain.registry import EventRegistry
-from domain.registry import registry as default_registry
-from domain.tenant_events import (
+from acci.domain.events import DomainEvent
+from acci.domain.registry import EventRegistry
+from acci.domain.registry import registry as default_registry
+from acci.domain.tenant_events import (
     TenantCreated,
     TenantRenamed,
     TenantSettingsUpdated,
 )
-from domain.user_events import (
+from acci.domain.user_events import (
     RoleAssigned,
     RoleRevoked,
     UserEmailChanged,
     UserRegistered,
 )
-from eventstore.records import RecordedEvent
-from readmodels.changes import Change, Update, Upsert
-from readmodels.failure_policy import FailurePolicy
+from acci.eventstore.records import RecordedEvent
+from acci.readmodels.changes import Change, Update, Upsert
+from acci.readmodels.failure_policy import FailurePolicy
 
 """What a projection does with an event it still cannot apply after its retries, once parked:
 stop there (``pause``) or go on past it (``skip``)."""

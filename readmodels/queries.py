@@ -25,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from domain.errors import describe_problems, shown
-from domain.identifiers import AggregateId, TenantId
-from domain.roles import RoleName
-from eventstore.records import Position
-from readmodels.errors import QueryValidationError
+from acci.domain.errors import describe_problems, shown
+from acci.domain.identifiers import AggregateId, TenantId
+from acci.domain.roles import RoleName
+from acci.eventstore.records import Position
+from acci.readmodels.errors import QueryValidationError
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from eventstore.records import Position, RecordedEvent
-from readmodels.errors import ChangeRefusedError
-from readmodels.lag import Lag
+from acci.eventstore.records import Position, RecordedEvent
+from acci.readmodels.errors import ChangeRefusedError
+from acci.readmodels.lag import Lag
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,14 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from eventstore.records import Position, RecordedEvent
-from readmodels.batch import Batches
-from readmodels.changes import Change, apply_changes
-from readmodels.checkpoints import Checkpoint
-from readmodels.db import applying_changes, translated
-from readmodels.dead_letters import DeadLetter, DeadLetterStore, Resolution
-from readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
-from readmodels.reports import describe
+from acci.eventstore.records import Position, RecordedEvent
+from acci.readmodels.batch import Batches
+from acci.readmodels.changes import Change, apply_changes
+from acci.readmodels.checkpoints import Checkpoint
+from acci.readmodels.db import applying_changes, translated
+from acci.readmodels.dead_letters import DeadLetter, DeadLetterStore, Resolution
+from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
+from acci.readmodels.reports import describe
 
 log = logging.getLogger(__name__)
 

@@ -21,22 +21,22 @@ from typing import Any, Final
 
 from psycopg import AsyncConnection, sql
 
-from eventstore.records import START, Position
-from eventstore.store import EventStore
-from readmodels.batch import Batches, OnCommitted
-from readmodels.catchup import catch_up
-from readmodels.checkpoints import CheckpointStore
-from readmodels.db import translated
-from readmodels.dead_letters import DeadLetterStore
-from readmodels.failure_policy import FailurePolicy
-from readmodels.lag import LAG_CAP, Lag
-from readmodels.projections import Projection
-from readmodels.reports import BatchReport
-from readmodels.resolution import DeadLetterResolution
-from readmodels.shared_log import SharedLog
-from readmodels.transaction import NO_PARKING, Parking
-from readmodels.waiting import Waiting, run_batches
-from readmodels.wakeups import Appended
+from acci.eventstore.records import START, Position
+from acci.eventstore.store import EventStore
+from acci.readmodels.batch import Batches, OnCommitted
+from acci.readmodels.catchup import catch_up
+from acci.readmodels.checkpoints import CheckpointStore
+from acci.readmodels.db import translated
+from acci.readmodels.dead_letters import DeadLetterStore
+from acci.readmodels.failure_policy import FailurePolicy
+from acci.readmodels.lag import LAG_CAP, Lag
+from acci.readmodels.projections import Projection
+from acci.readmodels.reports import BatchReport
+from acci.readmodels.resolution import DeadLetterResolution
+from acci.readmodels.shared_log import SharedLog
+from acci.readmodels.transaction import NO_PARKING, Parking
+from acci.readmodels.waiting import Waiting, run_batches
+from acci.readmodels.wakeups import Appended
 
 _TRUNCATE: Final = "TRUNCATE read_models.{}"
 

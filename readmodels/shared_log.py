@@ -30,8 +30,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from eventstore.records import Position, RecordedEvent
-from eventstore.store import EventStore
+from acci.eventstore.records import Position, RecordedEvent
+from acci.eventstore.store import EventStore
 
 PAGE_SIZE: Final = 2_000
 """Events read at a time (a ``read_all`` costs about as much to plan for 500 events as for

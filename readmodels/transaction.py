@@ -17,14 +17,14 @@ from typing import Any, NamedTuple
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.records import RecordedEvent
-from readmodels.changes import Change, MissingRowError, apply_changes
-from readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
-from readmodels.db import applying_changes, translated
-from readmodels.dead_letters import DeadLetterStore
-from readmodels.errors import ChangeRefusedError
-from readmodels.failure_policy import FailurePolicy
-from readmodels.reports import EventFailure, describe
+from acci.eventstore.records import RecordedEvent
+from acci.readmodels.changes import Change, MissingRowError, apply_changes
+from acci.readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
+from acci.readmodels.db import applying_changes, translated
+from acci.readmodels.dead_letters import DeadLetterStore
+from acci.readmodels.errors import ChangeRefusedError
+from acci.readmodels.failure_policy import FailurePolicy
+from acci.readmodels.reports import EventFailure, describe
 
 Batch = list[tuple[RecordedEvent, list[Change]]]
 """Events in the global order, each with the row changes its projection made of it."""

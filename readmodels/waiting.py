@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
-from readmodels.batch import Batches
-from readmodels.catchup import catch_up
-from readmodels.reports import BatchReport
-from readmodels.shared_log import SharedLog
-from readmodels.transaction import Parking
-from readmodels.wakeups import Appended
+from acci.readmodels.batch import Batches
+from acci.readmodels.catchup import catch_up
+from acci.readmodels.reports import BatchReport
+from acci.readmodels.shared_log import SharedLog
+from acci.readmodels.transaction import Parking
+from acci.readmodels.wakeups import Appended
 
 HEARTBEAT_SECONDS: Final = 5.0
 """How often ``run_batches`` calls its heartbeat while it waits for appends."""

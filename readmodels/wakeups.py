@@ -15,8 +15,8 @@ from typing import Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from readmodels.db import translated
-from readmodels.errors import ReadModelError
+from acci.readmodels.db import translated
+from acci.readmodels.errors import ReadModelError
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.db import create_pool
-from eventstore.migrate import migrate
-from eventstore.repository import AggregateRepository
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
+from acci.eventstore.db import create_pool
+from acci.eventstore.migrate import migrate
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
 
 # Tests never serve metrics on the default port: it belongs to a `make demo` or worker running
 # beside them (a test run once made the demo's endpoint fail to start). This reaches every

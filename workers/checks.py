@@ -9,7 +9,7 @@ import psycopg
 import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from workers.settings import Settings
+from acci.workers.settings import Settings
 
 _START_HINT = "docker compose up -d postgres redis rabbitmq"
 

@@ -18,20 +18,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from workers.cli_commands import COMMAND_APPS
-from workers.cli_events_publish import publish_events
-from workers.cli_history import aggregate, events
-from workers.cli_projections import projections_app
-from workers.cli_queries import QUERY_APPS
-from workers.cli_support import JsonOption, invoke, run, setup
-from workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
-from workers.logs import configure_logging
-from workers.settings import Settings, get_settings
-from workers.urls import where, without_password
+from acci.workers.cli_commands import COMMAND_APPS
+from acci.workers.cli_events_publish import publish_events
+from acci.workers.cli_history import aggregate, events
+from acci.workers.cli_projections import projections_app
+from acci.workers.cli_queries import QUERY_APPS
+from acci.workers.cli_support import JsonOption, invoke, run, setup
+from acci.workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
+from acci.workers.logs import configure_logging
+from acci.workers.settings import Settings, get_settings
+from acci.workers.urls import where, without_password
 
 if TYPE_CHECKING:
-    from workers.demo import DevSetup
-    from workers.devserver import DevServer
+    from acci.workers.demo import DevSetup
+    from acci.workers.devserver import DevServer
 
 app = typer.Typer(
     help="ACCI: a durable CQRS / event-sourcing platform.",
@@ -54,8 +54,8 @@ app.command("publish-events")(publish_events)
 @app.command("check-services")
 def check_services() -> None:
     """Check that PostgreSQL, Redis and RabbitMQ answer; say how to start any that does not."""
-    from workers.checks import check_services as run_checks
-    from workers.checks import start_hint
+    from acci.workers.checks import check_services as run_checks
+    from acci.workers.checks import start_hint
 
     results = run_checks(get_settings())
     for result in results:
@@ -79,8 +79,8 @@ app.command("aggregate")(aggregate)
 def db_migrate() -> None:
     """Create the database if missing and apply pending migrations (safe to run twice)."""
     setup()
-    from eventstore.db import create_pool, ensure_database
-    from eventstore.migrate import migrate
+    from acci.eventstore.db import create_pool, ensure_database
+    from acci.eventstore.migrate import migrate
 
     async def main() -> None:
         settings = get_settings()
@@ -105,7 +105,7 @@ def cache_stats(as_json: JsonOption = False) -> None:
     from redis import Redis
     from redis.exceptions import RedisError
 
-    from readmodels.cache import shared_stats
+    from acci.readmodels.cache import shared_stats
 
     settings = get_settings()
     try:
@@ -148,8 +148,8 @@ def worker(
 ) -> None:
     """Run a worker on the command task queue until SIGINT/SIGTERM (in-flight work finishes)."""
     setup()
-    from workers.temporal_client import connect
-    from workers.worker import running_worker
+    from acci.workers.temporal_client import connect
+    from acci.workers.worker import running_worker
 
     overrides: dict[str, int] = {}
     if max_workflow_tasks is not None:
@@ -182,11 +182,11 @@ def dev(
     # dev server's own log, and the output names the file.
     log_file = Path(settings.data_dir) / DEV_LOG_NAME
     configure_logging(settings.log_level, path=log_file)
-    from workers.demo import DevSetup, run_demo
-    from workers.devserver import DevServer, DevServerError
-    from workers.metrics import metrics_endpoint
-    from workers.temporal_client import connect
-    from workers.worker import running_worker
+    from acci.workers.demo import DevSetup, run_demo
+    from acci.workers.devserver import DevServer, DevServerError
+    from acci.workers.metrics import metrics_endpoint
+    from acci.workers.temporal_client import connect
+    from acci.workers.worker import running_worker
 
     async def main() -> None:
         stop = _stop_on_signals()
@@ -252,8 +252,8 @@ def _metrics_status(settings: Settings, served: int | None, log_file: Path) -> s
 def demo() -> None:
     """Run the scripted scenario against a running ACCI (see `acci dev`)."""
     setup()
-    from workers.demo import run_demo
-    from workers.temporal_client import connect
+    from acci.workers.demo import run_demo
+    from acci.workers.temporal_client import connect
 
     async def main() -> None:
         settings = get_settings()

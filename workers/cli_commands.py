@@ -19,14 +19,20 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from domain.aggregate import EventSourced
-from domain.catalogue import AGGREGATES
-from domain.command import Command
-from domain.tenant_commands import CreateTenant, RenameTenant
-from domain.user_commands import ChangeUserEmail
-from workers.cli_fields import TENANT_FIELD, field_parameters, generated_verb, keyword, model_data
-from workers.cli_send import READ_BACK, send
-from workers.cli_support import JsonOption
+from acci.domain.aggregate import EventSourced
+from acci.domain.catalogue import AGGREGATES
+from acci.domain.command import Command
+from acci.domain.tenant_commands import CreateTenant, RenameTenant
+from acci.domain.user_commands import ChangeUserEmail
+from acci.workers.cli_fields import (
+    TENANT_FIELD,
+    field_parameters,
+    generated_verb,
+    keyword,
+    model_data,
+)
+from acci.workers.cli_send import READ_BACK, send
+from acci.workers.cli_support import JsonOption
 
 CommandIdOption = Annotated[
     uuid.UUID | None,

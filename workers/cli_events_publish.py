@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from workers.cli_support import JsonOption, run, setup
-from workers.settings import get_settings
+from acci.workers.cli_support import JsonOption, run, setup
+from acci.workers.settings import get_settings
 
 if TYPE_CHECKING:
-    from eventstore.messaging.publisher import EventPublisher
-    from eventstore.records import Position
-    from eventstore.store import EventStore
+    from acci.eventstore.messaging.publisher import EventPublisher
+    from acci.eventstore.records import Position
+    from acci.eventstore.store import EventStore
 
 Progress = Callable[[int, "Position"], None]
 
@@ -68,7 +68,7 @@ async def publish_range(
 
 
 def _position(text: str | None, option: str) -> Position | None:
-    from eventstore.records import Position
+    from acci.eventstore.records import Position
 
     if text is None:
         return None
@@ -118,9 +118,9 @@ def publish_events(
         raise typer.BadParameter("--command-id needs --tenant")
     when = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
 
-    from eventstore.messaging.publisher import EventPublisher
-    from eventstore.records import START
-    from workers.runtime import open_event_store
+    from acci.eventstore.messaging.publisher import EventPublisher
+    from acci.eventstore.records import START
+    from acci.workers.runtime import open_event_store
 
     settings = get_settings()
 

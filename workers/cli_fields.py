@@ -29,7 +29,7 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from workers.cli_support import TenantOption
+from acci.workers.cli_support import TenantOption
 
 TENANT_FIELD: Final = "tenant_id"
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from workers.cli_support import JsonOption, TenantOption, run, setup
-from workers.settings import get_settings
+from acci.workers.cli_support import JsonOption, TenantOption, run, setup
+from acci.workers.settings import get_settings
 
 if TYPE_CHECKING:
-    from domain.aggregate import EventSourced
-    from workers.runtime import EventStoreRuntime
+    from acci.domain.aggregate import EventSourced
+    from acci.workers.runtime import EventStoreRuntime
 
 TypeOption = Annotated[
     str | None,
@@ -37,7 +37,7 @@ def events(
     """Print a stream's events: the audit trail of one aggregate (of every type with that id
     unless --type names one)."""
     setup()
-    from workers.runtime import open_event_store
+    from acci.workers.runtime import open_event_store
 
     async def main() -> None:
         async with open_event_store(get_settings()) as rt:
@@ -81,7 +81,7 @@ def aggregate(
     setup()
     from datetime import UTC
 
-    from workers.runtime import open_event_store
+    from acci.workers.runtime import open_event_store
 
     when = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
 
@@ -120,9 +120,9 @@ async def _load_aggregate(
     ``NotFoundError`` if it did not exist then; ``CommandValidationError`` if the id names
     aggregates of several types and none is named.
     """
-    from domain import AGGREGATES
-    from domain.errors import CommandValidationError
-    from readmodels.errors import NotFoundError
+    from acci.domain import AGGREGATES
+    from acci.domain.errors import CommandValidationError
+    from acci.readmodels.errors import NotFoundError
 
     # The first event of every stream with this id (of this type, if one is named).
     firsts = await rt.store.read_stream(

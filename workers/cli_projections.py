@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from workers.cli_support import JsonOption, run, setup
-from workers.settings import get_settings
+from acci.workers.cli_support import JsonOption, run, setup
+from acci.workers.settings import get_settings
 
 projections_app = typer.Typer(
     help="Projections: status, pause and resume, parked events.", no_args_is_help=True
@@ -46,10 +46,10 @@ def status(as_json: JsonOption = False) -> None:
     setup()
 
     async def main() -> None:
-        from readmodels.checkpoints import CheckpointStore
-        from readmodels.projections import PROJECTIONS
-        from workers.runtime import open_event_store
-        from workers.temporal_client import connect
+        from acci.readmodels.checkpoints import CheckpointStore
+        from acci.readmodels.projections import PROJECTIONS
+        from acci.workers.runtime import open_event_store
+        from acci.workers.temporal_client import connect
 
         settings = get_settings()
         client = await connect(settings)
@@ -85,9 +85,9 @@ async def _measured(pool: Any, found: Any, checkpoint: Any) -> Any:
     paused projection runs no batches (its answer would freeze), and asking costs one
     statement per projection, only when someone asks.
     """
-    from activities.projection_activities import standing
-    from eventstore.records import Position
-    from readmodels.lag import measure_lag
+    from acci.activities.projection_activities import standing
+    from acci.eventstore.records import Position
+    from acci.readmodels.lag import measure_lag
 
     position = checkpoint.position if checkpoint else Position.parse(found.position)
     return found.model_copy(update=standing(position, await measure_lag(pool, position)))
@@ -128,8 +128,8 @@ def dlq_list(
     setup()
 
     async def main() -> None:
-        from readmodels.dead_letters import DeadLetterStore
-        from workers.runtime import open_event_store
+        from acci.readmodels.dead_letters import DeadLetterStore
+        from acci.workers.runtime import open_event_store
 
         async with open_event_store(get_settings()) as rt:
             letters = await DeadLetterStore(rt.pool).list(
@@ -184,8 +184,8 @@ async def _query_status(client: Any, name: str) -> Any:
     from temporalio.client import WorkflowQueryFailedError
     from temporalio.service import RPCError
 
-    from activities.models import projection_workflow_id
-    from workflows.projection import ProjectionWorkflow
+    from acci.activities.models import projection_workflow_id
+    from acci.workflows.projection import ProjectionWorkflow
 
     handle = client.get_workflow_handle_for(ProjectionWorkflow.run, projection_workflow_id(name))
     try:
@@ -195,7 +195,7 @@ async def _query_status(client: Any, name: str) -> Any:
 
 
 def _stopped(name: str, checkpoint: Any) -> Any:
-    from activities.models import ProjectionStatus
+    from acci.activities.models import ProjectionStatus
 
     return ProjectionStatus(
         name=name,
@@ -210,14 +210,14 @@ def _stopped(name: str, checkpoint: Any) -> Any:
 
 
 async def _update(name: str, update: str) -> None:
-    from activities.models import ProjectionStatus
+    from acci.activities.models import ProjectionStatus
 
     status = await _execute_update(name, update, None, ProjectionStatus)
     typer.echo(f"{name}: {status.state} at {status.position} (head {status.head})")
 
 
 async def _dead_letter(projection: str, event_id: uuid.UUID, update: str) -> None:
-    from activities.models import DeadLetterAction, DeadLetterResult
+    from acci.activities.models import DeadLetterAction, DeadLetterResult
 
     result = await _execute_update(
         projection, update, DeadLetterAction(event_id=event_id), DeadLetterResult
@@ -232,9 +232,9 @@ async def _execute_update(name: str, update: str, arg: Any, result_type: type[An
     from temporalio.exceptions import ApplicationError
     from temporalio.service import RPCError, RPCStatusCode
 
-    from activities.models import projection_workflow_id
-    from readmodels.errors import NotFoundError, ProjectionError
-    from workers.temporal_client import connect
+    from acci.activities.models import projection_workflow_id
+    from acci.readmodels.errors import NotFoundError, ProjectionError
+    from acci.workers.temporal_client import connect
 
     client = await connect(get_settings())
     workflow_id = projection_workflow_id(name)

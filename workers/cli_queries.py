@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from eventstore.records import Position
-from readmodels.queries import (
+from acci.eventstore.records import Position
+from acci.readmodels.queries import (
     MAX_LIMIT,
     GetTenantActivity,
     GetTenantDetails,
@@ -25,10 +25,10 @@ from readmodels.queries import (
     ListTenantUsers,
     Query,
 )
-from workers.cli_fields import field_parameters, generated_verb, keyword, model_data
-from workers.cli_support import JsonOption, run, setup
-from workers.cli_views import show_activity, show_tenant, show_tenants, show_user, show_users
-from workers.settings import get_settings
+from acci.workers.cli_fields import field_parameters, generated_verb, keyword, model_data
+from acci.workers.cli_support import JsonOption, run, setup
+from acci.workers.cli_views import show_activity, show_tenant, show_tenants, show_user, show_users
+from acci.workers.settings import get_settings
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -125,7 +125,7 @@ QUERY_APPS: Final = {"tenant": tenant_queries, "user": user_queries}
 def ask(query_type: type[Query[Any]], data: dict[str, Any]) -> tuple[Query[Any], BaseModel]:
     """The query built from ``data``, and its answer. Errors, a malformed query's too, exit 1."""
     setup()
-    from workers.runtime import open_query_bus
+    from acci.workers.runtime import open_query_bus
 
     async def main() -> tuple[Query[Any], BaseModel]:
         # Built here, so that a malformed query is reported like every other query error.

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
-from eventstore.records import Position
-from readmodels.queries import GetTenantDetails, GetUser
-from workers.cli_support import run, setup
-from workers.cli_views import show_tenant, show_user
-from workers.settings import get_settings
+from acci.eventstore.records import Position
+from acci.readmodels.queries import GetTenantDetails, GetUser
+from acci.workers.cli_support import run, setup
+from acci.workers.cli_views import show_tenant, show_user
+from acci.workers.settings import get_settings
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from activities.models import CommandInput, CommandResult
-    from eventstore.records import RecordedEvent
-    from readmodels.queries import Query
-    from workers.command_delivery import CommandDelivery
+    from acci.activities.models import CommandInput, CommandResult
+    from acci.eventstore.records import RecordedEvent
+    from acci.readmodels.queries import Query
+    from acci.workers.command_delivery import CommandDelivery
 
 # `acci <command>`'s exit status when the command is stored but not yet published to RabbitMQ
 # (its workflow goes on publishing by itself).
@@ -75,9 +75,9 @@ def send(
     passed the command's position, and print it too.
     """
     setup()
-    from activities.models import CommandInput
-    from workers.command_delivery import await_delivery
-    from workers.temporal_client import connect, start_command
+    from acci.activities.models import CommandInput
+    from acci.workers.command_delivery import await_delivery
+    from acci.workers.temporal_client import connect, start_command
 
     settings = get_settings()
     if no_wait and wait_for_read_model:
@@ -120,8 +120,8 @@ def send(
 
 async def _stored_events(command: CommandInput) -> list[RecordedEvent]:
     """The command's stored events, read through a short-lived pool (the slow path only)."""
-    from workers.command_delivery import stored_events
-    from workers.runtime import open_event_store
+    from acci.workers.command_delivery import stored_events
+    from acci.workers.runtime import open_event_store
 
     settings = get_settings().model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1})
     async with open_event_store(settings, migrate_schema=False) as rt:
@@ -151,7 +151,7 @@ def _show_publish_pending(command_type: str, delivery: CommandDelivery, *, as_js
 
 async def _read_back(result: CommandResult) -> BaseModel:
     """The read model of the result's aggregate, once it has passed the result's position."""
-    from workers.runtime import open_query_bus
+    from acci.workers.runtime import open_query_bus
 
     position = None if result.position is None else Position.parse(result.position)
     query = READ_BACK[result.aggregate_type].query(result, position)

@@ -9,11 +9,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from domain.errors import CommandError
-from eventstore.errors import EventStoreError
-from readmodels.errors import QueryError
-from workers.logs import configure_logging
-from workers.settings import get_settings
+from acci.domain.errors import CommandError
+from acci.eventstore.errors import EventStoreError
+from acci.readmodels.errors import QueryError
+from acci.workers.logs import configure_logging
+from acci.workers.settings import get_settings
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from readmodels.queries import (
+    from acci.readmodels.queries import (
         ListTenantUsers,
         Page,
         TenantActivityView,

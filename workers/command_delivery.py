@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-from activities.command_activities import parse
-from activities.models import CommandInput, CommandResult
-from domain import aggregate_for_command
-from domain.errors import CommandError
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
-from workers.temporal_client import SentCommand, command_result, start_command
+from acci.activities.command_activities import parse
+from acci.activities.models import CommandInput, CommandResult
+from acci.domain import aggregate_for_command
+from acci.domain.errors import CommandError
+from acci.eventstore.records import RecordedEvent
+from acci.eventstore.store import EventStore
+from acci.workers.temporal_client import SentCommand, command_result, start_command
 
 StoredEvents = Callable[[], Awaitable[list[RecordedEvent]]]
 

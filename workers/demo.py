@@ -11,15 +11,15 @@ from typing import Any, Final
 from prometheus_client import REGISTRY
 from temporalio.client import Client
 
-from activities.models import CommandInput
-from domain import Tenant
-from domain.errors import CommandError
-from eventstore.records import Position
-from readmodels.queries import GetTenantActivity, GetTenantDetails, ListTenantUsers
-from workers.runtime import open_event_store, open_query_bus
-from workers.settings import Settings
-from workers.temporal_client import command_result, start_command
-from workers.urls import without_password
+from acci.activities.models import CommandInput
+from acci.domain import Tenant
+from acci.domain.errors import CommandError
+from acci.eventstore.records import Position
+from acci.readmodels.queries import GetTenantActivity, GetTenantDetails, ListTenantUsers
+from acci.workers.runtime import open_event_store, open_query_bus
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import command_result, start_command
+from acci.workers.urls import without_password
 
 ACME: Final = "demo-acme"
 GLOBEX: Final = "demo-globex"

@@ -10,7 +10,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from workers.settings import Settings
+from acci.workers.settings import Settings
 
 log = logging.getLogger(__name__)
 

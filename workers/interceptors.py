@@ -16,8 +16,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from activities.models import CommandResult
-from readmodels.wakeups import AppendNotifier
+from acci.activities.models import CommandResult
+from acci.readmodels.wakeups import AppendNotifier
 
 
 class WakeProjectionsAfterAppend(Interceptor):

@@ -13,8 +13,8 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from activities.models import ProjectionBatchResult
-from readmodels.cache import shared_stats
+from acci.activities.models import ProjectionBatchResult
+from acci.readmodels.cache import shared_stats
 
 log = logging.getLogger(__name__)
 

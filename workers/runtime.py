@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.db import create_pool, ensure_database
-from eventstore.migrate import migrate
-from eventstore.repository import AggregateRepository
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
-from readmodels.bus import QueryBus, pooled_query_bus
-from readmodels.cache import QueryCache
-from workers.settings import Settings
+from acci.eventstore.db import create_pool, ensure_database
+from acci.eventstore.migrate import migrate
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
+from acci.readmodels.bus import QueryBus, pooled_query_bus
+from acci.readmodels.cache import QueryCache
+from acci.workers.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities.command_activities import parse
-from activities.errors import command_error
-from activities.models import CommandInput, CommandResult, command_workflow_id
-from domain.errors import CommandError
-from eventstore.errors import CommandIdReusedError
-from workers.settings import Settings
-from workflows.command import CommandWorkflow, command_search_attributes
+from acci.activities.command_activities import parse
+from acci.activities.errors import command_error
+from acci.activities.models import CommandInput, CommandResult, command_workflow_id
+from acci.domain.errors import CommandError
+from acci.eventstore.errors import CommandIdReusedError
+from acci.workers.settings import Settings
+from acci.workflows.command import CommandWorkflow, command_search_attributes
 
 
 async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client:

@@ -15,24 +15,24 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.command_activities import CommandActivities
-from activities.command_handler import CommandHandler
-from activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
-from activities.projection_activities import ProjectionActivities
-from eventstore.db import conninfo
-from eventstore.errors import MessagingError
-from eventstore.messaging.publisher import EventPublisher
-from readmodels.batch import OnCommitted
-from readmodels.cache import QueryCache
-from readmodels.projections import Projection, default_projections
-from readmodels.runner import ProjectionRunner
-from readmodels.wakeups import Appended, AppendListener, AppendNotifier
-from workers.interceptors import WakeProjectionsAfterAppend
-from workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
-from workers.runtime import open_event_store, query_cache
-from workers.settings import Settings
-from workflows.command import CommandWorkflow
-from workflows.projection import ProjectionWorkflow
+from acci.activities.command_activities import CommandActivities
+from acci.activities.command_handler import CommandHandler
+from acci.activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
+from acci.activities.projection_activities import ProjectionActivities
+from acci.eventstore.db import conninfo
+from acci.eventstore.errors import MessagingError
+from acci.eventstore.messaging.publisher import EventPublisher
+from acci.readmodels.batch import OnCommitted
+from acci.readmodels.cache import QueryCache
+from acci.readmodels.projections import Projection, default_projections
+from acci.readmodels.runner import ProjectionRunner
+from acci.readmodels.wakeups import Appended, AppendListener, AppendNotifier
+from acci.workers.interceptors import WakeProjectionsAfterAppend
+from acci.workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
+from acci.workers.runtime import open_event_store, query_cache
+from acci.workers.settings import Settings
+from acci.workflows.command import CommandWorkflow
+from acci.workflows.projection import ProjectionWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,11 @@ log = logging.getLogger(__name__)
 # the checks), the rest of activities and eventstore (they do I/O; workflows only name them, inside
 # workflow.unsafe.imports_passed_through()).
 SANDBOX_PASSTHROUGH: Final = (
-    "workflows.command",
-    "workflows.inputs",
-    "activities.models",
-    "workflows.steps",
-    "domain",
+    "acci.workflows.command",
+    "acci.workflows.inputs",
+    "acci.activities.models",
+    "acci.workflows.steps",
+    "acci.domain",
 )
 
 

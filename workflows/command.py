@@ -15,12 +15,12 @@ from temporalio.common import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.command_activities import CommandActivities
-    from activities.errors import NON_RETRYABLE_TYPES
-    from activities.models import COMMAND_WORKFLOW, CommandInput, CommandResult
-    from domain.errors import CommandValidationError
-    from workflows.inputs import NO_INPUT, decode_input
-    from workflows.steps import run_local
+    from acci.activities.command_activities import CommandActivities
+    from acci.activities.errors import NON_RETRYABLE_TYPES
+    from acci.activities.models import COMMAND_WORKFLOW, CommandInput, CommandResult
+    from acci.domain.errors import CommandValidationError
+    from acci.workflows.inputs import NO_INPUT, decode_input
+    from acci.workflows.steps import run_local
 
 if TYPE_CHECKING:
     # Clients see (and type-check) the model they send: start_workflow(CommandWorkflow.run,

@@ -19,7 +19,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from domain.errors import describe_problems
+from acci.domain.errors import describe_problems
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 

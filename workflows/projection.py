@@ -23,8 +23,8 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import NON_RETRYABLE_TYPES
-    from activities.models import (
+    from acci.activities.errors import NON_RETRYABLE_TYPES
+    from acci.activities.models import (
         PROJECTION_WORKFLOW,
         DeadLetterAction,
         DeadLetterInput,
@@ -37,9 +37,9 @@ with workflow.unsafe.imports_passed_through():
         ProjectionPauseInput,
         ProjectionStatus,
     )
-    from activities.projection_activities import ProjectionActivities
-    from workflows.inputs import NO_INPUT, decode_input
-    from workflows.steps import run_local
+    from acci.activities.projection_activities import ProjectionActivities
+    from acci.workflows.inputs import NO_INPUT, decode_input
+    from acci.workflows.steps import run_local
 
 if TYPE_CHECKING:
     ProjectionArgument: TypeAlias = ProjectionInput

@@ -8,7 +8,7 @@ from typing import Any, Final, TypeVar
 import pika
 import pika.exceptions
 
-from eventstore.errors import MessagingError
+from acci.eventstore.errors import MessagingError
 
 _T = TypeVar("_T")
 

@@ -11,9 +11,9 @@ from typing import Any, Final, TypeVar
 
 import pika
 
-from eventstore import validation
-from eventstore.errors import EventStoreValidationError, InvalidIdentifierError
-from eventstore.records import Position, RecordedEvent
+from acci.eventstore import validation
+from acci.eventstore.errors import EventStoreValidationError, InvalidIdentifierError
+from acci.eventstore.records import Position, RecordedEvent
 
 EXCHANGE: Final = "acci.events"
 CONTENT_TYPE: Final = "application/json"

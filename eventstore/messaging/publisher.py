@@ -6,9 +6,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from eventstore.messaging.amqp import BrokerConnection, declare_exchange
-from eventstore.messaging.messages import EXCHANGE, encode
-from eventstore.records import RecordedEvent
+from acci.eventstore.messaging.amqp import BrokerConnection, declare_exchange
+from acci.eventstore.messaging.messages import EXCHANGE, encode
+from acci.eventstore.records import RecordedEvent
 
 
 class EventPublisher:

@@ -23,11 +23,11 @@ from typing import Any, Final
 
 import psycopg
 
-from eventstore import validation
-from eventstore.db import conninfo
-from eventstore.errors import InvalidIdentifierError, translated
-from eventstore.messaging.amqp import FAILURES, BrokerConnection, declare_exchange
-from eventstore.messaging.messages import (
+from acci.eventstore import validation
+from acci.eventstore.db import conninfo
+from acci.eventstore.errors import InvalidIdentifierError, translated
+from acci.eventstore.messaging.amqp import FAILURES, BrokerConnection, declare_exchange
+from acci.eventstore.messaging.messages import (
     EXCHANGE,
     MessageFormatError,
     ReceivedEvent,

@@ -15,8 +15,8 @@ modules, in the order a batch meets them:
   SQL and JSON records of the set-based statements.
 """
 
-from readmodels.changes.apply import apply_changes
-from readmodels.changes.change import (
+from acci.readmodels.changes.apply import apply_changes
+from acci.readmodels.changes.change import (
     SCHEMA,
     Change,
     Delete,

@@ -12,9 +12,9 @@ from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
 
-from readmodels.changes.change import Change
-from readmodels.changes.planner import Batch, plan
-from readmodels.changes.table_facts import read_tables
+from acci.readmodels.changes.change import Change
+from acci.readmodels.changes.planner import Batch, plan
+from acci.readmodels.changes.table_facts import read_tables
 
 
 async def apply_changes(conn: AsyncConnection[Any], changes: Sequence[Change]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from readmodels.errors import ProjectionError
+from acci.readmodels.errors import ProjectionError
 
 SCHEMA = "read_models"
 

@@ -17,10 +17,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from readmodels.changes.change import Change, Delete, Upsert
-from readmodels.changes.shapes import Shape
-from readmodels.changes.table_facts import TableFacts
-from readmodels.changes.type_rules import INT_RANGES, TEXT_TYPES, never, plain
+from acci.readmodels.changes.change import Change, Delete, Upsert
+from acci.readmodels.changes.shapes import Shape
+from acci.readmodels.changes.table_facts import TableFacts
+from acci.readmodels.changes.type_rules import INT_RANGES, TEXT_TYPES, never, plain
 
 _UNMERGED: Final = object()  # a merge that cannot be done exactly
 _EMPTY: Final[Mapping[str, Any]] = {}

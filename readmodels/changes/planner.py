@@ -20,11 +20,11 @@ from typing import Any
 
 from psycopg import AsyncCursor
 
-from readmodels.changes.change import SCHEMA, Change, MissingRowError, Update, statement_bytes
-from readmodels.changes.merging import Net
-from readmodels.changes.set_statements import delete_many, update_many, upsert_many
-from readmodels.changes.shapes import shape_of
-from readmodels.changes.table_facts import TableFacts
+from acci.readmodels.changes.change import SCHEMA, Change, MissingRowError, Update, statement_bytes
+from acci.readmodels.changes.merging import Net
+from acci.readmodels.changes.set_statements import delete_many, update_many, upsert_many
+from acci.readmodels.changes.shapes import shape_of
+from acci.readmodels.changes.table_facts import TableFacts
 
 
 @dataclass(slots=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 from psycopg import sql
 
-from readmodels.changes.change import column_list, on_conflict, table_name
-from readmodels.changes.merging import Net
-from readmodels.changes.table_facts import TableFacts
+from acci.readmodels.changes.change import column_list, on_conflict, table_name
+from acci.readmodels.changes.merging import Net
+from acci.readmodels.changes.table_facts import TableFacts
 
 Statement = tuple[bytes, tuple[Any, ...]]
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from readmodels.changes.change import Change, Update, Upsert, signature
-from readmodels.changes.table_facts import TableFacts
-from readmodels.changes.type_rules import Check, never
+from acci.readmodels.changes.change import Change, Update, Upsert, signature
+from acci.readmodels.changes.table_facts import TableFacts
+from acci.readmodels.changes.type_rules import Check, never
 
 
 @dataclass(frozen=True, slots=True)

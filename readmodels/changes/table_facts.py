@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from psycopg import AsyncConnection
 
-from readmodels.changes.change import SCHEMA
-from readmodels.changes.type_rules import Check, carrier, step_carrier
+from acci.readmodels.changes.change import SCHEMA
+from acci.readmodels.changes.type_rules import Check, carrier, step_carrier
 
 _CATALOG: Final = (
     "SELECT n.name, c.oid IS NOT NULL AND c.relkind = 'r' AND NOT c.relhasrules"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.store import EventStore
+from acci.eventstore.store import EventStore
 from tests.integration import events
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from domain.events import DomainEvent
-from domain.registry import EventRegistry
-from eventstore.records import NewEvent
+from acci.domain.events import DomainEvent
+from acci.domain.registry import EventRegistry
+from acci.eventstore.records import NewEvent
 
 registry = EventRegistry()
 

@@ -16,14 +16,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from domain.tenant import Tenant
-from domain.user import User, UserStatus
-from eventstore.records import START, Position, RecordedEvent
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
-from readmodels.changes import Change, Upsert
-from readmodels.projections import Projection
-from readmodels.tables import TenantActivity, TenantReadModel, UserReadModel
+from acci.domain.tenant import Tenant
+from acci.domain.user import User, UserStatus
+from acci.eventstore.records import START, Position, RecordedEvent
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
+from acci.readmodels.changes import Change, Upsert
+from acci.readmodels.projections import Projection
+from acci.readmodels.tables import TenantActivity, TenantReadModel, UserReadModel
 
 Rows = dict[str, list[dict[str, Any]]]
 

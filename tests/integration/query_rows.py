@@ -12,7 +12,7 @@ import redis
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.records import Position
+from acci.eventstore.records import Position
 
 REDIS_URL = os.environ.get("ACCI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -8,13 +8,13 @@ import uuid
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import (
+from acci.eventstore.errors import (
     CommandIdReusedError,
     ConcurrencyError,
     TooManyEventsError,
 )
-from eventstore.records import ANY, NO_STREAM, StreamAppend, event_id_for
-from eventstore.store import EventStore
+from acci.eventstore.records import ANY, NO_STREAM, StreamAppend, event_id_for
+from acci.eventstore.store import EventStore
 from tests.integration.conftest import count_rows
 from tests.integration.events import noted
 

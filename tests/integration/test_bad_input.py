@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from activities.errors import application_error
-from eventstore.errors import (
+from acci.activities.errors import application_error
+from acci.eventstore.errors import (
     EventStoreValidationError,
     InvalidIdentifierError,
     PayloadTooLargeError,
     UnsupportedEventTypeError,
 )
-from eventstore.records import NewEvent, Position
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
-from eventstore.validation import MAX_JSON_DEPTH, MAX_VERSION
+from acci.eventstore.records import NewEvent, Position
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
+from acci.eventstore.validation import MAX_JSON_DEPTH, MAX_VERSION
 from tests.integration.conftest import count_rows
 from tests.integration.events import noted
 

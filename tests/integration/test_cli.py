@@ -15,10 +15,10 @@ import pytest
 import pytest_asyncio
 import redis
 
-from activities.command_handler import CommandHandler
-from domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
+from acci.activities.command_handler import CommandHandler
+from acci.domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
 from tests.conftest import drop_database
 from tests.integration.query_rows import REDIS_URL
 

@@ -22,14 +22,14 @@ import pytest_asyncio
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import NotAnEventWriterError, translate
-from eventstore.global_order import WRITER_LOCK
-from eventstore.messaging.messages import ReceivedEvent
-from eventstore.messaging.publisher import EventPublisher
-from eventstore.messaging.subscriber import EventSubscriber
-from eventstore.records import Position, RecordedEvent, StreamAppend
-from eventstore.store import EventStore
-from readmodels.runner import ProjectionRunner
+from acci.eventstore.errors import NotAnEventWriterError, translate
+from acci.eventstore.global_order import WRITER_LOCK
+from acci.eventstore.messaging.messages import ReceivedEvent
+from acci.eventstore.messaging.publisher import EventPublisher
+from acci.eventstore.messaging.subscriber import EventSubscriber
+from acci.eventstore.records import Position, RecordedEvent, StreamAppend
+from acci.eventstore.store import EventStore
+from acci.readmodels.runner import ProjectionRunner
 from tests.integration.conftest import count_rows
 from tests.integration.events import noted
 from tests.integration.projection_support import FlakyPause, create_seen_table, seen

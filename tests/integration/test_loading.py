@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from domain import Tenant
-from domain.tenant_commands import CreateTenant, RenameTenant
-from eventstore import validation
-from eventstore.errors import EventStoreValidationError, UnsupportedEventTypeError
-from eventstore.loading import LOAD
-from eventstore.records import NewEvent
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
+from acci.domain import Tenant
+from acci.domain.tenant_commands import CreateTenant, RenameTenant
+from acci.eventstore import validation
+from acci.eventstore.errors import EventStoreValidationError, UnsupportedEventTypeError
+from acci.eventstore.loading import LOAD
+from acci.eventstore.records import NewEvent
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
 
 LONG = "t-long"
 EVENTS = 3_000

@@ -16,19 +16,19 @@ import pytest
 import pytest_asyncio
 from psycopg_pool import AsyncConnectionPool
 
-from activities.errors import application_error
-from eventstore.errors import InvalidIdentifierError, MessagingError
-from eventstore.messaging.messages import (
+from acci.activities.errors import application_error
+from acci.eventstore.errors import InvalidIdentifierError, MessagingError
+from acci.eventstore.messaging.messages import (
     PERSISTENT,
     MessageFormatError,
     ReceivedEvent,
     decode,
     encode,
 )
-from eventstore.messaging.publisher import EventPublisher
-from eventstore.messaging.subscriber import EventSubscriber
-from eventstore.records import NewEvent, RecordedEvent
-from eventstore.store import EventStore
+from acci.eventstore.messaging.publisher import EventPublisher
+from acci.eventstore.messaging.subscriber import EventSubscriber
+from acci.eventstore.records import NewEvent, RecordedEvent
+from acci.eventstore.store import EventStore
 from tests.integration.events import counted, noted
 
 AMQP_URL = os.environ.get("ACCI_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")

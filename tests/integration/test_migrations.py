@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from eventstore.db import create_pool
-from eventstore.errors import EventStoreError
-from eventstore.migrate import available_migrations, migrate
+from acci.eventstore.db import create_pool
+from acci.eventstore.errors import EventStoreError
+from acci.eventstore.migrate import available_migrations, migrate
 
 
 async def test_migrating_again_applies_nothing(database_url: str) -> None:

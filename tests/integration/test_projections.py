@@ -15,19 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
-from activities.command_activities import parse
-from activities.command_handler import CommandHandler
-from activities.models import CommandInput
-from domain.errors import CommandError
-from domain.tenant_settings import TenantSettings
-from eventstore.records import Position
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
-from readmodels import waiting
-from readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
-from readmodels.projections import default_projections
-from readmodels.runner import ProjectionRunner
-from readmodels.shared_log import SharedLog
+from acci.activities.command_activities import parse
+from acci.activities.command_handler import CommandHandler
+from acci.activities.models import CommandInput
+from acci.domain.errors import CommandError
+from acci.domain.tenant_settings import TenantSettings
+from acci.eventstore.records import Position
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
+from acci.readmodels import waiting
+from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
+from acci.readmodels.projections import default_projections
+from acci.readmodels.runner import ProjectionRunner
+from acci.readmodels.shared_log import SharedLog
 from tests.integration.projection_support import (
     FlakyPause,
     FlakySkip,

@@ -19,12 +19,17 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
-from eventstore.db import create_pool
-from eventstore.records import Position
-from readmodels.bus import QueryBus, build_query_bus
-from readmodels.consistency import wait_until_projected
-from readmodels.errors import NotFoundError, ProjectionError, QueryValidationError, ReadModelError
-from readmodels.queries import (
+from acci.eventstore.db import create_pool
+from acci.eventstore.records import Position
+from acci.readmodels.bus import QueryBus, build_query_bus
+from acci.readmodels.consistency import wait_until_projected
+from acci.readmodels.errors import (
+    NotFoundError,
+    ProjectionError,
+    QueryValidationError,
+    ReadModelError,
+)
+from acci.readmodels.queries import (
     MAX_LIMIT,
     GetTenantActivity,
     GetTenantDetails,
@@ -461,8 +466,8 @@ async def test_the_bounded_wait_ends_with_a_projection_error_naming_the_read_mod
 # The query commands mounted the way workers/cli.py mounts them into `acci tenant` / `acci user`.
 MOUNTED = """
 import typer
-from workers.cli_commands import tenant_app, user_app
-from workers.cli_queries import tenant_queries, user_queries
+from acci.workers.cli_commands import tenant_app, user_app
+from acci.workers.cli_queries import tenant_queries, user_queries
 tenant_app.add_typer(tenant_queries)
 user_app.add_typer(user_queries)
 app = typer.Typer()

@@ -18,11 +18,11 @@ from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 
-from eventstore.records import Position
-from readmodels.bus import QueryBus, build_query_bus
-from readmodels.cache import CacheStats, QueryCache, shared_stats
-from readmodels.handlers import ReadModelQueries
-from readmodels.queries import (
+from acci.eventstore.records import Position
+from acci.readmodels.bus import QueryBus, build_query_bus
+from acci.readmodels.cache import CacheStats, QueryCache, shared_stats
+from acci.readmodels.handlers import ReadModelQueries
+from acci.readmodels.queries import (
     GetTenantActivity,
     GetTenantDetails,
     GetUser,
@@ -30,6 +30,7 @@ from readmodels.queries import (
     ListTenantUsers,
     TenantView,
 )
+from acci.workers.metrics import SharedCacheStats
 from tests.integration.query_rows import (
     REDIS_URL,
     at,
@@ -42,7 +43,6 @@ from tests.integration.query_rows import (
     set_checkpoint,
 )
 from tests.workflows.conftest import eventually
-from workers.metrics import SharedCacheStats
 
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 
@@ -483,7 +483,7 @@ async def test_queries_keep_answering_while_redis_restarts(
     read_models: AsyncConnectionPool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="readmodels.cache")
+    caplog.set_level(logging.INFO, logger="acci.readmodels.cache")
     tenant = new_id()
     await put_tenant(read_models, tenant, name="One")
     query = GetTenantDetails(tenant_id=tenant)

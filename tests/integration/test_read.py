@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from eventstore.errors import EventStoreValidationError
-from eventstore.global_order import WRITER_LOCK
-from eventstore.records import START, Position, RecordedEvent
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
+from acci.eventstore.errors import EventStoreValidationError
+from acci.eventstore.global_order import WRITER_LOCK
+from acci.eventstore.records import START, Position, RecordedEvent
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
 from tests.conftest import SERVER_URL
 from tests.integration.events import counted, noted
 

@@ -22,7 +22,7 @@ import pytest_asyncio
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from readmodels.changes import (
+from acci.readmodels.changes import (
     Change,
     Delete,
     MissingRowError,

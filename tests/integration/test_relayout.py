@@ -20,10 +20,10 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
-from eventstore.db import create_pool
-from eventstore.migrate import migrate
-from eventstore.records import START, NewEvent
-from eventstore.store import EventStore
+from acci.eventstore.db import create_pool
+from acci.eventstore.migrate import migrate
+from acci.eventstore.records import START, NewEvent
+from acci.eventstore.store import EventStore
 from tests.conftest import database_url_for, drop_database
 
 TENANTS = 12
@@ -211,9 +211,9 @@ async def test_an_upgrade_moves_every_event_commands_and_snapshots_intact(
 
 _KILLABLE_MIGRATION = """
 import asyncio, sys
-from eventstore import relayout
-from eventstore.db import create_pool
-from eventstore.migrate import migrate
+from acci.eventstore import relayout
+from acci.eventstore.db import create_pool
+from acci.eventstore.migrate import migrate
 
 relayout.BATCH = 20  # many small batches: a kill lands mid-way
 

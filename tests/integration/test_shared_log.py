@@ -9,11 +9,11 @@ import uuid
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from domain.registry import EventRegistry
-from eventstore.errors import EventStoreValidationError
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
-from readmodels.shared_log import LogCursor, SharedLog
+from acci.domain.registry import EventRegistry
+from acci.eventstore.errors import EventStoreValidationError
+from acci.eventstore.records import RecordedEvent
+from acci.eventstore.store import EventStore
+from acci.readmodels.shared_log import LogCursor, SharedLog
 from tests.integration import events
 
 

@@ -9,14 +9,14 @@ import uuid
 
 from psycopg_pool import AsyncConnectionPool
 
-from activities.command_handler import CommandHandler
-from domain import Tenant, User
-from domain.tenant_commands import CreateTenant, RenameTenant
-from domain.user_commands import AssignRole
-from eventstore.records import RecordedEvent
-from eventstore.repository import AggregateRepository
-from eventstore.snapshots import SnapshotStore
-from eventstore.store import EventStore
+from acci.activities.command_handler import CommandHandler
+from acci.domain import Tenant, User
+from acci.domain.tenant_commands import CreateTenant, RenameTenant
+from acci.domain.user_commands import AssignRole
+from acci.eventstore.records import RecordedEvent
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
 
 TENANT = "t-upcast"
 

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from domain import DomainEvent, EventSourced, Tenant, aggregate_for_command, registry
-from domain.command import Command
+from acci.domain import DomainEvent, EventSourced, Tenant, aggregate_for_command, registry
+from acci.domain.command import Command
 
 # User commands carry no tenant id (it comes with the envelope); this one stands in for it.
 TENANT_ID = "acme"

@@ -15,15 +15,15 @@ import typer
 from pydantic import BaseModel, Field
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from domain.catalogue import AGGREGATES, COMMAND_TYPES
-from domain.command import Command
-from readmodels.queries import ListTenantUsers, Page, Query
-from workers import cli_commands, cli_queries
-from workers.cli import app
-from workers.cli_commands import command_group, verb_name
-from workers.cli_fields import field_parameters, model_data
-from workers.cli_queries import QUERY_VERBS
-from workers.cli_support import invoke
+from acci.domain.catalogue import AGGREGATES, COMMAND_TYPES
+from acci.domain.command import Command
+from acci.readmodels.queries import ListTenantUsers, Page, Query
+from acci.workers import cli_commands, cli_queries
+from acci.workers.cli import app
+from acci.workers.cli_commands import command_group, verb_name
+from acci.workers.cli_fields import field_parameters, model_data
+from acci.workers.cli_queries import QUERY_VERBS
+from acci.workers.cli_support import invoke
 
 COMMON_COMMAND_OPTIONS = {"--command-id", "--json", "--no-wait", "--wait-for-read-model"}
 COMMON_QUERY_OPTIONS = {"--json", "--consistent-with"}

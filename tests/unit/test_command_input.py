@@ -8,9 +8,9 @@ from typing import Any
 import pydantic
 import pytest
 
-from activities.models import MAX_PAYLOAD_DEPTH, CommandInput, CommandResult
-from domain.json_values import json_problem
-from domain.metadata import reserved_keys
+from acci.activities.models import MAX_PAYLOAD_DEPTH, CommandInput, CommandResult
+from acci.domain.json_values import json_problem
+from acci.domain.metadata import reserved_keys
 
 
 def _input(**fields: Any) -> CommandInput:

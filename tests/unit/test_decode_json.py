@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from domain import CommandValidationError, DomainEvent, UnknownEventTypeError
-from domain import registry as default_registry
+from acci.domain import CommandValidationError, DomainEvent, UnknownEventTypeError
+from acci.domain import registry as default_registry
 from tests.unit.test_registry import EXAMPLES
 
 

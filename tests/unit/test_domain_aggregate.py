@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from domain import CommandValidationError, DomainError, Tenant, User
-from domain.tenant import (
+from acci.domain import CommandValidationError, DomainError, Tenant, User
+from acci.domain.tenant import (
     CreateTenant,
     RenameTenant,
     SuspendTenant,
@@ -18,7 +18,7 @@ from domain.tenant import (
     TenantStatus,
     TenantSuspended,
 )
-from domain.user import RoleAssigned, UserRegistered, UserState, UserStatus
+from acci.domain.user import RoleAssigned, UserRegistered, UserState, UserStatus
 
 T = "acme"
 HISTORY = [

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pytest
 
-from domain import (
+from acci.domain import (
     AGGREGATES,
     COMMAND_TYPES,
     CommandValidationError,
@@ -16,8 +16,8 @@ from domain import (
     aggregate_id_of,
     parse_command,
 )
-from domain.command import Command
-from domain.tenant import (
+from acci.domain.command import Command
+from acci.domain.tenant import (
     CreateTenant,
     DeleteTenant,
     ReactivateTenant,
@@ -26,7 +26,7 @@ from domain.tenant import (
     TenantSettings,
     UpdateTenantSettings,
 )
-from domain.user import AssignRole, ChangeUserEmail, DeactivateUser, RegisterUser, RevokeRole
+from acci.domain.user import AssignRole, ChangeUserEmail, DeactivateUser, RegisterUser, RevokeRole
 
 # One example of every command, with the aggregate it goes to and the id it names.
 EXAMPLES: list[tuple[Command, type[Tenant | User], str]] = [

@@ -10,8 +10,8 @@ import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain import errors
-from domain.errors import (
+from acci.domain import errors
+from acci.domain.errors import (
     CommandError,
     CommandValidationError,
     ConcurrencyError,
@@ -20,7 +20,7 @@ from domain.errors import (
     UnknownEventTypeError,
     validation_error_from_pydantic,
 )
-from readmodels.errors import (
+from acci.readmodels.errors import (
     NotFoundError,
     ProjectionError,
     QueryError,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain import CommandValidationError
-from domain.identifiers import (
+from acci.domain import CommandValidationError
+from acci.domain.identifiers import (
     AGGREGATE_ID_PATTERN,
     MAX_AGGREGATE_ID_LENGTH,
     MAX_TENANT_ID_LENGTH,

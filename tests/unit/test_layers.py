@@ -23,7 +23,8 @@ MAY_IMPORT = {
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    """The installed name: the folders are the ``acci`` package's subpackages."""
+    parts = ["acci", *path.relative_to(ROOT).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -59,7 +60,18 @@ def _imports(tree: ast.AST, package: str) -> set[str]:
             visit(child)
 
     visit(tree)
-    return {name for name in found if name.split(".")[0] in MAY_IMPORT}
+    return {name for name in found if _folder(name) in MAY_IMPORT or _bare(name)}
+
+
+def _folder(name: str) -> str | None:
+    """The layer folder of ``acci.<folder>…`` (None for anything else)."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "acci" else None
+
+
+def _bare(name: str) -> bool:
+    """A layer imported by its folder name alone, as if it were a top-level package."""
+    return name.split(".")[0] in MAY_IMPORT
 
 
 def _sources() -> dict[str, tuple[Path, set[str]]]:
@@ -76,12 +88,25 @@ def _sources() -> dict[str, tuple[Path, set[str]]]:
 def test_no_folder_imports_a_folder_above_it() -> None:
     wrong = []
     for name, (path, imported) in _sources().items():
-        folder = name.split(".")[0]
+        folder = _folder(name)
+        assert folder is not None
         for target in sorted(imported):
-            top = target.split(".")[0]
-            if top != folder and top not in MAY_IMPORT[folder]:
+            top = _folder(target)
+            if top is not None and top != folder and top not in MAY_IMPORT[folder]:
                 wrong.append(f"{path.relative_to(ROOT)} imports {target}")
     assert wrong == []
+
+
+def test_the_layers_are_imported_as_acci_subpackages_only() -> None:
+    """Installed, the folders are ``acci.domain``, ``acci.eventstore``, …: an import of a bare
+    ``domain`` would work from a checkout and fail (or find the user's own) once installed."""
+    bare = [
+        f"{path.relative_to(ROOT)} imports {target}"
+        for path, imported in (v for v in _sources().values())
+        for target in sorted(imported)
+        if _bare(target)
+    ]
+    assert bare == []
 
 
 def test_no_modules_import_each_other_in_a_cycle() -> None:
@@ -133,10 +158,10 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
 # Each package's database boundary: the only modules that may name psycopg's error classes
 # (DESIGN §2: one boundary module per package translates the driver's errors).
 DATABASE_BOUNDARY = {
-    "eventstore": {"eventstore.errors", "eventstore.db"},
+    "eventstore": {"acci.eventstore.errors", "acci.eventstore.db"},
     # Queries' errors, an outage told from a refused change (the projection engine), the
     # LISTEN loop's: all translated by readmodels/db.py.
-    "readmodels": {"readmodels.db"},
+    "readmodels": {"acci.readmodels.db"},
 }
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from workers.logs import configure_logging
+from acci.workers.logs import configure_logging
 
 
 def _logged_failure(error: Exception, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:

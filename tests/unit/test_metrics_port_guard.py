@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.settings import Settings
+from acci.workers.settings import Settings
 
 
 def test_tests_never_serve_metrics_on_the_default_port() -> None:

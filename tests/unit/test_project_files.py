@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from workers.settings import Settings
+from acci.workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,3 +91,60 @@ def test_the_worker_image_installs_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("domain", "eventstore", "readmodels", "activities", "workflows", "workers"):
         assert f"COPY {package} {package}" in dockerfile
+
+
+LAYERS = ("domain", "eventstore", "readmodels", "activities", "workflows", "workers")
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_package_folder_is_installed_under_acci() -> None:
+    """A subpackage added to a layer (a new folder with an ``__init__.py``) must be listed, or
+    the wheel would leave it out."""
+    setuptools = _pyproject()["tool"]["setuptools"]
+    folders = {
+        ".".join(("acci", *init.parent.relative_to(ROOT).parts))
+        for layer in LAYERS
+        for init in (ROOT / layer).rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == {"acci", *folders}
+    assert setuptools["package-dir"] == {"acci": "acci", **{f"acci.{d}": d for d in LAYERS}}
+
+
+def test_the_public_api_is_the_listed_names_and_importing_it_loads_nothing_else() -> None:
+    code = (
+        "import sys, acci\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('acci.'))\n"
+        "assert loaded == [], loaded\n"
+        "assert acci.__all__ == sorted(acci._PUBLIC), acci.__all__\n"
+        "missing = [n for n in acci.__all__ if getattr(acci, n, None) is None]\n"
+        "assert missing == [], missing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
+    """Nothing with a generic name (domain, workers, …) lands in site-packages."""
+    # From a copy of the tracked files: setuptools builds in the source tree (./build).
+    source = tmp_path / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.decode()
+    for name in filter(None, tracked.split("\0")):
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_file() and not (ROOT / name).is_symlink():
+            target.write_bytes((ROOT / name).read_bytes())
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = wheels.glob("acci-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"acci", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert "acci/eventstore/migrations/001_event_store.sql" in names
+    assert "acci/readmodels/changes/planner.py" in names

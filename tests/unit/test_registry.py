@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 import pydantic
 import pytest
 
-from domain import CommandValidationError, DomainEvent, EventRegistry, UnknownEventTypeError
-from domain import registry as default_registry
-from domain.tenant import (
+from acci.domain import CommandValidationError, DomainEvent, EventRegistry, UnknownEventTypeError
+from acci.domain import registry as default_registry
+from acci.domain.tenant import (
     TenantCreated,
     TenantDeleted,
     TenantReactivated,
@@ -22,7 +22,7 @@ from domain.tenant import (
     UserSeatReleased,
     UserSeatReserved,
 )
-from domain.user import (
+from acci.domain.user import (
     RoleAssigned,
     RoleRevoked,
     UserDeactivated,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from domain import DomainError, Tenant
-from domain.seats import seat_events
-from domain.tenant import (
+from acci.domain import DomainError, Tenant
+from acci.domain.seats import seat_events
+from acci.domain.tenant import (
     RenameTenant,
     TenantCreated,
     TenantSettings,
     UserSeatReleased,
     UserSeatReserved,
 )
-from domain.user import RegisterUser, UserDeactivated, UserEmailChanged, UserRegistered
+from acci.domain.user import RegisterUser, UserDeactivated, UserEmailChanged, UserRegistered
 
 T = "acme"
 REGISTERED = UserRegistered(email="a@acme.example", display_name="A", roles=["member"])

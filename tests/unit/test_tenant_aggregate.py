@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from domain import CommandValidationError, DomainError, Tenant, UnknownEventTypeError
-from domain.command import Command
-from domain.tenant import (
+from acci.domain import CommandValidationError, DomainError, Tenant, UnknownEventTypeError
+from acci.domain.command import Command
+from acci.domain.tenant import (
     CreateTenant,
     DeleteTenant,
     ReactivateTenant,
@@ -24,7 +24,7 @@ from domain.tenant import (
     UpdateTenantSettings,
     ensure_tenant_active,
 )
-from domain.user import RegisterUser, RoleAssigned
+from acci.domain.user import RegisterUser, RoleAssigned
 from tests.unit.given_when_then import given
 
 T = "acme"

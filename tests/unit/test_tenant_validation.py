@@ -7,8 +7,14 @@ from typing import Any
 import pydantic
 import pytest
 
-from domain import CommandValidationError, parse_command
-from domain.tenant import CreateTenant, DeleteTenant, RenameTenant, SuspendTenant, TenantSettings
+from acci.domain import CommandValidationError, parse_command
+from acci.domain.tenant import (
+    CreateTenant,
+    DeleteTenant,
+    RenameTenant,
+    SuspendTenant,
+    TenantSettings,
+)
 
 SQL = "x'; DROP TABLE events;--"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.urls import where, without_password
+from acci.workers.urls import where, without_password
 
 
 @pytest.mark.parametrize(

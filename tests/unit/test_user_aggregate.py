@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from domain import CommandValidationError, DomainError, UnknownEventTypeError, User
-from domain.command import Command
-from domain.tenant import TenantCreated, TenantSettings
-from domain.user import (
+from acci.domain import CommandValidationError, DomainError, UnknownEventTypeError, User
+from acci.domain.command import Command
+from acci.domain.tenant import TenantCreated, TenantSettings
+from acci.domain.user import (
     AssignRole,
     ChangeUserEmail,
     DeactivateUser,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from domain import CommandValidationError, parse_command
-from domain.roles import ROLES
-from domain.user import AssignRole, ChangeUserEmail, DeactivateUser, RegisterUser, RevokeRole
+from acci.domain import CommandValidationError, parse_command
+from acci.domain.roles import ROLES
+from acci.domain.user import AssignRole, ChangeUserEmail, DeactivateUser, RegisterUser, RevokeRole
 
 SQL = "x'; DROP TABLE events;--"
 

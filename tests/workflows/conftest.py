@@ -21,12 +21,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from eventstore.messaging.messages import EXCHANGE
+from acci.eventstore.messaging.messages import EXCHANGE
+from acci.workers.devserver import temporal_binary
+from acci.workers.settings import Settings
+from acci.workers.worker import running_worker
+from acci.workflows.command import SEARCH_ATTRIBUTES
 from tests.integration.query_rows import delete_keys
-from workers.devserver import temporal_binary
-from workers.settings import Settings
-from workers.worker import running_worker
-from workflows.command import SEARCH_ATTRIBUTES
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 

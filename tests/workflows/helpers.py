@@ -7,8 +7,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from activities.models import CommandInput, CommandResult
-from workers.temporal_client import execute_command
+from acci.activities.models import CommandInput, CommandResult
+from acci.workers.temporal_client import execute_command
 
 
 def command(

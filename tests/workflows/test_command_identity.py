@@ -16,15 +16,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.errors import CommandValidationError, DomainError
-from eventstore.store import EventStore
+from acci.domain.errors import CommandValidationError, DomainError
+from acci.eventstore.store import EventStore
+from acci.workers.runtime import open_event_store
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import execute_command
 from tests.conftest import database_url_for, drop_database
 from tests.workflows.conftest import unique, worker_env
 from tests.workflows.helpers import command, send
 from tests.workflows.test_operator_doors import ACCI, run
-from workers.runtime import open_event_store
-from workers.settings import Settings
-from workers.temporal_client import execute_command
 
 REUSED = "was already used for a different command"
 

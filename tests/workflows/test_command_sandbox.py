@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from temporalio.testing import WorkflowEnvironment
 
-from eventstore.store import EventStore
+from acci.eventstore.store import EventStore
+from acci.workers.settings import Settings
+from acci.workers.worker import running_worker
 from tests.workflows.conftest import unique
 from tests.workflows.helpers import send
-from workers.settings import Settings
-from workers.worker import running_worker
 
 
 async def test_a_command_runs_in_the_sdks_default_sandbox_too(

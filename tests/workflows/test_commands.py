@@ -13,16 +13,16 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.models import command_workflow_id
-from domain.errors import CommandValidationError, DomainError
-from eventstore.store import EventStore
+from acci.activities.models import command_workflow_id
+from acci.domain.errors import CommandValidationError, DomainError
+from acci.eventstore.store import EventStore
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import command_result, execute_command, start_command
+from acci.workers.worker import workflow_runner
+from acci.workflows.command import CommandWorkflow
 from tests.workflows.conftest import Captured, eventually, unique
 from tests.workflows.helpers import command, send
 from tests.workflows.test_operator_doors import temporal_execute
-from workers.settings import Settings
-from workers.temporal_client import command_result, execute_command, start_command
-from workers.worker import workflow_runner
-from workflows.command import CommandWorkflow
 
 UPSERT = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
 

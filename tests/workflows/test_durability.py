@@ -15,13 +15,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
+from acci.eventstore.records import RecordedEvent
+from acci.eventstore.store import EventStore
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import command_result, start_command
+from acci.workflows.command import CommandWorkflow
 from tests.workflows.conftest import Captured, RabbitMQApp, eventually, unique, worker_env
 from tests.workflows.helpers import command, send
-from workers.settings import Settings
-from workers.temporal_client import command_result, start_command
-from workflows.command import CommandWorkflow
 
 ACCI = str(Path(sys.executable).with_name("acci"))
 

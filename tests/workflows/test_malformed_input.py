@@ -18,19 +18,19 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from activities.models import (
+from acci.activities.models import (
     COMMAND_WORKFLOW,
     MAX_PAYLOAD_DEPTH,
     PROJECTION_WORKFLOW,
     command_workflow_id,
 )
-from domain.errors import CommandValidationError
+from acci.domain.errors import CommandValidationError
+from acci.workers.devserver import temporal_binary
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import command_result
+from acci.workflows.command import CommandWorkflow
 from tests.integration.conftest import count_rows
 from tests.workflows.test_operator_doors import run, temporal_execute
-from workers.devserver import temporal_binary
-from workers.settings import Settings
-from workers.temporal_client import command_result
-from workflows.command import CommandWorkflow
 
 # A failed run is reported within this; a wedged one (the old behaviour) never is.
 FAILS_WITHIN = 15.0

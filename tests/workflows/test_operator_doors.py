@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from eventstore.store import EventStore
+from acci.eventstore.store import EventStore
+from acci.workers.devserver import temporal_binary
+from acci.workers.settings import Settings
 from tests.workflows.conftest import free_port, worker_env
-from workers.devserver import temporal_binary
-from workers.settings import Settings
 
 ACCI = str(Path(sys.executable).with_name("acci"))
 

@@ -21,16 +21,17 @@ from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
-from domain.errors import CommandError
-from domain.events import DomainEvent
-from domain.tenant_events import TenantCreated, TenantRenamed
-from domain.tenant_settings import TenantSettings
-from domain.user_events import RoleAssigned, RoleRevoked, UserRegistered
-from eventstore.records import NewEvent, Position, StreamAppend
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
-from readmodels.consistency import projected_positions
-from readmodels.waiting import BACKLOG_BATCH
+from acci.domain.errors import CommandError
+from acci.domain.events import DomainEvent
+from acci.domain.tenant_events import TenantCreated, TenantRenamed
+from acci.domain.tenant_settings import TenantSettings
+from acci.domain.user_events import RoleAssigned, RoleRevoked, UserRegistered
+from acci.eventstore.records import NewEvent, Position, StreamAppend
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
+from acci.readmodels.consistency import projected_positions
+from acci.readmodels.waiting import BACKLOG_BATCH
+from acci.workers.settings import Settings
 from tests.integration.projection_support import (
     expected_rows,
     newest_committed,
@@ -39,7 +40,6 @@ from tests.integration.projection_support import (
 from tests.workflows.conftest import eventually
 from tests.workflows.helpers import send
 from tests.workflows.test_durability import WorkerProcess
-from workers.settings import Settings
 
 PROJECTIONS = ("tenants", "users", "tenant_activity")
 

@@ -22,14 +22,14 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from eventstore.records import Position
-from readmodels.checkpoints import CheckpointStore
+from acci.eventstore.records import Position
+from acci.readmodels.checkpoints import CheckpointStore
+from acci.workers.settings import Settings
+from acci.workers.worker import running_worker
 from tests.integration.projection_support import newest_committed
 from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker_env
 from tests.workflows.helpers import send
 from tests.workflows.test_operator_doors import ACCI, run
-from workers.settings import Settings
-from workers.worker import running_worker
 
 
 @pytest.fixture(scope="module")

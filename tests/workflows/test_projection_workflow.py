@@ -23,11 +23,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.models import ProjectionConfig, ProjectionStatus, projection_workflow_id
-from eventstore.records import Position
-from eventstore.repository import AggregateRepository
-from eventstore.store import EventStore
-from readmodels.projections import default_projections
+from acci.activities.models import ProjectionConfig, ProjectionStatus, projection_workflow_id
+from acci.eventstore.records import Position
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.store import EventStore
+from acci.readmodels.projections import default_projections
+from acci.workers.settings import Settings
+from acci.workers.worker import running_worker
+from acci.workflows.projection import ProjectionWorkflow
 from tests.integration.projection_support import (
     FlakyPause,
     FlakySkip,
@@ -38,9 +41,6 @@ from tests.integration.projection_support import (
 )
 from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker_env
 from tests.workflows.helpers import send
-from workers.settings import Settings
-from workers.worker import running_worker
-from workflows.projection import ProjectionWorkflow
 
 FLAKY_PAUSE = FlakyPause()
 FLAKY_SKIP = FlakySkip()
@@ -108,7 +108,7 @@ async def projections_cli(settings: Settings, *args: str) -> Cli:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "workers.cli_projections",
+        "acci.workers.cli_projections",
         *args,
         env=worker_env(settings),
         stdout=asyncio.subprocess.PIPE,

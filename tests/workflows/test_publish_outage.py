@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
+from acci.eventstore.records import RecordedEvent
+from acci.eventstore.store import EventStore
+from acci.workers.settings import Settings
+from acci.workers.temporal_client import command_result, start_command
 from tests.workflows.conftest import Captured, eventually, free_port, unique, worker_env
 from tests.workflows.helpers import command
 from tests.workflows.test_durability import ACCI, WorkerProcess
-from workers.settings import Settings
-from workers.temporal_client import command_result, start_command
 
 # Nothing listens there: every connection attempt is refused at once.
 UNREACHABLE = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"

@@ -21,16 +21,16 @@ import redis
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
-from eventstore.records import Position
-from readmodels.consistency import wait_until_projected
-from readmodels.queries import GetTenantDetails
+from acci.eventstore.records import Position
+from acci.readmodels.consistency import wait_until_projected
+from acci.readmodels.queries import GetTenantDetails
+from acci.workers.runtime import open_query_bus
+from acci.workers.settings import Settings
 from tests.integration.query_rows import REDIS_URL, require_redis
 from tests.workflows.conftest import eventually, free_port, worker_env
 from tests.workflows.helpers import send
 from tests.workflows.test_operator_doors import ACCI, run
 from tests.workflows.test_projection_workflow import Cli
-from workers.runtime import open_query_bus
-from workers.settings import Settings
 
 PROJECTIONS = ("tenants", "users", "tenant_activity")
 UNAVAILABLE = "query cache unavailable; answering queries from PostgreSQL"
