@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install services test lint demo bench chaos clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/invoicing/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# The example application (examples/invoicing): the tests run it through the whole stack.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e examples/invoicing
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -18,6 +18,12 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _PUBLIC: dict[str, str] = {
+    # An application: its whole declaration, installed by every ACCI process that finds it.
+    "Application": "acci.readmodels.application",
+    "ApplicationDeclarationError": "acci.readmodels.application",
+    # Rules across aggregates (a command that needs, or also changes, another aggregate).
+    "RelatedAggregate": "acci.domain.rules",
+    "requires_active_tenant": "acci.domain.rules",
     # Aggregates, commands and events (pure: decide/evolve, no I/O).
     "EventSourced": "acci.domain.aggregate",
     "Command": "acci.domain.command",
@@ -48,6 +54,8 @@ _PUBLIC: dict[str, str] = {
 
 # The same names, written out for type checkers and linters (a test keeps the two equal).
 __all__ = [
+    "Application",
+    "ApplicationDeclarationError",
     "Change",
     "Command",
     "CommandError",
@@ -64,11 +72,13 @@ __all__ = [
     "QueryError",
     "QueryValidationError",
     "RecordedEvent",
+    "RelatedAggregate",
     "TenantQuery",
     "UnknownEventTypeError",
     "Update",
     "Upsert",
     "registry",
+    "requires_active_tenant",
 ]
 
 if TYPE_CHECKING:
@@ -82,7 +92,9 @@ if TYPE_CHECKING:
     )
     from acci.domain.events import DomainEvent
     from acci.domain.registry import EventRegistry, registry
+    from acci.domain.rules import RelatedAggregate, requires_active_tenant
     from acci.eventstore.records import RecordedEvent
+    from acci.readmodels.application import Application, ApplicationDeclarationError
     from acci.readmodels.changes import Change, Delete, Update, Upsert
     from acci.readmodels.errors import NotFoundError, QueryError, QueryValidationError
     from acci.readmodels.projections import Projection

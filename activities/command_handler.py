@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from acci.domain import EventSourced, Tenant, aggregate_for_command
+from acci.domain import EventSourced, aggregate_for_command
+from acci.domain.catalogue import rules_for
 from acci.domain.command import Command
 from acci.domain.errors import CommandValidationError
-from acci.domain.seats import seat_events
-from acci.domain.tenant import ensure_tenant_active
 from acci.eventstore.errors import CommandIdReusedError, ConcurrencyError
 from acci.eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
 from acci.eventstore.repository import AggregateRepository
@@ -161,23 +160,30 @@ class CommandHandler:
         metadata: Mapping[str, Any],
         fingerprint: str,
     ) -> CommandOutcome:
-        """Load, decide and append once; a ConcurrencyError means another writer came first."""
-        changed: list[EventSourced[Any, Any]] = []
-        tenant = None
-        if cls is not Tenant:
-            # Work inside a tenant needs the tenant to accept it. A suspension racing this
-            # command lands before or after it (both valid histories), unless the command also
-            # writes to the tenant's stream (a seat), where the two collide.
-            tenant = await self._repository.load(Tenant, tenant_id, tenant_id)
-            ensure_tenant_active(tenant_id, tenant.state)
+        """Load, decide and append once; a ConcurrencyError means another writer came first.
+
+        The command's related aggregates (``domain/rules.py``, declared by its application) are
+        loaded and checked first, and written with it where their rule records events on them.
+        A change racing this command on one of them lands before or after it (both valid
+        histories), unless this command writes to it too, where the two collide.
+        """
+        related = []
+        for rule in rules_for(cls):
+            other = await self._repository.load(
+                rule.aggregate, tenant_id, rule.aggregate_id(tenant_id, command)
+            )
+            if rule.check is not None:
+                rule.check(tenant_id, other.state)
+            related.append((rule, other))
         aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
         events = aggregate.handle(command)
-        changed.append(aggregate)
-        if tenant is not None:
-            seats = seat_events(tenant_id, tenant.state, aggregate.aggregate_id, events)
-            if seats:
-                tenant.record(seats)
-                changed.append(tenant)
+        changed: list[EventSourced[Any, Any]] = [aggregate]
+        for rule, other in related:
+            if rule.follow_up is not None:
+                more = rule.follow_up(tenant_id, other.state, aggregate.aggregate_id, events)
+                if more:
+                    other.record(more)
+                    changed.append(other)
         results = await self._repository.save_all(
             changed, command_id=command_id, metadata=metadata, fingerprint=fingerprint
         )

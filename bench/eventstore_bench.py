@@ -115,6 +115,7 @@ def bench_registry() -> EventRegistry:
     @reg.register
     class BenchNoted(DomainEvent):
         event_type: ClassVar[str] = EVENT_TYPE
+        event_version: ClassVar[int] = 1
         text: str
 
     return reg

@@ -98,7 +98,7 @@ from acci.readmodels.batch import OnCommitted
 from acci.readmodels.bus import QueryBus
 from acci.readmodels.cache import QueryCache
 from acci.readmodels.checkpoints import CheckpointStore
-from acci.readmodels.projections import default_projections
+from acci.readmodels.installed import default_projections
 from acci.readmodels.queries import GetTenantDetails, ListTenants, Query
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import PAGE_SIZE, SharedLog

@@ -1,6 +1,7 @@
 """ACCI's pure domain: aggregates, commands, events, the event registry and domain errors.
 
-Importing this package registers every Tenant and User event in ``registry``.
+Importing this package registers every Tenant and User event in ``registry`` and adds the
+built-in tenancy application (``tenancy.py``) to the catalogue.
 """
 
 from acci.domain.aggregate import EventSourced
@@ -23,12 +24,15 @@ from acci.domain.errors import (
 )
 from acci.domain.events import DomainEvent
 from acci.domain.registry import EventRegistry, registry
+from acci.domain.rules import RelatedAggregate, requires_active_tenant
+from acci.domain.tenancy import NAME as TENANCY
 from acci.domain.tenant import Tenant, TenantState, TenantStatus
 from acci.domain.user import User, UserState, UserStatus
 
 __all__ = [
     "AGGREGATES",
     "COMMAND_TYPES",
+    "TENANCY",
     "Command",
     "CommandError",
     "CommandValidationError",
@@ -38,6 +42,7 @@ __all__ = [
     "EventRegistry",
     "EventSourced",
     "PersistenceError",
+    "RelatedAggregate",
     "Tenant",
     "TenantState",
     "TenantStatus",
@@ -49,5 +54,6 @@ __all__ = [
     "aggregate_id_of",
     "parse_command",
     "registry",
+    "requires_active_tenant",
     "validation_error_from_pydantic",
 ]

@@ -1,8 +1,13 @@
-"""Every aggregate and command the domain knows, and how to route a command to its aggregate."""
+"""Every aggregate and command the installed applications declare, and the rules between them.
+
+The catalogue starts with the built-in tenancy application (Tenant and User); every other
+application adds its own when it is installed (``acci.readmodels.application.install``).
+``AGGREGATES`` and ``COMMAND_TYPES`` are the live tables: what is added shows in them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import pydantic
@@ -10,25 +15,73 @@ import pydantic
 from acci.domain.aggregate import EventSourced
 from acci.domain.command import Command
 from acci.domain.errors import CommandValidationError, shown, validation_error_from_pydantic
-from acci.domain.tenant import Tenant
-from acci.domain.user import User
+from acci.domain.rules import RelatedAggregate
 
-AGGREGATES: Final[dict[str, type[EventSourced[Any, Any]]]] = {
-    aggregate.aggregate_type: aggregate for aggregate in (Tenant, User)
-}
+Aggregate = type[EventSourced[Any, Any]]
 
-COMMAND_TYPES: Final[dict[str, type[Command]]] = {
-    command.command_type: command
-    for aggregate in AGGREGATES.values()
-    for command in aggregate.command_types
-}
-
-_AGGREGATE_OF_COMMAND: Final[dict[type[Command], type[EventSourced[Any, Any]]]] = {
-    command: aggregate for aggregate in AGGREGATES.values() for command in aggregate.command_types
-}
+AGGREGATES: Final[dict[str, Aggregate]] = {}
+COMMAND_TYPES: Final[dict[str, type[Command]]] = {}
+_AGGREGATE_OF_COMMAND: Final[dict[type[Command], Aggregate]] = {}
+_RULES: Final[dict[Aggregate, list[RelatedAggregate]]] = {}
+_OWNERS: Final[dict[str, str]] = {}  # aggregate or command type -> the application declaring it
 
 
-def aggregate_for_command(command: Command) -> type[EventSourced[Any, Any]]:
+class CatalogueConflictError(ValueError):
+    """Two applications declare one aggregate or command type (nothing of the second is added)."""
+
+
+def add(
+    application: str, aggregates: Iterable[Aggregate], rules: Iterable[RelatedAggregate]
+) -> None:
+    """Add an application's aggregates, their commands and its rules, all or nothing.
+
+    Adding what the same application added before changes nothing.
+    """
+    aggregates, rules = list(aggregates), list(rules)
+    names: dict[str, str] = {}
+    for aggregate in aggregates:
+        names[aggregate.aggregate_type] = "aggregate type"
+        for command in aggregate.command_types:
+            names[command.command_type] = "command type"
+    for name, kind in names.items():
+        owner = _OWNERS.get(name)
+        known = AGGREGATES.get(name) or COMMAND_TYPES.get(name)
+        mine = known in aggregates or any(known in a.command_types for a in aggregates)
+        if owner is not None and not (owner == application and mine):
+            raise CatalogueConflictError(
+                f"{kind} {name!r} is declared by application {owner!r} already"
+            )
+    for rule in rules:
+        if rule.aggregate.aggregate_type not in AGGREGATES and rule.aggregate not in aggregates:
+            raise CatalogueConflictError(
+                f"a rule needs aggregate {rule.aggregate.aggregate_type!r}, which no installed"
+                " application declares"
+            )
+    for aggregate in aggregates:
+        AGGREGATES[aggregate.aggregate_type] = aggregate
+        _OWNERS[aggregate.aggregate_type] = application
+        for command in aggregate.command_types:
+            COMMAND_TYPES[command.command_type] = command
+            _AGGREGATE_OF_COMMAND[command] = aggregate
+            _OWNERS[command.command_type] = application
+    for rule in rules:
+        for aggregate in rule.applies_to:
+            known_rules = _RULES.setdefault(aggregate, [])
+            if rule not in known_rules:
+                known_rules.append(rule)
+
+
+def owner(type_name: str) -> str | None:
+    """The application that declared an aggregate or command type."""
+    return _OWNERS.get(type_name)
+
+
+def rules_for(aggregate: Aggregate) -> list[RelatedAggregate]:
+    """The rules commands of ``aggregate`` are subject to, in the order they were declared."""
+    return _RULES.get(aggregate, [])
+
+
+def aggregate_for_command(command: Command) -> Aggregate:
     """The aggregate class that handles ``command``."""
     try:
         return _AGGREGATE_OF_COMMAND[type(command)]

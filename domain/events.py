@@ -20,4 +20,4 @@ class DomainEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_type: ClassVar[str]
-    event_version: ClassVar[int] = 1
+    event_version: ClassVar[int]

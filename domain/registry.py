@@ -43,10 +43,10 @@ class EventRegistry:
                 f"{cls.__qualname__} must define its own event_type matching {TYPE_NAME_PATTERN},"
                 f" got {event_type!r}"
             )
-        version = cls.event_version
+        version = getattr(cls, "event_version", None)  # no default: every event says
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise TypeError(
-                f"{cls.__qualname__}.event_version must be an int >= 1, got {version!r}"
+                f"{cls.__qualname__} must define event_version, an int >= 1, got {version!r}"
             )
         if event_type in self._classes:
             raise ValueError(
@@ -81,6 +81,10 @@ class EventRegistry:
             return upcaster
 
         return decorate
+
+    def has_upcaster(self, event_type: str, from_version: int) -> bool:
+        """Whether an upcaster from ``from_version`` of ``event_type`` is registered."""
+        return (event_type, from_version) in self._upcasters
 
     def event_class(self, event_type: str) -> type[DomainEvent]:
         """The class registered under ``event_type``."""

@@ -15,6 +15,7 @@ class TenantCreated(DomainEvent):
     """A tenant came into being, active."""
 
     event_type: ClassVar[str] = "TenantCreated"
+    event_version: ClassVar[int] = 1
 
     name: Name
     settings: TenantSettings
@@ -25,6 +26,7 @@ class TenantRenamed(DomainEvent):
     """A tenant's name changed."""
 
     event_type: ClassVar[str] = "TenantRenamed"
+    event_version: ClassVar[int] = 1
 
     old_name: Name
     new_name: Name
@@ -35,6 +37,7 @@ class TenantSettingsUpdated(DomainEvent):
     """A tenant's settings were replaced as a whole."""
 
     event_type: ClassVar[str] = "TenantSettingsUpdated"
+    event_version: ClassVar[int] = 1
 
     settings: TenantSettings
 
@@ -44,6 +47,7 @@ class TenantSuspended(DomainEvent):
     """An active tenant was suspended; it accepts no work until reactivated."""
 
     event_type: ClassVar[str] = "TenantSuspended"
+    event_version: ClassVar[int] = 1
 
     reason: Reason
 
@@ -53,6 +57,7 @@ class TenantReactivated(DomainEvent):
     """A suspended tenant became active again."""
 
     event_type: ClassVar[str] = "TenantReactivated"
+    event_version: ClassVar[int] = 1
 
 
 @registry.register
@@ -60,6 +65,7 @@ class TenantDeleted(DomainEvent):
     """A tenant was deleted; this is final."""
 
     event_type: ClassVar[str] = "TenantDeleted"
+    event_version: ClassVar[int] = 1
 
     reason: Reason | None = None
 
@@ -73,6 +79,7 @@ class UserSeatReserved(DomainEvent):
     """
 
     event_type: ClassVar[str] = "UserSeatReserved"
+    event_version: ClassVar[int] = 1
 
     user_id: str
 
@@ -82,6 +89,7 @@ class UserSeatReleased(DomainEvent):
     """A user of the tenant was deactivated; its seat is free again."""
 
     event_type: ClassVar[str] = "UserSeatReleased"
+    event_version: ClassVar[int] = 1
 
     user_id: str
 

@@ -44,6 +44,7 @@ class UserEmailChanged(DomainEvent):
     """A user's email address changed."""
 
     event_type: ClassVar[str] = "UserEmailChanged"
+    event_version: ClassVar[int] = 1
 
     old_email: Email
     new_email: Email
@@ -54,6 +55,7 @@ class RoleAssigned(DomainEvent):
     """A user was given a role."""
 
     event_type: ClassVar[str] = "RoleAssigned"
+    event_version: ClassVar[int] = 1
 
     role: RoleName
 
@@ -63,6 +65,7 @@ class RoleRevoked(DomainEvent):
     """A role was taken from a user."""
 
     event_type: ClassVar[str] = "RoleRevoked"
+    event_version: ClassVar[int] = 1
 
     role: RoleName
 
@@ -72,6 +75,7 @@ class UserDeactivated(DomainEvent):
     """A user was deactivated; this is final."""
 
     event_type: ClassVar[str] = "UserDeactivated"
+    event_version: ClassVar[int] = 1
 
     reason: Reason | None = None
 

@@ -57,7 +57,7 @@ class Migration:
 def available_migrations() -> list[Migration]:
     """The migrations shipped in ``eventstore/migrations/``, in order."""
     found = []
-    for entry in (resources.files("eventstore") / "migrations").iterdir():
+    for entry in (resources.files("acci.eventstore") / "migrations").iterdir():
         match = _FILE_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))

@@ -20,13 +20,8 @@ from acci.eventstore.db import create_pool
 from acci.readmodels.cache import QueryCache
 from acci.readmodels.consistency import wait_until_projected
 from acci.readmodels.errors import QueryValidationError, ReadModelError
-from acci.readmodels.handlers import ReadModelQueries
+from acci.readmodels.installed import query_handlers
 from acci.readmodels.queries import (
-    GetTenantActivity,
-    GetTenantDetails,
-    GetUser,
-    ListTenants,
-    ListTenantUsers,
     Query,
 )
 
@@ -94,14 +89,11 @@ def build_query_bus(
     cache: QueryCache | None = None,
     consistency_timeout: float = 5.0,
 ) -> QueryBus:
-    """A bus with every read-model query registered, reading through ``pool`` (and ``cache``)."""
+    """A bus answering every installed application's queries, reading through ``pool`` (and
+    ``cache``)."""
     bus = QueryBus(pool, cache=cache, consistency_timeout=consistency_timeout)
-    queries = ReadModelQueries(pool)
-    bus.register(GetTenantDetails, queries.tenant_details)
-    bus.register(ListTenants, queries.tenants)
-    bus.register(GetUser, queries.user)
-    bus.register(ListTenantUsers, queries.tenant_users)
-    bus.register(GetTenantActivity, queries.tenant_activity)
+    for query_type, answer in query_handlers().items():
+        bus.register(query_type, answer(pool))
     return bus
 
 

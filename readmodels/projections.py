@@ -175,9 +175,5 @@ PROJECTIONS: Final[tuple[type[Projection], ...]] = (
     UsersProjection,
     TenantActivityProjection,
 )
-"""The projections every worker runs."""
-
-
-def default_projections(*, registry: EventRegistry = default_registry) -> list[Projection]:
-    """One instance of each projection in ``PROJECTIONS``."""
-    return [cls(registry=registry) for cls in PROJECTIONS]
+"""The built-in application's projections (``readmodels/tenancy.py``); a worker runs every
+installed application's (``readmodels/installed.py``)."""

@@ -47,7 +47,7 @@ def status(as_json: JsonOption = False) -> None:
 
     async def main() -> None:
         from acci.readmodels.checkpoints import CheckpointStore
-        from acci.readmodels.projections import PROJECTIONS
+        from acci.readmodels.installed import projection_names
         from acci.workers.runtime import open_event_store
         from acci.workers.temporal_client import connect
 
@@ -55,7 +55,7 @@ def status(as_json: JsonOption = False) -> None:
         client = await connect(settings)
         async with open_event_store(settings) as rt:
             checkpoints = {c.projection: c for c in await CheckpointStore(rt.pool).all()}
-            names = sorted({p.name for p in PROJECTIONS} | set(checkpoints))
+            names = sorted({*projection_names(), *checkpoints})
             statuses = []
             for name in names:
                 checkpoint = checkpoints.get(name)

@@ -12,6 +12,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from acci.domain.errors import CommandError
 from acci.eventstore.errors import EventStoreError
 from acci.readmodels.errors import QueryError
+from acci.workers.apps import ApplicationLoadError, app_names, load_applications
 from acci.workers.logs import configure_logging
 from acci.workers.settings import get_settings
 
@@ -24,8 +25,15 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def setup() -> None:
-    """JSON logs on stderr at the configured level."""
-    configure_logging(get_settings().log_level)
+    """JSON logs on stderr at the configured level; the configured applications installed (a
+    broken one is one ``error (application): …`` line and exit status 1)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        load_applications(app_names(settings.apps))
+    except ApplicationLoadError as e:
+        typer.echo(f"error (application): {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

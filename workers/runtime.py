@@ -16,6 +16,8 @@ from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.bus import QueryBus, pooled_query_bus
 from acci.readmodels.cache import QueryCache
+from acci.readmodels.schema import create_declared_tables
+from acci.workers.apps import app_names, load_applications
 from acci.workers.settings import Settings
 
 
@@ -33,7 +35,9 @@ class EventStoreRuntime:
 async def open_event_store(
     settings: Settings, *, migrate_schema: bool = True
 ) -> AsyncIterator[EventStoreRuntime]:
-    """Create the database if needed, migrate it, and yield the stores over an open pool."""
+    """Install the configured applications, create the database if needed, migrate it (and
+    create the applications' read-model tables), and yield the stores over an open pool."""
+    load_applications(app_names(settings.apps))
     url = settings.database_url.get_secret_value()
     await ensure_database(url)
     pool = create_pool(
@@ -46,6 +50,7 @@ async def open_event_store(
     async with pool:
         if migrate_schema:
             await migrate(pool)
+            await create_declared_tables(pool)
         store = EventStore(
             pool,
             max_payload_bytes=settings.max_payload_bytes,
@@ -71,7 +76,9 @@ async def open_query_bus(
     settings: Settings, *, pool_max_size: int = 8, cached: bool = True
 ) -> AsyncIterator[QueryBus]:
     """The query bus on the configured PostgreSQL, through the Redis cache if ``cached``: the
-    one way a process (the CLI, the demo) opens a bus of its own."""
+    one way a process (the CLI, the demo) opens a bus of its own; it answers every configured
+    application's queries."""
+    load_applications(app_names(settings.apps))
     async with pooled_query_bus(
         settings.database_url.get_secret_value(),
         cache=query_cache(settings) if cached else None,

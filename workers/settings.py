@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Applications to install besides those found through the `acci.apps` entry point group:
+    # comma-separated import paths, each `package.module` (its `app`) or `package.module:name`.
+    apps: str = ""
+
     # Projections (DESIGN §5): events per batch, attempts at a failing event (the first
     # included; the last one parks it) with the backoff between them, how long a caught-up
     # projection's batch waits for new appends before it reports back to its workflow, and

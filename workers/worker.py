@@ -24,7 +24,8 @@ from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
 from acci.readmodels.batch import OnCommitted
 from acci.readmodels.cache import QueryCache
-from acci.readmodels.projections import Projection, default_projections
+from acci.readmodels.installed import default_projections
+from acci.readmodels.projections import Projection
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.wakeups import Appended, AppendListener, AppendNotifier
 from acci.workers.interceptors import WakeProjectionsAfterAppend

@@ -16,6 +16,7 @@ class Noted(DomainEvent):
     """A line of text, the simplest event there is."""
 
     event_type: ClassVar[str] = "Noted"
+    event_version: ClassVar[int] = 1
     text: str
 
 

@@ -25,7 +25,7 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels import waiting
 from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
-from acci.readmodels.projections import default_projections
+from acci.readmodels.installed import default_projections
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import SharedLog
 from tests.integration.projection_support import (

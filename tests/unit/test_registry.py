@@ -97,6 +97,7 @@ def test_registering_the_same_event_type_twice_is_rejected() -> None:
 
     class OtherPing(DomainEvent):
         event_type: ClassVar[str] = "Ping"
+        event_version: ClassVar[int] = 1
 
     with pytest.raises(ValueError, match="'Ping' is already registered"):
         registry.register(OtherPing)
@@ -121,7 +122,7 @@ def test_an_event_type_that_cannot_be_a_routing_key_segment_is_rejected(event_ty
 @pytest.mark.parametrize("version", [0, -1, True])
 def test_an_event_version_below_one_is_rejected(version: int) -> None:
     cls = type("Bad", (DomainEvent,), {"event_type": "Bad", "event_version": version})
-    with pytest.raises(TypeError, match="event_version must be an int >= 1"):
+    with pytest.raises(TypeError, match="must define event_version, an int >= 1"):
         EventRegistry().register(cls)
 
 

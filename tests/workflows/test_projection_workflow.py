@@ -27,7 +27,7 @@ from acci.activities.models import ProjectionConfig, ProjectionStatus, projectio
 from acci.eventstore.records import Position
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
-from acci.readmodels.projections import default_projections
+from acci.readmodels.installed import default_projections
 from acci.workers.settings import Settings
 from acci.workers.worker import running_worker
 from acci.workflows.projection import ProjectionWorkflow

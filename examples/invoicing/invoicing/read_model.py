@@ -1,0 +1,157 @@
+"""Open invoices per tenant: the table, the projection that keeps it, and its two queries.
+
+A row per open invoice, with its customer, line count and total; a paid or void invoice's row is
+deleted. ACCI applies the projection's changes exactly once, in the global order, with its
+checkpoint; the queries read the table (through ACCI's query bus and cache).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Final
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
+
+from acci import (
+    Change,
+    Delete,
+    NotFoundError,
+    Projection,
+    RecordedEvent,
+    TenantQuery,
+    Update,
+    Upsert,
+)
+from invoicing.domain import InvoiceIssued, InvoiceLineAdded
+
+TABLE: Final = "open_invoices"
+
+# Run at every start: it must be idempotent.
+OPEN_INVOICES_DDL: Final = """
+CREATE TABLE IF NOT EXISTS read_models.open_invoices (
+    tenant_id    text        NOT NULL,
+    invoice_id   text        NOT NULL,
+    customer     text        NOT NULL,
+    currency     text        NOT NULL,
+    line_count   integer     NOT NULL DEFAULT 0,
+    total_cents  bigint      NOT NULL DEFAULT 0,
+    issued_at    timestamptz NOT NULL,
+    last_updated timestamptz NOT NULL,
+    version      bigint      NOT NULL,
+    PRIMARY KEY (tenant_id, invoice_id)
+)
+"""
+
+
+class OpenInvoicesProjection(Projection):
+    """``read_models.open_invoices``: one row per open invoice."""
+
+    name = "open_invoices"
+    tables = frozenset({TABLE})
+
+    def handle_event(self, event: RecordedEvent) -> list[Change]:
+        if event.aggregate_type != "Invoice":
+            return []
+        key = {"tenant_id": event.tenant_id, "invoice_id": event.aggregate_id}
+        stream = {"last_updated": event.created_at, "version": event.sequence_number}
+        if event.event_type in ("InvoicePaid", "InvoiceVoided"):
+            return [Delete(TABLE, key)]
+        match self.decode(event):
+            case InvoiceIssued() as issued:
+                values = {
+                    "customer": issued.customer,
+                    "currency": issued.currency,
+                    "issued_at": event.created_at,
+                    **stream,
+                }
+                return [Upsert(TABLE, key, values)]
+            case InvoiceLineAdded() as line:
+                added = line.quantity * line.unit_price_cents
+                return [
+                    Update(TABLE, key, stream, increments={"line_count": 1, "total_cents": added})
+                ]
+        return []
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+
+class OpenInvoice(BaseModel):
+    """An open invoice as the read model holds it."""
+
+    tenant_id: str
+    invoice_id: str
+    customer: str
+    currency: str
+    line_count: int
+    total_cents: int
+    issued_at: datetime
+    last_updated: datetime
+    version: int
+
+
+class OpenInvoices(BaseModel):
+    """A tenant's open invoices (oldest first, at most ``limit``) and their sum."""
+
+    invoices: list[OpenInvoice]
+    total_cents: int
+
+
+class GetOpenInvoice(TenantQuery[OpenInvoice]):
+    """One open invoice of the tenant (``NotFoundError`` if it is not open, or not there)."""
+
+    projections: ClassVar[tuple[str, ...]] = ("open_invoices",)
+    result_type: ClassVar[type[BaseModel]] = OpenInvoice
+
+    invoice_id: str = Field(min_length=1, max_length=100)
+
+
+class ListOpenInvoices(TenantQuery[OpenInvoices]):
+    """The tenant's open invoices."""
+
+    projections: ClassVar[tuple[str, ...]] = ("open_invoices",)
+    result_type: ClassVar[type[BaseModel]] = OpenInvoices
+
+    limit: int = Field(default=100, ge=1, le=1_000)
+
+
+_COLUMNS: Final = (
+    "tenant_id, invoice_id, customer, currency, line_count, total_cents, issued_at,"
+    " last_updated, version"
+)
+_GET: Final = (
+    f"SELECT {_COLUMNS} FROM read_models.open_invoices"  # noqa: S608 - constant text only
+    " WHERE tenant_id = %s AND invoice_id = %s"
+)
+_LIST: Final = (
+    f"SELECT {_COLUMNS} FROM read_models.open_invoices WHERE tenant_id = %s"  # noqa: S608
+    " ORDER BY issued_at, invoice_id LIMIT %s"
+)
+
+
+class OpenInvoiceQueries:
+    """The two queries' handlers, over the read models' pool."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def get_open(self, query: GetOpenInvoice) -> OpenInvoice:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(_GET, (query.tenant_id, query.invoice_id))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no open invoice {query.invoice_id!r} in tenant {query.tenant_id!r}"
+            )
+        return OpenInvoice.model_validate(row)
+
+    async def list_open(self, query: ListOpenInvoices) -> OpenInvoices:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(_LIST, (query.tenant_id, query.limit))
+            rows = await cur.fetchall()
+        invoices = [OpenInvoice.model_validate(row) for row in rows]
+        return OpenInvoices(invoices=invoices, total_cents=sum(i.total_cents for i in invoices))

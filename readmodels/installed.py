@@ -1,0 +1,50 @@
+"""The installed applications, the built-in one first: what the read side runs and answers.
+
+Importing this module installs ACCI's own tenancy application; ``acci.workers.apps`` installs
+the others a process is configured with before it builds its projections and query bus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acci.domain.registry import EventRegistry
+from acci.domain.registry import registry as default_registry
+from acci.readmodels import application
+from acci.readmodels.application import (
+    Application,
+    HandlerFactory,
+    install,
+    installed,
+    read_model_tables,
+)
+from acci.readmodels.projections import Projection
+from acci.readmodels.queries import Query
+from acci.readmodels.tenancy import TENANCY
+
+install(TENANCY)
+
+__all__ = [
+    "Application",
+    "default_projections",
+    "install",
+    "installed",
+    "projection_names",
+    "query_handlers",
+    "read_model_tables",
+]
+
+
+def default_projections(*, registry: EventRegistry = default_registry) -> list[Projection]:
+    """One instance of every installed application's projections."""
+    return [cls(registry=registry) for cls in application.projection_classes()]
+
+
+def projection_names() -> list[str]:
+    """The names of every installed application's projections."""
+    return [cls.name for cls in application.projection_classes()]
+
+
+def query_handlers() -> dict[type[Query[Any]], HandlerFactory]:
+    """Every installed application's query types and their handler factories."""
+    return application.query_handlers()
