@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -18,13 +20,26 @@ from acci.eventstore.store import EventStore
 
 AggregateT = TypeVar("AggregateT", bound=EventSourced[Any, Any])
 
+log = logging.getLogger(__name__)
+
 
 class AggregateRepository:
-    """Folds aggregates from the event store, starting at their newest usable snapshot."""
+    """Folds aggregates from the event store, starting at their newest usable snapshot.
 
-    def __init__(self, store: EventStore, snapshots: SnapshotStore) -> None:
+    With ``snapshot_after`` (events), a current load that folded at least that many events past
+    its newest snapshot writes a snapshot of what it loaded, in the background: the load (and
+    the command waiting for it) does not wait for the write, and the next load of the stream
+    starts there, so a command's load stays bounded however long its streams grow. A failed
+    write is logged and left to the next long load. 0 turns it off.
+    """
+
+    def __init__(
+        self, store: EventStore, snapshots: SnapshotStore, *, snapshot_after: int = 0
+    ) -> None:
         self._store = store
         self._snapshots = snapshots
+        self._snapshot_after = snapshot_after
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def load(
         self,
@@ -55,13 +70,66 @@ class AggregateRepository:
         )
         state = None if tail.snapshot_state is None else cls.state_from_json(tail.snapshot_state)
         where = f"{tenant_id}/{cls.aggregate_type}/{aggregate_id}"
-        return cls.from_events(
+        aggregate = cls.from_events(
             aggregate_id,
             tenant_id,
             self._decoded(tail.events(), where),
             state=state,
             version=tail.snapshot_version,
         )
+        folded = aggregate.version - tail.snapshot_version
+        current = version is None and as_of is None and snapshot_schema is not None
+        if current and self._snapshot_after and folded >= self._snapshot_after:
+            self._snapshot_in_background(aggregate)
+        return aggregate
+
+    def _snapshot_in_background(self, aggregate: EventSourced[Any, Any]) -> None:
+        # The state as loaded, taken now: the caller goes on to change the aggregate.
+        state, version = aggregate.state_to_json(), aggregate.version
+        task = asyncio.get_running_loop().create_task(
+            self._write_snapshot(aggregate, state, version)
+        )
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    async def _write_snapshot(
+        self, aggregate: EventSourced[Any, Any], state: dict[str, Any], version: int
+    ) -> None:
+        try:
+            await self._snapshots.save(
+                aggregate.tenant_id,
+                aggregate.aggregate_id,
+                aggregate.aggregate_type,
+                version=version,
+                schema_version=aggregate.state_schema_version,
+                state=state,
+            )
+        except Exception as e:  # the load succeeded; a missing snapshot only costs time
+            log.warning(
+                "snapshot after a long load failed",
+                extra={
+                    "tenant_id": aggregate.tenant_id,
+                    "aggregate_id": aggregate.aggregate_id,
+                    "aggregate_type": aggregate.aggregate_type,
+                    "version": version,
+                    "error": f"{type(e).__name__}: {e}",
+                },
+            )
+            return
+        log.info(
+            "snapshot written after a long load",
+            extra={
+                "tenant_id": aggregate.tenant_id,
+                "aggregate_id": aggregate.aggregate_id,
+                "aggregate_type": aggregate.aggregate_type,
+                "version": version,
+            },
+        )
+
+    async def drain(self) -> None:
+        """Wait for the snapshots being written in the background (at shutdown, in tests)."""
+        while self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
 
     def _decoded(self, events: Iterator[StoredEvent], where: str) -> Iterator[DomainEvent]:
         """Each stored event upcast and decoded as the fold reaches it.

@@ -57,7 +57,13 @@ async def open_event_store(
             max_events_per_append=settings.max_events_per_append,
         )
         snapshots = SnapshotStore(pool)
-        yield EventStoreRuntime(pool, store, snapshots, AggregateRepository(store, snapshots))
+        repository = AggregateRepository(
+            store, snapshots, snapshot_after=settings.snapshot_after_events
+        )
+        try:
+            yield EventStoreRuntime(pool, store, snapshots, repository)
+        finally:
+            await repository.drain()  # snapshots being written, before the pool closes
 
 
 def query_cache(settings: Settings) -> QueryCache:

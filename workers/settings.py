@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
     db_statement_timeout_ms: int = Field(default=60_000, ge=0)
 
+    # A current load that folds at least this many events past the stream's newest snapshot
+    # writes a snapshot in the background (eventstore/repository.py), so loads stay bounded
+    # however long a stream grows. 0: never on the command path.
+    snapshot_after_events: int = Field(default=500, ge=0)
+
     max_payload_bytes: int = Field(default=256 * 1024, ge=1_024)
     max_events_per_append: int = Field(default=1_000, ge=1, le=100_000)
 

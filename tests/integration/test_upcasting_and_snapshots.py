@@ -143,3 +143,50 @@ async def test_a_snapshot_of_an_older_state_schema_is_ignored(
         )
         is None
     )
+
+
+async def snapshot_versions(pool: AsyncConnectionPool, tenant: str) -> list[int]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT sequence_number FROM snapshots.aggregate_snapshots WHERE tenant_id = %s"
+            " ORDER BY sequence_number",
+            (tenant,),
+        )
+        return [int(v) for (v,) in await cur.fetchall()]
+
+
+async def test_a_command_whose_load_folded_a_long_tail_leaves_a_snapshot_behind(
+    store: EventStore, snapshots: SnapshotStore, pool: AsyncConnectionPool
+) -> None:
+    """The snapshot policy on the command path: a load that folded ``snapshot_after`` events or
+    more past the newest snapshot writes one of what it loaded, without the command waiting."""
+    repository = AggregateRepository(store, snapshots, snapshot_after=5)
+    handler = CommandHandler(store, repository)
+    tenant = f"t-pol-{uuid.uuid4().hex[:8]}"
+    await handler.handle(tenant, CreateTenant(tenant_id=tenant, name="N0"), command_id=uuid.uuid4())
+    for i in range(1, 5):  # loads that fold 1..4 events: under the threshold
+        await handler.handle(
+            tenant, RenameTenant(tenant_id=tenant, name=f"N{i}"), command_id=uuid.uuid4()
+        )
+    await repository.drain()
+    assert await snapshot_versions(pool, tenant) == []
+    # This command's load folds 5 events: a snapshot of the state it loaded (version 5).
+    await handler.handle(tenant, RenameTenant(tenant_id=tenant, name="N5"), command_id=uuid.uuid4())
+    await repository.drain()
+    assert await snapshot_versions(pool, tenant) == [5]
+    # The next loads start there: one event folded, no new snapshot until 5 more.
+    for i in range(6, 10):
+        await handler.handle(
+            tenant, RenameTenant(tenant_id=tenant, name=f"N{i}"), command_id=uuid.uuid4()
+        )
+    await repository.drain()
+    assert await snapshot_versions(pool, tenant) == [5]
+    loaded = await repository.load(Tenant, tenant, tenant)
+    folded = await repository.load(Tenant, tenant, tenant, use_snapshot=False)
+    assert (loaded.version, loaded.state) == (folded.version, folded.state) == (10, loaded.state)
+    await repository.drain()
+    assert await snapshot_versions(pool, tenant) == [5, 10]
+    # A load of a past version never writes one (it folds from the start: 9 events).
+    await repository.load(Tenant, tenant, tenant, version=9)
+    await repository.drain()
+    assert await snapshot_versions(pool, tenant) == [5, 10]
