@@ -1,0 +1,142 @@
+"""The snapshot policy on the command path: a command on a tenant with a long stream.
+
+Every user command loads its tenant's aggregate. Without snapshots that load grows with the
+tenant's stream; with the policy (``ACCI_SNAPSHOT_AFTER_EVENTS``) the first long load leaves a
+snapshot behind and later ones start from the newest snapshot.
+
+Measured through the command handler (load, decide, append: what ``RunCommand`` runs, without
+Temporal's constant overhead), in one fresh database ``acci_bench_snapshots``:
+
+* baseline: ``RegisterUser`` on a fresh tenant (its tenant stream holds one event), p50 of N;
+* the same command on a tenant whose stream holds 100,000 events (``--quick``: 20,000):
+  with the policy on (default 500), the first command (which writes the snapshot) and then
+  the p50 of N; with it off, the p50 of a few (each folds every event).
+
+Target (issue 11): with the policy, p50 within 1.5x the fresh tenant's. Run:
+``.venv/bin/python bench/snapshot_policy_bench.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+
+import psycopg
+from psycopg import sql
+
+from acci.activities.command_handler import CommandHandler
+from acci.domain.tenant_commands import CreateTenant
+from acci.domain.user_commands import RegisterUser
+from acci.eventstore.db import create_pool, ensure_database
+from acci.eventstore.migrate import migrate
+from acci.eventstore.records import NewEvent
+from acci.eventstore.repository import AggregateRepository
+from acci.eventstore.snapshots import SnapshotStore
+from acci.eventstore.store import EventStore
+
+SERVER = os.environ.get("ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
+DB = "acci_bench_snapshots"
+BATCH = 1_000
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def recreate() -> str:
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+    return f"{SERVER}/{DB}"
+
+
+async def register(handler: CommandHandler, tenant: str) -> float:
+    user = f"u-{uuid.uuid4().hex[:12]}"
+    command = RegisterUser(user_id=user, email=f"{user}@example.com", display_name="U")
+    started = time.perf_counter()
+    await handler.handle(tenant, command, command_id=uuid.uuid4())
+    return time.perf_counter() - started
+
+
+async def long_tenant(store: EventStore, handler: CommandHandler, events: int) -> str:
+    """A tenant whose stream holds ``events`` events (renames), appended in batches."""
+    tenant = f"t-long-{uuid.uuid4().hex[:8]}"
+    await handler.handle(
+        tenant, CreateTenant(tenant_id=tenant, name="Long"), command_id=uuid.uuid4()
+    )
+    done = 1
+    while done < events:
+        count = min(BATCH, events - done)
+        rename = NewEvent("TenantRenamed", 1, {"old_name": "Long", "new_name": "Long"})
+        await store.append(tenant, tenant, "Tenant", [rename] * count, command_id=uuid.uuid4())
+        done += count
+    return tenant
+
+
+async def main(quick: bool) -> None:
+    url = recreate()
+    await ensure_database(url)
+    events = 20_000 if quick else 100_000
+    samples = 21 if quick else 51
+    async with create_pool(url, min_size=2, max_size=4) as pool:
+        await migrate(pool)
+        store = EventStore(pool)
+        snapshots = SnapshotStore(pool)
+        on = AggregateRepository(store, snapshots, snapshot_after=500)
+        off = AggregateRepository(store, snapshots, snapshot_after=0)
+        handler_on, handler_off = CommandHandler(store, on), CommandHandler(store, off)
+        fresh = f"t-fresh-{uuid.uuid4().hex[:8]}"
+        await handler_on.handle(
+            fresh, CreateTenant(tenant_id=fresh, name="Fresh"), command_id=uuid.uuid4()
+        )
+        say(f"seeding a tenant with {events:,} events")
+        long_on = await long_tenant(store, handler_on, events)
+        long_off = await long_tenant(store, handler_off, events)
+        for _ in range(5):  # warm-up
+            await register(handler_on, fresh)
+        say("measuring")
+        base, with_policy, without = [], [], []
+        first = await register(handler_on, long_on)  # folds everything, leaves a snapshot
+        await on.drain()
+        for _ in range(samples):  # interleaved: the machine's noise hits both alike
+            base.append(await register(handler_on, fresh))
+            with_policy.append(await register(handler_on, long_on))
+            await on.drain()
+        for _ in range(3):
+            without.append(await register(handler_off, long_off))
+    p50 = statistics.median(base)
+    rows = [
+        ("fresh tenant (baseline), p50", p50, None),
+        (
+            f"{events:,}-event tenant, first command (folds all, writes the snapshot)",
+            first,
+            first / p50,
+        ),
+        (
+            f"{events:,}-event tenant, policy on (500), p50",
+            statistics.median(with_policy),
+            statistics.median(with_policy) / p50,
+        ),
+        (
+            f"{events:,}-event tenant, policy off, p50 of 3",
+            statistics.median(without),
+            statistics.median(without) / p50,
+        ),
+    ]
+    print("| Case | RegisterUser through the handler | ÷ fresh tenant | Target |")
+    print("| --- | --- | --- | --- |")
+    for name, seconds, ratio in rows:
+        target = ""
+        if "policy on" in name:
+            target = "<= 1.5x: PASS" if ratio is not None and ratio <= 1.5 else "<= 1.5x: MISS"
+        shown = "-" if ratio is None else f"{ratio:.2f}x"
+        print(f"| {name} | {seconds * 1000:,.2f} ms | {shown} | {target or '-'} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 events, fewer samples")
+    asyncio.run(main(parser.parse_args().quick))
