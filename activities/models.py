@@ -251,3 +251,41 @@ class ProjectionInput(_Model):
     failure: ProjectionFailure | None = None
     attempts: int = 0
     last: ProjectionBatchResult | None = None
+
+
+# --- the snapshot job ----------------------------------------------------------------------------
+
+SNAPSHOT_WORKFLOW: Final = "SnapshotWorkflow"
+SNAPSHOT_SCHEDULE_ID: Final = "acci-snapshots"
+
+
+class SnapshotJobInput(_Model):
+    """A snapshot job: where it is in the scan of every stream, and what it did so far (a run
+    that continues as new carries them on)."""
+
+    # (tenant id, aggregate id, aggregate type) of the last stream looked at; None: the start.
+    after: tuple[str, str, str] | None = None
+    streams_per_batch: int = Field(default=1_000, ge=1, le=100_000)
+    scanned: int = 0
+    written: int = 0
+    pruned: int = 0
+
+
+class SnapshotBatchResult(_Model):
+    """One batch of the scan: streams looked at, snapshots written and pruned, where it ended
+    (None: it was the last)."""
+
+    next_after: tuple[str, str, str] | None
+    scanned: int
+    written: int
+    pruned: int
+
+
+class SnapshotJobStatus(_Model):
+    """Where a snapshot job stands (its ``status`` query, and its result when done)."""
+
+    phase: Literal["scanning", "done"]
+    after: tuple[str, str, str] | None
+    scanned: int
+    written: int
+    pruned: int

@@ -26,6 +26,23 @@ class Settings(BaseSettings):
     # however long a stream grows. 0: never on the command path.
     snapshot_after_events: int = Field(default=500, ge=0)
 
+    # The snapshot job (SnapshotWorkflow, run by the acci-snapshots Schedule): a stream whose
+    # head is this many events past its newest snapshot is snapshotted (per aggregate type:
+    # ACCI_SNAPSHOT_JOB_MIN_EVENTS_BY_TYPE='{"Tenant": 200}'); each stream keeps its newest
+    # snapshot_keep snapshots.
+    snapshot_job_min_events: int = Field(default=100, ge=1)
+    snapshot_job_min_events_by_type: dict[str, int] = Field(default_factory=dict)
+    snapshot_keep: int = Field(default=3, ge=1)
+    # Its Schedule (`acci schedules apply`; `acci dev` applies it): every
+    # snapshot_schedule_interval_s seconds, or at snapshot_schedule_cron (in
+    # snapshot_schedule_time_zone) if set; a run still going when the next is due is skipped,
+    # and runs missed while Temporal was down are caught up within the catch-up window.
+    snapshot_schedule_interval_s: int = Field(default=3_600, ge=60)
+    snapshot_schedule_cron: str | None = None
+    snapshot_schedule_time_zone: str = "UTC"
+    snapshot_schedule_catchup_window_s: int = Field(default=600, ge=60)
+    snapshot_schedule_paused: bool = False
+
     max_payload_bytes: int = Field(default=256 * 1024, ge=1_024)
     max_events_per_append: int = Field(default=1_000, ge=1, le=100_000)
 

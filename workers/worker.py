@@ -19,9 +19,11 @@ from acci.activities.command_activities import CommandActivities
 from acci.activities.command_handler import CommandHandler
 from acci.activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
 from acci.activities.projection_activities import ProjectionActivities
+from acci.activities.snapshot_activities import SnapshotActivities
 from acci.eventstore.db import conninfo
 from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
+from acci.eventstore.repository import AggregateRepository
 from acci.readmodels.batch import OnCommitted
 from acci.readmodels.cache import QueryCache
 from acci.readmodels.installed import default_projections
@@ -34,6 +36,7 @@ from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
 from acci.workflows.command import CommandWorkflow
 from acci.workflows.projection import ProjectionWorkflow
+from acci.workflows.snapshots import SnapshotWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +135,25 @@ async def running_worker(
             appended=appended,
             on_report=observe_projection,
         )
+        snapshot_activities = SnapshotActivities(
+            pool=rt.pool,
+            # Its own repository: the job snapshots explicitly, not through the load policy.
+            repository=AggregateRepository(rt.store, rt.snapshots),
+            min_events=settings.snapshot_job_min_events,
+            min_events_by_type=settings.snapshot_job_min_events_by_type,
+            keep=settings.snapshot_keep,
+        )
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[CommandWorkflow, ProjectionWorkflow],
+            workflows=[CommandWorkflow, ProjectionWorkflow, SnapshotWorkflow],
             activities=[
                 activities.run,
                 projection_activities.run_batch,
                 projection_activities.set_paused,
                 projection_activities.retry_dead_letter,
                 projection_activities.skip_dead_letter,
+                snapshot_activities.snapshot_batch,
             ],
             interceptors=[WakeProjectionsAfterAppend(notifier)],
             workflow_runner=workflow_runner(sandbox_passthrough),

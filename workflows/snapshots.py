@@ -1,0 +1,91 @@
+"""The snapshot job: scan every stream in batches, snapshot those far past their newest snapshot.
+
+Orchestration only: each batch is an activity (``SnapshotBatch``) that carries on from the last
+stream the one before it looked at; the workflow keeps the cursor and the totals, answers the
+``status`` query, and continues as new every ``_BATCHES_PER_RUN`` batches so its history stays
+small however many streams there are. A run started by the ``acci-snapshots`` Schedule (or by
+hand) ends when the scan reaches the last stream.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from acci.activities.errors import NON_RETRYABLE_TYPES
+    from acci.activities.models import (
+        SNAPSHOT_WORKFLOW,
+        SnapshotBatchResult,
+        SnapshotJobInput,
+        SnapshotJobStatus,
+    )
+    from acci.activities.snapshot_activities import SnapshotActivities
+
+_BATCHES_PER_RUN: Final = 200
+_RETRY: Final = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,  # an outage is waited out; a batch is safe to run again
+    non_retryable_error_types=list(NON_RETRYABLE_TYPES),
+)
+
+
+@workflow.defn(name=SNAPSHOT_WORKFLOW)
+class SnapshotWorkflow:
+    """Snapshots every stream that a load would fold far past its newest snapshot."""
+
+    def __init__(self) -> None:
+        self._status = SnapshotJobStatus(
+            phase="scanning", after=None, scanned=0, written=0, pruned=0
+        )
+
+    @workflow.run
+    async def run(self, job: SnapshotJobInput) -> SnapshotJobStatus:
+        status = SnapshotJobStatus(
+            phase="scanning",
+            after=job.after,
+            scanned=job.scanned,
+            written=job.written,
+            pruned=job.pruned,
+        )
+        self._status = status
+        for _ in range(_BATCHES_PER_RUN):
+            batch: SnapshotBatchResult = await workflow.execute_activity_method(
+                SnapshotActivities.snapshot_batch,
+                job.model_copy(update={"after": status.after}),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=_RETRY,
+            )
+            status = status.model_copy(
+                update={
+                    "after": batch.next_after,
+                    "scanned": status.scanned + batch.scanned,
+                    "written": status.written + batch.written,
+                    "pruned": status.pruned + batch.pruned,
+                }
+            )
+            self._status = status
+            if batch.next_after is None:
+                self._status = status.model_copy(update={"phase": "done"})
+                return self._status
+        workflow.continue_as_new(
+            job.model_copy(
+                update={
+                    "after": status.after,
+                    "scanned": status.scanned,
+                    "written": status.written,
+                    "pruned": status.pruned,
+                }
+            )
+        )
+
+    @workflow.query
+    def status(self) -> SnapshotJobStatus:
+        """The phase, the last stream looked at, and the totals so far."""
+        return self._status
