@@ -266,6 +266,8 @@ class SnapshotJobInput(_Model):
     # (tenant id, aggregate id, aggregate type) of the last stream looked at; None: the start.
     after: tuple[str, str, str] | None = None
     streams_per_batch: int = Field(default=1_000, ge=1, le=100_000)
+    # When the job's first run started (set by the workflow; its duration is measured from it).
+    started_at: datetime | None = None
     scanned: int = 0
     written: int = 0
     pruned: int = 0

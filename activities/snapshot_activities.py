@@ -10,17 +10,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
 
+from prometheus_client import Counter, Gauge, Histogram
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
-from acci.activities.models import SnapshotBatchResult, SnapshotJobInput
+from acci.activities.models import SNAPSHOT_SCHEDULE_ID, SnapshotBatchResult, SnapshotJobInput
 from acci.domain.catalogue import AGGREGATES
 from acci.eventstore.errors import EventStoreValidationError
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshot_scan import START, StreamPosition, prune, scan_page
 
 log = logging.getLogger(__name__)
+
+SNAPSHOTS_WRITTEN: Final = Counter(
+    "acci_snapshots_written", "Snapshots the snapshot job wrote", ["aggregate_type"]
+)
+SNAPSHOTS_PRUNED: Final = Counter("acci_snapshots_pruned", "Old snapshots the job deleted")
+JOB_SECONDS: Final = Histogram(
+    "acci_snapshot_job_seconds",
+    "How long a snapshot job took, first batch to last",
+    buckets=(1, 5, 15, 60, 300, 900, 3_600, 14_400),
+)
+JOB_LAST_SUCCESS: Final = Gauge(
+    "acci_snapshot_job_last_success_timestamp_seconds",
+    "When a snapshot job last finished (Unix time), per Schedule: alert if it grows old",
+    ["schedule"],
+)
 
 
 class SnapshotActivities:
@@ -54,6 +72,7 @@ class SnapshotActivities:
             if stream.behind >= threshold:
                 if await self._snapshot(stream):
                     written += 1
+                    SNAPSHOTS_WRITTEN.labels(stream.key[2]).inc()
                 pruned += await prune(self._pool, stream.key, keep=self._keep)
             if done % 100 == 0:
                 activity.heartbeat(done)
@@ -66,6 +85,12 @@ class SnapshotActivities:
                 "next_after": list(page.next_after) if page.next_after else None,
             },
         )
+        SNAPSHOTS_PRUNED.inc(pruned)
+        if page.next_after is None:  # the job's last batch
+            finished = datetime.now(UTC)
+            if request.started_at is not None:
+                JOB_SECONDS.observe((finished - request.started_at).total_seconds())
+            JOB_LAST_SUCCESS.labels(SNAPSHOT_SCHEDULE_ID).set(finished.timestamp())
         return SnapshotBatchResult(
             next_after=page.next_after, scanned=page.scanned, written=written, pruned=pruned
         )

@@ -54,6 +54,8 @@ class SnapshotWorkflow:
             pruned=job.pruned,
         )
         self._status = status
+        if job.started_at is None:
+            job = job.model_copy(update={"started_at": workflow.now()})
         for _ in range(_BATCHES_PER_RUN):
             batch: SnapshotBatchResult = await workflow.execute_activity_method(
                 SnapshotActivities.snapshot_batch,
