@@ -74,7 +74,7 @@ class SnapshotActivities:
                     written += 1
                     SNAPSHOTS_WRITTEN.labels(stream.key[2]).inc()
                 pruned += await prune(self._pool, stream.key, keep=self._keep)
-            if done % 100 == 0:
+            if done % 10 == 0:  # the SDK throttles what it sends
                 activity.heartbeat(done)
         log.info(
             "snapshot batch done",

@@ -61,7 +61,7 @@ class SnapshotWorkflow:
                 SnapshotActivities.snapshot_batch,
                 job.model_copy(update={"after": status.after}),
                 start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(minutes=1),
+                heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=_RETRY,
             )
             status = status.model_copy(
