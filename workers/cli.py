@@ -2,8 +2,9 @@
 (worker, dev, demo, db, cache, check-services), with the console-script entry point.
 
 The tenant and user verbs come from workers/cli_commands.py and cli_queries.py, ``events`` and
-``aggregate`` from cli_history.py, the projection verbs from cli_projections.py and
-``publish-events`` from cli_events_publish.py.
+``aggregate`` from cli_history.py, the projection verbs from cli_projections.py,
+``publish-events`` from cli_events_publish.py, and ``command`` and ``query`` (any installed
+application's types, by name) from cli_generic.py.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import typer
 
 from acci.workers.cli_commands import COMMAND_APPS
 from acci.workers.cli_events_publish import publish_events
+from acci.workers.cli_generic import register as register_generic_verbs
 from acci.workers.cli_history import aggregate, events
 from acci.workers.cli_projections import projections_app
 from acci.workers.cli_queries import QUERY_APPS
+from acci.workers.cli_schedules import schedules_app
 from acci.workers.cli_support import JsonOption, invoke, run, setup
 from acci.workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
 from acci.workers.logs import configure_logging
@@ -48,7 +51,9 @@ for _group, _commands in COMMAND_APPS.items():
         _commands.add_typer(QUERY_APPS[_group])
     app.add_typer(_commands, name=_group)
 app.add_typer(projections_app, name="projections")
+app.add_typer(schedules_app, name="schedules")
 app.command("publish-events")(publish_events)
+register_generic_verbs(app)  # `acci command` and `acci query`
 
 
 @app.command("check-services")
@@ -185,6 +190,7 @@ def dev(
     from acci.workers.demo import DevSetup, run_demo
     from acci.workers.devserver import DevServer, DevServerError
     from acci.workers.metrics import metrics_endpoint
+    from acci.workers.schedules import apply_schedules
     from acci.workers.temporal_client import connect
     from acci.workers.worker import running_worker
 
@@ -202,6 +208,9 @@ def dev(
             with metrics_endpoint(settings.metrics_host, settings.metrics_port) as served:
                 worker_settings = settings.model_copy(update={"metrics_port": 0})
                 async with running_worker(worker_settings, client):
+                    # The embedded default keeps its streams' loads short on a schedule too.
+                    for applied in await apply_schedules(client, settings):
+                        typer.echo(f"schedule {applied.schedule_id}: {applied.outcome}")
                     where_to_look = DevSetup(
                         ui_url=server.ui_url,
                         metrics=_metrics_status(settings, served, log_file),

@@ -1,8 +1,9 @@
 """``acci tenant …`` and ``acci user …``: one verb per domain command, made from the catalogue.
 
-Every command type of ``domain.catalogue.AGGREGATES`` becomes a verb of its aggregate's group,
-named by its type less the aggregate's name (``CreateTenant`` is ``acci tenant create``,
-``ChangeUserEmail`` is ``acci user change-email``), with the command's docstring as its help.
+Every command type of the built-in application (``domain/tenancy.py``) becomes a verb of its
+aggregate's group, named by its type less the aggregate's name (``CreateTenant`` is
+``acci tenant create``, ``ChangeUserEmail`` is ``acci user change-email``), with the command's
+docstring as its help. Plugged-in applications' commands go through ``acci command``.
 Its fields become arguments and options (workers/cli_fields.py says how); every verb also takes
 ``--command-id``, ``--json``, ``--no-wait`` and, where the aggregate has a read model,
 ``--wait-for-read-model``. A new command type needs no code here: at most a line in
@@ -20,8 +21,8 @@ from typing import Annotated, Any, Final
 import typer
 
 from acci.domain.aggregate import EventSourced
-from acci.domain.catalogue import AGGREGATES
 from acci.domain.command import Command
+from acci.domain.tenancy import AGGREGATES as BUILT_IN
 from acci.domain.tenant_commands import CreateTenant, RenameTenant
 from acci.domain.user_commands import ChangeUserEmail
 from acci.workers.cli_fields import (
@@ -137,8 +138,10 @@ def _help(command: type[Command]) -> str:
     return inspect.cleandoc(command.__doc__ or command.command_type)
 
 
+# The built-in application's aggregates get friendly groups; every installed application's
+# commands (these included) are reached by `acci command <CommandType>` (cli_generic.py).
 COMMAND_APPS: Final[Mapping[str, typer.Typer]] = {
-    group_name(aggregate): command_group(aggregate) for aggregate in AGGREGATES.values()
+    group_name(aggregate): command_group(aggregate) for aggregate in BUILT_IN
 }
 tenant_app: Final = COMMAND_APPS["tenant"]
 user_app: Final = COMMAND_APPS["user"]

@@ -15,8 +15,8 @@ import typer
 from pydantic import BaseModel, Field
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from acci.domain.catalogue import AGGREGATES, COMMAND_TYPES
 from acci.domain.command import Command
+from acci.domain.tenancy import AGGREGATES
 from acci.readmodels.queries import ListTenantUsers, Page, Query
 from acci.workers import cli_commands, cli_queries
 from acci.workers.cli import app
@@ -60,22 +60,22 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any]
 
 
 def test_every_command_type_of_the_catalogue_is_a_verb_of_its_aggregates_group() -> None:
-    for aggregate in AGGREGATES.values():
+    for aggregate in AGGREGATES:
         group = _group(aggregate.aggregate_type.lower())
         for command in aggregate.command_types:
             assert verb_name(command, aggregate) in group.commands, command.command_type
     verbs = [
         (aggregate.aggregate_type, verb_name(command, aggregate))
-        for aggregate in AGGREGATES.values()
+        for aggregate in AGGREGATES
         for command in aggregate.command_types
     ]
-    assert len(verbs) == len(set(verbs)) == len(COMMAND_TYPES)
+    assert len(verbs) == len(set(verbs)) == sum(len(a.command_types) for a in AGGREGATES)
 
 
 def test_verb_names_are_the_command_types_less_the_aggregates_name() -> None:
     names = {
         command.command_type: verb_name(command, aggregate)
-        for aggregate in AGGREGATES.values()
+        for aggregate in AGGREGATES
         for command in aggregate.command_types
     }
     assert names == {
@@ -94,7 +94,7 @@ def test_verb_names_are_the_command_types_less_the_aggregates_name() -> None:
 
 
 def test_every_command_field_is_an_option_or_argument_required_as_the_field_is() -> None:
-    for aggregate in AGGREGATES.values():
+    for aggregate in AGGREGATES:
         group = _group(aggregate.aggregate_type.lower())
         for command in aggregate.command_types:
             verb = group.commands[verb_name(command, aggregate)]
