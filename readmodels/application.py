@@ -143,16 +143,25 @@ def _events_problem(app: Application) -> str | None:
             return f"event type {event_type!r} is registered already (by {other})"
     versions = {e.event_type: e.event_version for e in app.events}
     for event_type, version in app.upcasters:
-        current = versions.get(event_type)
-        if current is None:
+        declared = versions.get(event_type)
+        if declared is None:
             return (
                 f"an upcaster is declared for {event_type!r}, not one of the application's events"
             )
-        if not 1 <= version < current:
+        if not 1 <= version < declared:
             return (
                 f"the upcaster of {event_type!r} from version {version} must be from 1 to"
-                f" {current - 1} (the current version is {current})"
+                f" {declared - 1} (the current version is {declared})"
             )
+    for event_type, current in versions.items():
+        missing = [
+            v
+            for v in range(1, current)
+            if (event_type, v) not in app.upcasters and not registry.has_upcaster(event_type, v)
+        ]
+        if missing:
+            # A stored event of such a version could never be read (its projection would park it).
+            return f"event {event_type!r} is at version {current}, with no upcaster from {missing}"
     return None
 
 

@@ -8,8 +8,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from acci.domain import DomainEvent, EventSourced, Tenant, aggregate_for_command, registry
+from acci.domain import DomainEvent, EventSourced, Tenant, aggregate_for_command
 from acci.domain.command import Command
+from acci.domain.registry import EventRegistry
+from acci.domain.registry import registry as default_registry
 
 # User commands carry no tenant id (it comes with the envelope); this one stands in for it.
 TENANT_ID = "acme"
@@ -17,9 +19,19 @@ TENANT_ID = "acme"
 ErrorT = TypeVar("ErrorT", bound=Exception)
 
 
-def given(events: Sequence[DomainEvent] = ()) -> Given:
-    """Start a scenario from an aggregate's stored history (oldest first)."""
-    return Given(tuple(events))
+def given(
+    events: Sequence[DomainEvent] = (),
+    *,
+    aggregate: type[EventSourced[Any, Any]] | None = None,
+    registry: EventRegistry = default_registry,
+) -> Given:
+    """Start a scenario from an aggregate's stored history (oldest first).
+
+    ``aggregate`` and ``registry``: an application's aggregate and the registry of its events,
+    for one not installed in this process (default: the catalogue's aggregate of the command,
+    and the default registry).
+    """
+    return Given(tuple(events), aggregate, registry)
 
 
 @dataclass(frozen=True)
@@ -27,10 +39,12 @@ class Given:
     """A stored history, waiting for a command."""
 
     history: tuple[DomainEvent, ...]
+    aggregate: type[EventSourced[Any, Any]] | None = None
+    registry: EventRegistry = default_registry
 
     def when(self, command: Command) -> When:
         """Handle ``command`` on the aggregate the history belongs to."""
-        return When(self.history, command)
+        return When(self.history, command, self.aggregate, self.registry)
 
 
 @dataclass(frozen=True)
@@ -39,9 +53,11 @@ class When:
 
     history: tuple[DomainEvent, ...]
     command: Command
+    aggregate: type[EventSourced[Any, Any]] | None = None
+    registry: EventRegistry = default_registry
 
     def _load(self) -> EventSourced[Any, Any]:
-        aggregate_class = aggregate_for_command(self.command)
+        aggregate_class = self.aggregate or aggregate_for_command(self.command)
         aggregate_id = self.command.aggregate_id
         tenant_id = aggregate_id if aggregate_class is Tenant else TENANT_ID
         return aggregate_class.from_events(aggregate_id, tenant_id, self.history)
@@ -55,7 +71,7 @@ class When:
         assert aggregate.version == len(self.history) + len(expected)
         # Whatever a command produces must survive the trip through the store.
         for event in produced:
-            assert registry.decode(*registry.encode(event)) == event
+            assert self.registry.decode(*self.registry.encode(event)) == event
         return aggregate
 
     def then_nothing_happens(self) -> EventSourced[Any, Any]:
