@@ -1,19 +1,29 @@
-"""The snapshot policy on the command path: a command on a tenant with a long stream.
+"""Snapshots: the policy on the command path, the snapshot job's throughput, loads with one.
+
+Part 1, the policy on the command path: a command on a tenant with a long stream.
 
 Every user command loads its tenant's aggregate. Without snapshots that load grows with the
 tenant's stream; with the policy (``ACCI_SNAPSHOT_AFTER_EVENTS``) the first long load leaves a
 snapshot behind and later ones start from the newest snapshot.
 
 Measured through the command handler (load, decide, append: what ``RunCommand`` runs, without
-Temporal's constant overhead), in one fresh database ``acci_bench_snapshots``:
+Temporal's constant overhead), in fresh databases ``acci_bench_snapshots`` (part 1) and
+``acci_bench_snapshots_job`` (part 2):
 
 * baseline: ``RegisterUser`` on a fresh tenant (its tenant stream holds one event), p50 of N;
 * the same command on a tenant whose stream holds 100,000 events (``--quick``: 20,000):
   with the policy on (default 500), the first command (which writes the snapshot) and then
   the p50 of N; with it off, the p50 of a few (each folds every event).
 
-Target (issue 11): with the policy, p50 within 1.5x the fresh tenant's. Run:
-``.venv/bin/python bench/snapshot_policy_bench.py [--quick]``.
+Target (issue 11): with the policy, p50 within 1.5x the fresh tenant's.
+
+Part 2, the snapshot job: ``SnapshotBatch`` (the activity, run in Temporal's activity test
+environment, no server) over 2,000 streams of 50 events each (``--quick``: 500), all past the
+job's threshold: streams snapshotted per second, beside a plain load of the same streams (the
+job's floor: it loads each one) in the same run. Then the load of one 10,000-event stream with a
+snapshot at its head vs without (p50; target with a snapshot: <= 1 ms).
+
+Run: ``.venv/bin/python bench/snapshots_bench.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -27,17 +37,22 @@ import uuid
 
 import psycopg
 from psycopg import sql
+from temporalio.testing import ActivityEnvironment
 
 from acci.activities.command_handler import CommandHandler
+from acci.activities.models import SnapshotJobInput
+from acci.activities.snapshot_activities import SnapshotActivities
+from acci.domain import Tenant
 from acci.domain.tenant_commands import CreateTenant
 from acci.domain.user_commands import RegisterUser
 from acci.eventstore.db import create_pool, ensure_database
 from acci.eventstore.migrate import migrate
-from acci.eventstore.records import NewEvent
+from acci.eventstore.records import NewEvent, StreamAppend
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 
+LONG = 10_000
 SERVER = os.environ.get("ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 DB = "acci_bench_snapshots"
 BATCH = 1_000
@@ -47,10 +62,12 @@ def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def recreate() -> str:
+def recreate(name: str) -> str:
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-    return f"{SERVER}/{DB}"
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+    return f"{SERVER}/{name}"
 
 
 async def register(handler: CommandHandler, tenant: str) -> float:
@@ -76,13 +93,10 @@ async def long_tenant(store: EventStore, handler: CommandHandler, events: int) -
     return tenant
 
 
-async def main(quick: bool) -> None:
-    url = recreate()
-    await ensure_database(url)
+async def policy(url: str, quick: bool) -> None:
     events = 20_000 if quick else 100_000
     samples = 21 if quick else 51
     async with create_pool(url, min_size=2, max_size=4) as pool:
-        await migrate(pool)
         store = EventStore(pool)
         snapshots = SnapshotStore(pool)
         on = AggregateRepository(store, snapshots, snapshot_after=500)
@@ -134,6 +148,85 @@ async def main(quick: bool) -> None:
             target = "<= 1.5x: PASS" if ratio is not None and ratio <= 1.5 else "<= 1.5x: MISS"
         shown = "-" if ratio is None else f"{ratio:.2f}x"
         print(f"| {name} | {seconds * 1000:,.2f} ms | {shown} | {target or '-'} |")
+
+
+async def seed_streams(store: EventStore, count: int, events: int) -> list[str]:
+    """``count`` tenants whose streams hold ``events`` events each, in appends of many streams."""
+    tenants = [f"t-job-{i:05d}-{uuid.uuid4().hex[:6]}" for i in range(count)]
+    created = NewEvent(
+        "TenantCreated", 1, {"name": "J", "settings": {"max_users": 100, "features": {}}}
+    )
+    rename = NewEvent("TenantRenamed", 1, {"old_name": "J", "new_name": "J"})
+    for first in range(0, count, 20):
+        appends = [
+            StreamAppend(t, t, "Tenant", (created, *[rename] * (events - 1)), uuid.uuid4())
+            for t in tenants[first : first + 20]
+        ]
+        await store.append_many(appends)
+    return tenants
+
+
+async def job(url: str, quick: bool) -> None:
+    streams, events = (500, 50) if quick else (2_000, 50)
+    async with create_pool(url, min_size=2, max_size=4) as pool:
+        store, snapshots = EventStore(pool), SnapshotStore(pool)
+        repository = AggregateRepository(store, snapshots)
+        say(f"seeding {streams:,} streams of {events} events")
+        tenants = await seed_streams(store, streams, events)
+        say("loading every stream (the job's floor)")
+        started = time.perf_counter()
+        for tenant in tenants:
+            await repository.load(Tenant, tenant, tenant)
+        loads = streams / (time.perf_counter() - started)
+        say("running the snapshot job's batches")
+        activities = SnapshotActivities(
+            pool=pool, repository=repository, min_events=events // 2, keep=3
+        )
+        environment = ActivityEnvironment()
+        request = SnapshotJobInput(streams_per_batch=500)
+        started = time.perf_counter()
+        written = 0
+        while True:
+            batch = await environment.run(activities.snapshot_batch, request)
+            written += batch.written
+            if batch.next_after is None:
+                break
+            request = request.model_copy(update={"after": batch.next_after})
+        job_rate = written / (time.perf_counter() - started)
+        say(f"loads of a {LONG:,}-event stream with and without a snapshot")
+        long = await long_tenant(store, CommandHandler(store, repository), LONG)
+        aggregate = await repository.load(Tenant, long, long)
+        await repository.snapshot(aggregate)
+        with_snapshot, without = [], []
+        for _ in range(21):
+            for use, into in ((True, with_snapshot), (False, without)):
+                started = time.perf_counter()
+                await repository.load(Tenant, long, long, use_snapshot=use)
+                into.append(time.perf_counter() - started)
+    with_p50, without_p50 = statistics.median(with_snapshot), statistics.median(without)
+    print()
+    print("| Case | Figure | Baseline (same run) | ÷ baseline | Target |")
+    print("| --- | --- | --- | --- | --- |")
+    print(
+        f"| snapshot job, {streams:,} streams of {events} events | {job_rate:,.0f} streams"
+        f" snapshotted/s ({written:,}) | plain loads {loads:,.0f}/s | {job_rate / loads:.2f}x | - |"
+    )
+    target = "PASS" if with_p50 <= 0.001 else "MISS"
+    print(
+        f"| load of a {LONG:,}-event stream, snapshot at the head, p50 of 21 |"
+        f" {with_p50 * 1000:.2f} ms | without: {without_p50 * 1000:,.1f} ms |"
+        f" {with_p50 / without_p50:.3f}x | <= 1 ms: {target} |"
+    )
+
+
+async def main(quick: bool) -> None:
+    # One database per part: the job's scan sees only its own streams.
+    for part, name in ((policy, DB), (job, f"{DB}_job")):
+        url = recreate(name)
+        await ensure_database(url)
+        async with create_pool(url, min_size=1, max_size=1) as pool:
+            await migrate(pool)
+        await part(url, quick)
 
 
 if __name__ == "__main__":
