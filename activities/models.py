@@ -291,3 +291,66 @@ class SnapshotJobStatus(_Model):
     scanned: int
     written: int
     pruned: int
+
+
+# --- event migration -----------------------------------------------------------------------------
+
+EVENT_MIGRATION_WORKFLOW: Final = "EventMigrationWorkflow"
+
+EventCursor = tuple[str, int, int]
+"""(tenant id, transaction id, global position) of the last stored event a migration looked at."""
+
+
+def event_migration_workflow_id(tenant_id: str | None, event_types: tuple[str, ...]) -> str:
+    """The workflow id ``acci migrate-events`` uses for a scope: a second start of the same scope
+    while one runs joins it."""
+    types = ",".join(sorted(event_types)) or "*"
+    return f"event-migration:{tenant_id or '*'}:{types}"
+
+
+class EventMigrationInput(_Model):
+    """An event migration: its scope (one tenant and some types, or all), its batch size, and
+    where it got to and what it did (a run that continues as new carries them on)."""
+
+    tenant_id: str | None = None
+    event_types: tuple[str, ...] = ()
+    events_per_batch: int = Field(default=1_000, ge=1, le=100_000)
+    # Set by the workflow's first run (the record's key and start time), then carried on.
+    migration_id: str | None = None
+    started_at: datetime | None = None
+    after: EventCursor | None = None
+    scanned: int = 0
+    migrated: int = 0
+    batches: int = 0
+
+
+class EventMigrationFailure(_Model):
+    """A stored event whose upcast data its model refused (its batch wrote nothing)."""
+
+    event_id: uuid.UUID
+    tenant_id: str
+    event_type: str
+    event_version: int
+    error: str
+
+
+class EventMigrationBatchResult(_Model):
+    """One batch: rows looked at, events rewritten, where it ended (None: the last), or the
+    event that stopped it."""
+
+    next_after: EventCursor | None
+    scanned: int
+    migrated: int
+    failure: EventMigrationFailure | None = None
+
+
+class EventMigrationStatus(_Model):
+    """Where an event migration stands (its ``status`` query, and its result when done)."""
+
+    phase: Literal["migrating", "done", "failed"]
+    migration_id: str | None
+    after: EventCursor | None
+    scanned: int
+    migrated: int
+    batches: int
+    failure: EventMigrationFailure | None = None

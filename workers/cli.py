@@ -3,8 +3,8 @@
 
 The tenant and user verbs come from workers/cli_commands.py and cli_queries.py, ``events`` and
 ``aggregate`` from cli_history.py, the projection verbs from cli_projections.py,
-``publish-events`` from cli_events_publish.py, and ``command`` and ``query`` (any installed
-application's types, by name) from cli_generic.py.
+``publish-events`` from cli_events_publish.py, ``migrate-events`` from cli_migrate.py, and
+``command`` and ``query`` (any installed application's types, by name) from cli_generic.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from acci.workers.cli_commands import COMMAND_APPS
 from acci.workers.cli_events_publish import publish_events
 from acci.workers.cli_generic import register as register_generic_verbs
 from acci.workers.cli_history import aggregate, events
+from acci.workers.cli_migrate import migrate_events
 from acci.workers.cli_projections import projections_app
 from acci.workers.cli_queries import QUERY_APPS
 from acci.workers.cli_schedules import schedules_app
@@ -53,6 +54,7 @@ for _group, _commands in COMMAND_APPS.items():
 app.add_typer(projections_app, name="projections")
 app.add_typer(schedules_app, name="schedules")
 app.command("publish-events")(publish_events)
+app.command("migrate-events")(migrate_events)
 register_generic_verbs(app)  # `acci command` and `acci query`
 
 

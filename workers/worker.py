@@ -1,4 +1,5 @@
-"""The ACCI worker: the command workflow, the projection workflows and their activities."""
+"""The ACCI worker: the command workflow, the projection workflows, the snapshot job and the
+event migration, with their activities."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from acci.activities.command_activities import CommandActivities
 from acci.activities.command_handler import CommandHandler
+from acci.activities.migration_activities import MigrationActivities
 from acci.activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
 from acci.activities.projection_activities import ProjectionActivities
 from acci.activities.snapshot_activities import SnapshotActivities
@@ -35,6 +37,7 @@ from acci.workers.metrics import metrics_endpoint, observe_projection, shared_ca
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
 from acci.workflows.command import CommandWorkflow
+from acci.workflows.event_migration import EventMigrationWorkflow
 from acci.workflows.projection import ProjectionWorkflow
 from acci.workflows.snapshots import SnapshotWorkflow
 
@@ -146,7 +149,12 @@ async def running_worker(
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[CommandWorkflow, ProjectionWorkflow, SnapshotWorkflow],
+            workflows=[
+                CommandWorkflow,
+                ProjectionWorkflow,
+                SnapshotWorkflow,
+                EventMigrationWorkflow,
+            ],
             activities=[
                 activities.run,
                 projection_activities.run_batch,
@@ -154,6 +162,7 @@ async def running_worker(
                 projection_activities.retry_dead_letter,
                 projection_activities.skip_dead_letter,
                 snapshot_activities.snapshot_batch,
+                MigrationActivities(pool=rt.pool).migrate_batch,
             ],
             interceptors=[WakeProjectionsAfterAppend(notifier)],
             workflow_runner=workflow_runner(sandbox_passthrough),

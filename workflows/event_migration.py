@@ -1,0 +1,102 @@
+"""The event migration: rewrite stored events to their type's current version, batch by batch.
+
+Orchestration only: each batch is an activity (``MigrateEventsBatch``) that carries on after the
+last row the one before it looked at; the workflow keeps the cursor and the totals, answers the
+``status`` query, and continues as new every ``_BATCHES_PER_RUN`` batches so its history stays
+small however many events there are. A batch commits its events and the run's record together,
+so a worker killed mid-run resumes from the last committed batch (the batch it was running is
+run again and finds nothing of its own done twice). An event whose upcast data its model refuses
+ends the run as ``failed``, naming the event; nothing of that batch was written.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from acci.activities.errors import NON_RETRYABLE_TYPES
+    from acci.activities.migration_activities import MigrationActivities
+    from acci.activities.models import (
+        EVENT_MIGRATION_WORKFLOW,
+        EventMigrationBatchResult,
+        EventMigrationInput,
+        EventMigrationStatus,
+    )
+
+_BATCHES_PER_RUN: Final = 200
+_RETRY: Final = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,  # an outage is waited out; a batch is safe to run again
+    non_retryable_error_types=list(NON_RETRYABLE_TYPES),
+)
+
+
+@workflow.defn(name=EVENT_MIGRATION_WORKFLOW)
+class EventMigrationWorkflow:
+    """Rewrites every stored event of its scope that is older than its type's current version."""
+
+    def __init__(self) -> None:
+        self._status = EventMigrationStatus(
+            phase="migrating", migration_id=None, after=None, scanned=0, migrated=0, batches=0
+        )
+
+    @workflow.run
+    async def run(self, job: EventMigrationInput) -> EventMigrationStatus:
+        if job.migration_id is None:  # the first run: it names the migration in the record
+            info = workflow.info()
+            job = job.model_copy(update={"migration_id": info.run_id, "started_at": workflow.now()})
+        status = EventMigrationStatus(
+            phase="migrating",
+            migration_id=job.migration_id,
+            after=job.after,
+            scanned=job.scanned,
+            migrated=job.migrated,
+            batches=job.batches,
+        )
+        self._status = status
+        for _ in range(_BATCHES_PER_RUN):
+            batch: EventMigrationBatchResult = await workflow.execute_activity_method(
+                MigrationActivities.migrate_batch,
+                job.model_copy(update={"after": status.after}),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=_RETRY,
+            )
+            if batch.failure is not None:
+                self._status = status.model_copy(
+                    update={"phase": "failed", "failure": batch.failure}
+                )
+                return self._status
+            status = status.model_copy(
+                update={
+                    "after": batch.next_after,
+                    "scanned": status.scanned + batch.scanned,
+                    "migrated": status.migrated + batch.migrated,
+                    "batches": status.batches + 1,
+                }
+            )
+            self._status = status
+            if batch.next_after is None:
+                self._status = status.model_copy(update={"phase": "done"})
+                return self._status
+        workflow.continue_as_new(
+            job.model_copy(
+                update={
+                    "after": status.after,
+                    "scanned": status.scanned,
+                    "migrated": status.migrated,
+                    "batches": status.batches,
+                }
+            )
+        )
+
+    @workflow.query
+    def status(self) -> EventMigrationStatus:
+        """The phase, the last row looked at, the totals so far, and a failing event if any."""
+        return self._status
