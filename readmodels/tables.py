@@ -1,6 +1,8 @@
 """The read-model tables as typed rows (the DDL is migration 004_read_models.sql).
 
-Rows are read with psycopg and validated into these classes, e.g.
+Each class states its table's columns, SQL types, nullability and primary key;
+``tests/integration/test_read_model_shapes.py`` checks them against the table the migrations
+create, so the two cannot drift apart. Rows can be validated into them, e.g.
 ``TenantReadModel.model_validate(dict(row))`` on a ``dict_row`` cursor.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Text
+from sqlalchemy import BigInteger, Column, DateTime, Integer, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -30,12 +32,12 @@ class TenantReadModel(SQLModel, table=True):
     __tablename__ = "tenants"
     __table_args__ = {"schema": SCHEMA}
 
-    tenant_id: str = Field(primary_key=True)
-    name: str
+    tenant_id: str = Field(primary_key=True, sa_type=Text)
+    name: str = Field(sa_type=Text)
     # 'active' | 'suspended' | 'deleted'
-    status: str
+    status: str = Field(sa_type=Text)
     # Users registered and not deactivated.
-    user_count: int = 0
+    user_count: int = Field(default=0, sa_type=Integer)
     settings: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime = _timestamp()
     # created_at of the last event applied to the row.
@@ -50,13 +52,13 @@ class UserReadModel(SQLModel, table=True):
     __tablename__ = "users"
     __table_args__ = {"schema": SCHEMA}
 
-    tenant_id: str = Field(primary_key=True)
-    user_id: str = Field(primary_key=True)
-    email: str
-    display_name: str
+    tenant_id: str = Field(primary_key=True, sa_type=Text)
+    user_id: str = Field(primary_key=True, sa_type=Text)
+    email: str = Field(sa_type=Text)
+    display_name: str = Field(sa_type=Text)
     roles: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     # 'active' | 'deactivated'
-    status: str
+    status: str = Field(sa_type=Text)
     created_at: datetime = _timestamp()
     last_updated: datetime = _timestamp()
     # The user stream's version.
@@ -69,7 +71,7 @@ class TenantActivity(SQLModel, table=True):
     __tablename__ = "tenant_activity"
     __table_args__ = {"schema": SCHEMA}
 
-    tenant_id: str = Field(primary_key=True)
-    event_type: str = Field(primary_key=True)
+    tenant_id: str = Field(primary_key=True, sa_type=Text)
+    event_type: str = Field(primary_key=True, sa_type=Text)
     event_count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     last_event_at: datetime = _timestamp()
