@@ -2,7 +2,7 @@
 
 Orchestration only: each batch is an activity (``MigrateEventsBatch``) that carries on after the
 last row the one before it looked at; the workflow keeps the cursor and the totals, answers the
-``status`` query, and continues as new every ``_BATCHES_PER_RUN`` batches so its history stays
+``status`` query, and continues as new every ``BATCHES_PER_RUN`` batches so its history stays
 small however many events there are. A batch commits its events and the run's record together,
 so a worker killed mid-run resumes from the last committed batch (the batch it was running is
 run again and finds nothing of its own done twice). An event whose upcast data its model refuses
@@ -12,13 +12,12 @@ ends the run as ``failed``, naming the event; nothing of that batch was written.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Final
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from acci.workflows.batch_jobs import BATCH_RETRY, BATCHES_PER_RUN
 
 with workflow.unsafe.imports_passed_through():
-    from acci.activities.errors import NON_RETRYABLE_TYPES
     from acci.activities.migration_activities import MigrationActivities
     from acci.activities.models import (
         EVENT_MIGRATION_WORKFLOW,
@@ -26,15 +25,6 @@ with workflow.unsafe.imports_passed_through():
         EventMigrationInput,
         EventMigrationStatus,
     )
-
-_BATCHES_PER_RUN: Final = 200
-_RETRY: Final = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=0,  # an outage is waited out; a batch is safe to run again
-    non_retryable_error_types=list(NON_RETRYABLE_TYPES),
-)
 
 
 @workflow.defn(name=EVENT_MIGRATION_WORKFLOW)
@@ -60,13 +50,13 @@ class EventMigrationWorkflow:
             batches=job.batches,
         )
         self._status = status
-        for _ in range(_BATCHES_PER_RUN):
+        for _ in range(BATCHES_PER_RUN):
             batch: EventMigrationBatchResult = await workflow.execute_activity_method(
                 MigrationActivities.migrate_batch,
                 job.model_copy(update={"after": status.after}),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=_RETRY,
+                retry_policy=BATCH_RETRY,
             )
             if batch.failure is not None:
                 self._status = status.model_copy(

@@ -2,7 +2,7 @@
 
 Orchestration only: each batch is an activity (``SnapshotBatch``) that carries on from the last
 stream the one before it looked at; the workflow keeps the cursor and the totals, answers the
-``status`` query, and continues as new every ``_BATCHES_PER_RUN`` batches so its history stays
+``status`` query, and continues as new every ``BATCHES_PER_RUN`` batches so its history stays
 small however many streams there are. A run started by the ``acci-snapshots`` Schedule (or by
 hand) ends when the scan reaches the last stream.
 """
@@ -10,13 +10,12 @@ hand) ends when the scan reaches the last stream.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Final
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from acci.workflows.batch_jobs import BATCH_RETRY, BATCHES_PER_RUN
 
 with workflow.unsafe.imports_passed_through():
-    from acci.activities.errors import NON_RETRYABLE_TYPES
     from acci.activities.models import (
         SNAPSHOT_WORKFLOW,
         SnapshotBatchResult,
@@ -24,15 +23,6 @@ with workflow.unsafe.imports_passed_through():
         SnapshotJobStatus,
     )
     from acci.activities.snapshot_activities import SnapshotActivities
-
-_BATCHES_PER_RUN: Final = 200
-_RETRY: Final = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=0,  # an outage is waited out; a batch is safe to run again
-    non_retryable_error_types=list(NON_RETRYABLE_TYPES),
-)
 
 
 @workflow.defn(name=SNAPSHOT_WORKFLOW)
@@ -56,13 +46,13 @@ class SnapshotWorkflow:
         self._status = status
         if job.started_at is None:
             job = job.model_copy(update={"started_at": workflow.now()})
-        for _ in range(_BATCHES_PER_RUN):
+        for _ in range(BATCHES_PER_RUN):
             batch: SnapshotBatchResult = await workflow.execute_activity_method(
                 SnapshotActivities.snapshot_batch,
                 job.model_copy(update={"after": status.after}),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(seconds=15),
-                retry_policy=_RETRY,
+                retry_policy=BATCH_RETRY,
             )
             status = status.model_copy(
                 update={
