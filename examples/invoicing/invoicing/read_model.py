@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Final
 
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
@@ -117,18 +118,15 @@ class ListOpenInvoices(TenantQuery[OpenInvoices]):
     limit: int = Field(default=100, ge=1, le=1_000)
 
 
-_COLUMNS: Final = (
-    "tenant_id, invoice_id, customer, currency, line_count, total_cents, issued_at,"
-    " last_updated, version"
+# Names through sql.Identifier, values only as parameters.
+_COLUMNS: Final = sql.SQL(", ").join(map(sql.Identifier, OpenInvoice.model_fields))
+_TABLE: Final = sql.Identifier("read_models", TABLE)
+_GET: Final = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND invoice_id = %s").format(
+    _COLUMNS, _TABLE
 )
-_GET: Final = (
-    f"SELECT {_COLUMNS} FROM read_models.open_invoices"  # noqa: S608 - constant text only
-    " WHERE tenant_id = %s AND invoice_id = %s"
-)
-_LIST: Final = (
-    f"SELECT {_COLUMNS} FROM read_models.open_invoices WHERE tenant_id = %s"  # noqa: S608
-    " ORDER BY issued_at, invoice_id LIMIT %s"
-)
+_LIST: Final = sql.SQL(
+    "SELECT {} FROM {} WHERE tenant_id = %s ORDER BY issued_at, invoice_id LIMIT %s"
+).format(_COLUMNS, _TABLE)
 
 
 class OpenInvoiceQueries:
