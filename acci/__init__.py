@@ -21,6 +21,8 @@ _PUBLIC: dict[str, str] = {
     # An application: its whole declaration, installed by every ACCI process that finds it.
     "Application": "acci.readmodels.application",
     "ApplicationDeclarationError": "acci.readmodels.application",
+    # A read model: its row types, DDL per version, projection and queries.
+    "ReadModel": "acci.readmodels.read_model",
     # Rules across aggregates (a command that needs, or also changes, another aggregate).
     "RelatedAggregate": "acci.domain.rules",
     "requires_active_tenant": "acci.domain.rules",
@@ -71,6 +73,7 @@ __all__ = [
     "Query",
     "QueryError",
     "QueryValidationError",
+    "ReadModel",
     "RecordedEvent",
     "RelatedAggregate",
     "TenantQuery",
@@ -99,6 +102,7 @@ if TYPE_CHECKING:
     from acci.readmodels.errors import NotFoundError, QueryError, QueryValidationError
     from acci.readmodels.projections import Projection
     from acci.readmodels.queries import Page, Query, TenantQuery
+    from acci.readmodels.read_model import ReadModel
 
 
 def __getattr__(name: str) -> Any:

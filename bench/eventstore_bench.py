@@ -45,11 +45,11 @@ from acci.domain.registry import EventRegistry
 from acci.domain.registry import registry as domain_registry
 from acci.domain.tenant import CreateTenant, RenameTenant, Tenant, TenantState
 from acci.eventstore.db import XID8_OID, Xid8Loader, create_pool, ensure_database
-from acci.eventstore.migrate import migrate
 from acci.eventstore.records import NO_STREAM, START, NewEvent, RecordedEvent, StreamAppend
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
+from acci.readmodels.schema import prepare_database
 
 SERVER_URL = os.environ.get(
     "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -1001,7 +1001,7 @@ async def fill_acci(n: int) -> Footprint:
     url = database_url(SIZE_DB)
     await ensure_database(url)
     async with create_pool(url, min_size=1, max_size=2) as pool:
-        await migrate(pool)
+        await prepare_database(pool)
         store = EventStore(pool, registry=bench_registry(), max_events_per_append=1_000)
         streams = n // STREAM_EVENTS
         for first_sequence in range(0, STREAM_EVENTS, PASS_EVENTS):
@@ -1226,7 +1226,7 @@ async def run(sizes: Sizes) -> tuple[list[Result], list[Footprint]]:
     app = None if ES_MISSING else EsBench(env=es_env())
     raws = [await raw_connection(acci_url) for _ in range(WRITERS)]
     try:
-        await migrate(pool)
+        await prepare_database(pool)
         registry = bench_registry()
         store = EventStore(pool, registry=registry, max_events_per_append=1_000)
         repo = AggregateRepository(store, SnapshotStore(pool))

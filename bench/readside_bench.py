@@ -99,9 +99,10 @@ from acci.readmodels.bus import QueryBus
 from acci.readmodels.cache import QueryCache
 from acci.readmodels.checkpoints import CheckpointStore
 from acci.readmodels.installed import default_projections
-from acci.readmodels.queries import GetTenantDetails, ListTenants, Query
+from acci.readmodels.queries import Query
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import PAGE_SIZE, SharedLog
+from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants
 from acci.readmodels.waiting import BACKLOG_BATCH
 from acci.workers.runtime import open_event_store, open_query_bus, query_cache
 from acci.workers.settings import Settings

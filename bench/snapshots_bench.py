@@ -46,11 +46,11 @@ from acci.domain import Tenant
 from acci.domain.tenant_commands import CreateTenant
 from acci.domain.user_commands import RegisterUser
 from acci.eventstore.db import create_pool, ensure_database
-from acci.eventstore.migrate import migrate
 from acci.eventstore.records import NewEvent, StreamAppend
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
+from acci.readmodels.schema import prepare_database
 
 LONG = 10_000
 SERVER = os.environ.get("ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -225,7 +225,7 @@ async def main(quick: bool) -> None:
         url = recreate(name)
         await ensure_database(url)
         async with create_pool(url, min_size=1, max_size=1) as pool:
-            await migrate(pool)
+            await prepare_database(pool)
         await part(url, quick)
 
 

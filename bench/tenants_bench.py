@@ -108,9 +108,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore.db import XID8_OID, Xid8Loader, create_pool
 from acci.eventstore.errors import ConcurrencyError, EventStoreError
-from acci.eventstore.migrate import migrate
 from acci.eventstore.records import NO_STREAM, START, NewEvent, Position, StreamAppend
 from acci.eventstore.store import EventStore
+from acci.readmodels.schema import prepare_database
 
 SERVER_URL: Final = os.environ.get(
     "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -1020,7 +1020,7 @@ class StoreRun(Measured):
     async def build(self, _turn: int) -> None:
         fresh_database(self.db)
         async with self.pool(2) as pool, await connect(self.url) as conn:
-            await migrate(pool)
+            await prepare_database(pool)
             cur = await conn.execute(_LAYOUT)
             row = await cur.fetchone()
             strategy = None if row is None else row[0]

@@ -1,22 +1,20 @@
 """Applications: one declaration of a domain and its read side, installed all or nothing.
 
 An application is a package that declares, in one ``Application`` value, its aggregates (with
-their commands), the rules between aggregates, its event types, its projections with the
-read-model tables they write (and each table's DDL), and its queries with their handlers.
+their commands), the rules between aggregates, its event types, and its read models (each a
+``ReadModel``: row types, DDL per version, projection, queries; ``readmodels/read_model.py``).
 ``install`` checks the declaration against what is installed already and adds it to the tables
 every part of ACCI reads: the domain catalogue (commands), the event registry (events), and the
 lists here (projections, read models, queries). ACCI's own tenants and users are the first
-application (``readmodels/tenancy.py``); others are found by ``acci.workers.apps``.
+application (``readmodels/tenancy/``); others are found by ``acci.workers.apps``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-from psycopg_pool import AsyncConnectionPool
 
 from acci.domain import catalogue
 from acci.domain.aggregate import EventSourced
@@ -26,13 +24,11 @@ from acci.domain.registry import Upcaster, registry
 from acci.domain.rules import RelatedAggregate
 from acci.readmodels.projections import Projection
 from acci.readmodels.queries import Query
+from acci.readmodels.read_model import HandlerFactory, QueryHandler, ReadModel
 
-QueryHandler = Callable[[Any], Awaitable[Any]]
-HandlerFactory = Callable[[AsyncConnectionPool], QueryHandler]
-"""Given the read models' pool, the coroutine function that answers one query type."""
+__all__ = ["Application", "HandlerFactory", "QueryHandler", "ReadModel", "install", "installed"]
 
 _NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,99}")
-_TABLE: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class ApplicationDeclarationError(ValueError):
@@ -44,12 +40,10 @@ class ApplicationDeclarationError(ValueError):
 class Application:
     """What an application brings: its domain, its events, its read side.
 
-    ``read_models`` maps each table (in the ``read_models`` schema) its projections write to the
-    SQL that creates it, run at every start, so it must be idempotent (``CREATE TABLE IF NOT
-    EXISTS read_models.<table> …``); None for a table ACCI's own migrations create.
     ``upcasters`` maps ``(event type, version)`` to the function that turns that version's
-    stored data into the next version's. ``queries`` maps each query type to a factory that,
-    given the read models' pool, returns the coroutine function answering it.
+    stored data into the next version's. ``read_models`` are its read models, each with its own
+    queries; ``queries`` adds queries that read several of them (a query type to a factory
+    that, given the read models' pool, returns the coroutine function answering it).
     """
 
     name: str
@@ -57,8 +51,7 @@ class Application:
     rules: Sequence[RelatedAggregate] = ()
     events: Sequence[type[DomainEvent]] = ()
     upcasters: Mapping[tuple[str, int], Upcaster] = field(default_factory=dict)
-    projections: Sequence[type[Projection]] = ()
-    read_models: Mapping[str, str | None] = field(default_factory=dict)
+    read_models: Sequence[ReadModel] = ()
     queries: Mapping[type[Query[Any]], HandlerFactory] = field(default_factory=dict)
 
 
@@ -71,19 +64,29 @@ def installed() -> list[Application]:
     return list(_INSTALLED.values())
 
 
+def read_models() -> list[ReadModel]:
+    """Every installed application's read models."""
+    return [m for app in _INSTALLED.values() for m in app.read_models]
+
+
 def projection_classes() -> list[type[Projection]]:
-    """Every installed application's projections."""
-    return [p for app in _INSTALLED.values() for p in app.projections]
+    """Every installed application's projections (one per read model)."""
+    return [m.projection for m in read_models()]
+
+
+def queries_of(app: Application) -> dict[type[Query[Any]], HandlerFactory]:
+    """``app``'s query types (its read models' and its own) and their handler factories."""
+    return {**{q: f for m in app.read_models for q, f in m.queries.items()}, **app.queries}
 
 
 def query_handlers() -> dict[type[Query[Any]], HandlerFactory]:
     """Every installed application's query types and their handler factories."""
-    return {q: f for app in _INSTALLED.values() for q, f in app.queries.items()}
+    return {q: f for app in _INSTALLED.values() for q, f in queries_of(app).items()}
 
 
-def read_model_tables() -> dict[str, tuple[str, str | None]]:
-    """Every read-model table an installed application declares: its application and DDL."""
-    return {t: (app.name, ddl) for app in _INSTALLED.values() for t, ddl in app.read_models.items()}
+def read_model_tables() -> dict[str, str]:
+    """Every read-model table an installed application declares, to its read model."""
+    return {t: m.name for m in read_models() for t in m.tables}
 
 
 def install(app: Application) -> None:
@@ -116,12 +119,7 @@ def _problem(app: Application) -> str | None:
     """What is wrong with ``app`` on its own or beside the installed ones (None: nothing)."""
     if app.name in _INSTALLED:
         return "another application of this name is installed already"
-    return (
-        _events_problem(app)
-        or _read_models_problem(app)
-        or _projections_problem(app)
-        or _queries_problem(app)
-    )
+    return _events_problem(app) or _read_models_problem(app) or _queries_problem(app)
 
 
 def _events_problem(app: Application) -> str | None:
@@ -166,37 +164,34 @@ def _events_problem(app: Application) -> str | None:
 
 
 def _read_models_problem(app: Application) -> str | None:
-    tables = read_model_tables()
-    for table, ddl in app.read_models.items():
-        if not _TABLE.fullmatch(table):
-            return f"read-model table name {table!r} is not a lower-case SQL identifier"
-        if table in tables:
-            return f"read-model table {table!r} is declared by application {tables[table][0]!r}"
-        if ddl is not None and f"read_models.{table}" not in ddl:
-            return f"the DDL of read-model table {table!r} does not create read_models.{table}"
-    return None
-
-
-def _projections_problem(app: Application) -> str | None:
-    names = {p.name: a.name for a in _INSTALLED.values() for p in a.projections}
-    for projection in app.projections:
-        owner = names.get(projection.name)
-        if owner is not None:
-            return f"projection {projection.name!r} is declared by application {owner!r}"
-        names[projection.name] = app.name
-        undeclared = sorted(set(projection.tables) - set(app.read_models))
-        if undeclared:
-            return (
-                f"projection {projection.name!r} writes read-model table(s) {undeclared}, which"
-                " the application does not declare in read_models"
-            )
+    tables = {
+        t: (a.name, m.name) for a in _INSTALLED.values() for m in a.read_models for t in m.tables
+    }
+    names = {m.name: a.name for a in _INSTALLED.values() for m in a.read_models}
+    for model in app.read_models:
+        if not isinstance(model, ReadModel):
+            return f"read_models holds {model!r}, not a ReadModel"
+        problem = model.problem()
+        if problem is not None:
+            return problem
+        if model.name in names:
+            return f"read model {model.name!r} is declared by application {names[model.name]!r}"
+        names[model.name] = app.name
+        for table in model.tables:
+            if table in tables:
+                owner, other = tables[table]
+                return (
+                    f"read-model table {table!r} is declared by read model {other!r} of"
+                    f" application {owner!r}"
+                )
+            tables[table] = (app.name, model.name)
     return None
 
 
 def _queries_problem(app: Application) -> str | None:
     known = query_handlers()
-    projections = {p.name for p in (*projection_classes(), *app.projections)}
-    for query in app.queries:
+    projections = {p.name for p in projection_classes()} | {m.name for m in app.read_models}
+    for query in queries_of(app):
         if query in known:
             return f"query type {query.__name__} is answered by another application already"
         missing = sorted(set(query.projections) - projections)

@@ -16,11 +16,11 @@ from acci.eventstore.records import Position, RecordedEvent
 from acci.eventstore.store import EventStore
 from acci.readmodels.checkpoints import Checkpoint, CheckpointStore
 from acci.readmodels.dead_letters import DeadLetterStore
-from acci.readmodels.errors import ProjectionError
 from acci.readmodels.lag import Lag, measure_lag
 from acci.readmodels.projections import Projection
 from acci.readmodels.reports import BatchReport, EventFailure, describe
 from acci.readmodels.transaction import Batch, BatchTransaction, CheckpointMovedError, Parking
+from acci.readmodels.versioned import to_version, versioned_tables
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +40,27 @@ class Batches:
         dead_letters: DeadLetterStore,
         lag_cap: int,
         on_committed: OnCommitted | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         self.projection = projection
         self.store = store
         self.checkpoints = checkpoints
+        # The checkpoint row: the projection's name, or a rebuild's ("<name>@v<N>").
+        self.name = checkpoint or projection.name
         self.transaction = BatchTransaction(
-            projection.name, store.pool, checkpoints=checkpoints, dead_letters=dead_letters
+            self.name, store.pool, checkpoints=checkpoints, dead_letters=dead_letters
         )
         self._lag_cap = lag_cap
         self._on_committed = on_committed
 
-    @property
-    def name(self) -> str:
-        return self.projection.name
-
-    async def run(self, *, limit: int, parking: Parking) -> BatchReport:
+    async def run(
+        self, *, limit: int, parking: Parking, until: Position | None = None
+    ) -> BatchReport:
         """Apply up to ``limit`` events after the checkpoint, with the new checkpoint.
 
         Stops before the first event that fails (its handler raised, or the database refused
-        its changes) and reports it, or parks it if ``parking`` says so. Round trips: the
+        its changes) and reports it, or parks it if ``parking`` says so; applies no event past
+        ``until``. Round trips: the
         checkpoint, the events, and two for the transaction; the lag is only measured when the
         batch did not reach the end (else it is 0 at the batch's snapshot).
         """
@@ -71,9 +73,11 @@ class Batches:
             # A stored event that cannot be read at all: nothing to park (no event to name),
             # so the projection keeps failing, visibly, until the event store is repaired.
             return await self.report(checkpoint, 0, failure=EventFailure(str(e)))
+        if until is not None:  # a rebuild catching up to exactly the live version's position
+            events = [e for e in events if e.position <= until]
         if not events:
             return await self.report(checkpoint, 0, reached_end=True)
-        batch, failure = self.changes(events)
+        batch, failure = self.changes(events, checkpoint.version)
         parking = replace(parking, policy=parking.policy or self.projection.on_failure)
         try:
             applied, failure, after = await self.transaction.commit(
@@ -102,18 +106,17 @@ class Batches:
             reached_end=len(events) < limit and failure is None and parked is None,
         )
 
-    def changes(self, events: Sequence[RecordedEvent]) -> tuple[Batch, EventFailure | None]:
-        """Each event's changes, up to the first event whose handler fails."""
+    def changes(
+        self, events: Sequence[RecordedEvent], version: int
+    ) -> tuple[Batch, EventFailure | None]:
+        """Each event's changes, to version ``version``'s tables, up to the first event whose
+        handler fails."""
         batch: Batch = []
-        handle, tables = self.projection.handle_event, self.projection.tables  # once per batch
+        handle = self.projection.handle_event
+        tables = versioned_tables(self.projection, version)  # once per batch
         for event in events:
             try:
-                changes = handle(event)
-                for change in changes:
-                    if change.table not in tables:
-                        raise ProjectionError(
-                            f"projection {self.name} may not write read_models.{change.table}"
-                        )
+                changes = [to_version(change, tables) for change in handle(event)]
             except Exception as e:  # any handler failure is this event's failure
                 return batch, EventFailure(describe(e), event)
             batch.append((event, changes))

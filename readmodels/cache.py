@@ -8,7 +8,9 @@ and its global one, are incremented; answers read from other read models stay ca
 read the generations *before* they read PostgreSQL and write their answer under them; if a
 change was committed and invalidated in between, the (old) answer lands under generations that
 nobody reads any more. Deleting keys instead would let exactly that slow reader re-populate the
-old value after the delete. Old generations' entries simply expire with their TTL.
+old value after the delete. Old generations' entries simply expire with their TTL. Every answer's
+key also carries its read models' *epochs* (``…:<projection>:#``), bumped when a rebuild switches
+a read model to a new version: then every answer read from it, of every tenant, is unreachable.
 
 The cache never makes a query fail: when Redis does not answer (quickly), the query reads
 PostgreSQL, the outage is logged once, counted, and Redis is left alone for a short while.
@@ -58,6 +60,9 @@ CACHE_AVAILABLE: Final = Gauge(
 
 # The generation scope of queries that span tenants (no tenant id can be "*").
 GLOBAL_SCOPE: Final = "*"
+# The generation of a whole read model, every tenant's answers and the lists (no tenant id can be
+# "#"): bumped when its live version is switched.
+EPOCH_SCOPE: Final = "#"
 # Part of every entry's key: bump it when a result model changes shape, and old entries are
 # never read again (instead of being misread).
 _ENTRY_FORMAT: Final = 1
@@ -260,6 +265,12 @@ class QueryCache:
         self._pending.add((projection, GLOBAL_SCOPE))
         await self.flush()
 
+    async def invalidate_read_model(self, projection: str) -> None:
+        """Make every cached answer read from ``projection``, of every tenant, unreachable (its
+        live version was switched). Never raises, as ``invalidate``."""
+        self._pending.add((projection, EPOCH_SCOPE))
+        await self.flush()
+
     @property
     def pending(self) -> bool:
         """True while some invalidation has not reached Redis (it is down, or was)."""
@@ -291,7 +302,9 @@ class QueryCache:
         name = type(query).__name__
         scope = query.tenant_scope or GLOBAL_SCOPE
         head, tail = self._entry_key_parts(query, scope)
-        generations = [self._generation_key(p, scope) for p in query.projections]
+        generations = [
+            self._generation_key(p, s) for p in query.projections for s in (scope, EPOCH_SCOPE)
+        ]
         try:
             if self._pending:
                 await self._send_pending()

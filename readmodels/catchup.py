@@ -117,7 +117,12 @@ class _Pipeline:
                     return await self._report(failure=(await self._landed(current)).failure)
                 self._previous, self._current = self._current, None
                 self._expected = Checkpoint(
-                    self._batches.name, events[-1].position, "running", None, None
+                    self._batches.name,
+                    events[-1].position,
+                    "running",
+                    None,
+                    None,
+                    self._expected.version,
                 )
         finally:
             for task in (self._previous, self._current):
@@ -128,7 +133,7 @@ class _Pipeline:
     def _send(self, events: Sequence[RecordedEvent]) -> EventFailure | None:
         """Send the transaction of a batch of ``events``, to start once the batch before it
         holds the checkpoint lock; returns the failure of the event whose handler failed."""
-        batch, failure = self._batches.changes(events)
+        batch, failure = self._batches.changes(events, self._expected.version)
         turn = Turn(previous=self._held, held=asyncio.Event())
         commit = self._batches.transaction.commit(
             self._expected, batch, failure, parking=NO_PARKING, turn=turn

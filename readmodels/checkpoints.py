@@ -18,8 +18,8 @@ _ENSURE: Final = (
     "INSERT INTO read_models.checkpoints (projection) VALUES (%s) ON CONFLICT DO NOTHING"
 )
 _SELECT: Final = (
-    "SELECT projection, transaction_id, global_position, status, last_error, updated_at"
-    " FROM read_models.checkpoints"
+    "SELECT projection, transaction_id, global_position, status, last_error, updated_at,"
+    " version FROM read_models.checkpoints"
 )
 _GET: Final = _SELECT + " WHERE projection = %s"
 _ALL: Final = _SELECT + " ORDER BY projection"
@@ -31,19 +31,22 @@ _MOVE: Final = (
 _SET_STATUS: Final = (
     "UPDATE read_models.checkpoints SET status = %s, last_error = %s, updated_at = now()"
     " WHERE projection = %s"
-    " RETURNING projection, transaction_id, global_position, status, last_error, updated_at"
+    " RETURNING projection, transaction_id, global_position, status, last_error, updated_at,"
+    " version"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A projection's checkpoint row."""
+    """A projection's checkpoint row; ``version`` is the read-model version whose tables its
+    projection writes (``readmodels/read_model.py``)."""
 
     projection: str
     position: Position
     status: CheckpointStatus
     last_error: str | None
     updated_at: datetime | None
+    version: int = 1
 
     @property
     def paused(self) -> bool:
@@ -51,8 +54,8 @@ class Checkpoint:
 
 
 def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
-    name, tx, gp, status, last_error, updated_at = row
-    return Checkpoint(name, Position(int(tx), int(gp)), status, last_error, updated_at)
+    name, tx, gp, status, last_error, updated_at, version = row
+    return Checkpoint(name, Position(int(tx), int(gp)), status, last_error, updated_at, version)
 
 
 class CheckpointStore:
@@ -113,10 +116,15 @@ class CheckpointStore:
     @staticmethod
     async def locked(cursor: AsyncCursor[Any], checkpoint: Checkpoint) -> Checkpoint | None:
         """The checkpoint ``start_lock_at`` locked; None if it was not where ``checkpoint``
-        says."""
+        says (its position, or the version it writes: a switch moved it)."""
         row = await cursor.fetchone()
         found = _checkpoint(row) if row else None
-        return found if found is not None and found.position == checkpoint.position else None
+        if found is None or (found.position, found.version) != (
+            checkpoint.position,
+            checkpoint.version,
+        ):
+            return None
+        return found
 
     @staticmethod
     async def lock(conn: AsyncConnection[Any], projection: str) -> Checkpoint:

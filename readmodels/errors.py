@@ -50,3 +50,7 @@ class ChangeRefusedError(ProjectionError):
 
     Caused by the database's own error (``__cause__``), whose type and message name the reason.
     """
+
+
+class UnknownReadModelError(NotFoundError):
+    """No installed read model has the name asked for; the message lists those there are."""

@@ -14,10 +14,13 @@ from acci.readmodels import application
 from acci.readmodels.application import (
     Application,
     HandlerFactory,
+    ReadModel,
     install,
     installed,
     read_model_tables,
+    read_models,
 )
+from acci.readmodels.errors import UnknownReadModelError
 from acci.readmodels.projections import Projection
 from acci.readmodels.queries import Query
 from acci.readmodels.tenancy import TENANCY
@@ -31,7 +34,9 @@ __all__ = [
     "installed",
     "projection_names",
     "query_handlers",
+    "read_model",
     "read_model_tables",
+    "read_models",
 ]
 
 
@@ -48,3 +53,13 @@ def projection_names() -> list[str]:
 def query_handlers() -> dict[type[Query[Any]], HandlerFactory]:
     """Every installed application's query types and their handler factories."""
     return application.query_handlers()
+
+
+def read_model(name: str) -> ReadModel:
+    """The installed read model called ``name``; ``UnknownReadModelError`` names those there are."""
+    found = {m.name: m for m in read_models()}
+    if name not in found:
+        raise UnknownReadModelError(
+            f"no read model {name!r}; the installed read models are {sorted(found)}"
+        )
+    return found[name]

@@ -12,36 +12,24 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import pydantic
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     ModelWrapValidatorHandler,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from acci.domain.errors import describe_problems, shown
-from acci.domain.identifiers import AggregateId, TenantId
-from acci.domain.roles import RoleName
+from acci.domain.identifiers import TenantId
 from acci.eventstore.records import Position
 from acci.readmodels.errors import QueryValidationError
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
-
-# The projection (read model, and checkpoint row) each query type reads.
-TENANTS: Final = "tenants"
-USERS: Final = "users"
-TENANT_ACTIVITY: Final = "tenant_activity"
-
-TenantStatus = Literal["active", "suspended", "deleted"]
-UserStatus = Literal["active", "deactivated"]
-TenantSort = Literal["name", "created_at", "last_updated"]
 
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T", bound=BaseModel)
@@ -55,55 +43,13 @@ SortValue = str | datetime
 # --- results -------------------------------------------------------------------------------------
 
 
-class _Result(BaseModel):
+class Result(BaseModel):
+    """A query's answer: frozen (a cached answer is read back into it)."""
+
     model_config = ConfigDict(frozen=True)
 
 
-class TenantView(_Result):
-    """A tenant as the ``tenants`` read model holds it."""
-
-    tenant_id: str
-    name: str
-    status: TenantStatus
-    user_count: int
-    settings: dict[str, Any]
-    created_at: datetime
-    last_updated: datetime
-    version: int
-
-
-class UserView(_Result):
-    """A user as the ``users`` read model holds it; roles are sorted."""
-
-    tenant_id: str
-    user_id: str
-    email: str
-    display_name: str
-    roles: tuple[str, ...]
-    status: UserStatus
-    created_at: datetime
-    last_updated: datetime
-    version: int
-
-
-class EventTypeActivity(_Result):
-    """How many events of one type a tenant has had, and when the last one happened."""
-
-    event_type: str
-    event_count: int
-    last_event_at: datetime
-
-
-class TenantActivityView(_Result):
-    """A tenant's events counted by type (sorted by type), with totals."""
-
-    tenant_id: str
-    event_types: tuple[EventTypeActivity, ...]
-    total_events: int
-    last_event_at: datetime
-
-
-class Page(_Result, Generic[T]):
+class Page(Result, Generic[T]):
     """One page of a list; ``next_cursor`` asks for the next page, None on the last one."""
 
     items: tuple[T, ...]
@@ -195,86 +141,7 @@ class TenantQuery(Query[R]):
         return self.tenant_id
 
 
-def _check_paging(offset: int, cursor: str | None) -> None:
+def check_paging(offset: int, cursor: str | None) -> None:
+    """A page is asked for by offset or by cursor, not both."""
     if cursor is not None and offset:
         raise ValueError(f"give an offset ({offset}) or a cursor, not both")
-
-
-class GetTenantDetails(TenantQuery[TenantView]):
-    """One tenant; ``NotFoundError`` if the read model has no such tenant."""
-
-    projections: ClassVar[tuple[str, ...]] = (TENANTS,)
-    result_type: ClassVar[type[BaseModel]] = TenantView
-
-
-class ListTenants(Query[Page[TenantView]]):
-    """Tenants, optionally of one status, sorted, a page at a time (by offset or cursor)."""
-
-    projections: ClassVar[tuple[str, ...]] = (TENANTS,)
-    result_type: ClassVar[type[BaseModel]] = Page[TenantView]
-
-    status: TenantStatus | None = None
-    sort: TenantSort = "name"
-    descending: bool = False
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
-    cursor: str | None = None
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor_fits(cls, cursor: str | None, info: ValidationInfo) -> str | None:
-        # Fields validate in order: offset, sort and descending are in info.data unless invalid.
-        _check_paging(info.data.get("offset", 0), cursor)
-        if cursor is not None and {"sort", "descending"} <= info.data.keys():
-            decode_cursor(cursor, sort=info.data["sort"], descending=info.data["descending"])
-        return cursor
-
-    def after(self) -> tuple[SortValue, str] | None:
-        """The (sort value, tenant id) the cursor points after, or None without a cursor."""
-        if self.cursor is None:
-            return None
-        return decode_cursor(self.cursor, sort=self.sort, descending=self.descending)
-
-
-class GetUser(TenantQuery[UserView]):
-    """One user of a tenant; ``NotFoundError`` if the tenant has no such user."""
-
-    projections: ClassVar[tuple[str, ...]] = (USERS,)
-    result_type: ClassVar[type[BaseModel]] = UserView
-
-    user_id: AggregateId
-
-
-class ListTenantUsers(TenantQuery[Page[UserView]]):
-    """A tenant's users, optionally of one status and with one role, sorted by email."""
-
-    projections: ClassVar[tuple[str, ...]] = (USERS,)
-    result_type: ClassVar[type[BaseModel]] = Page[UserView]
-
-    status: UserStatus | None = None
-    role: RoleName | None = None
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
-    cursor: str | None = None
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor_fits(cls, cursor: str | None, info: ValidationInfo) -> str | None:
-        _check_paging(info.data.get("offset", 0), cursor)
-        if cursor is not None:
-            decode_cursor(cursor, sort="email", descending=False)
-        return cursor
-
-    def after(self) -> tuple[str, str] | None:
-        """The (email, user id) the cursor points after, or None without a cursor."""
-        if self.cursor is None:
-            return None
-        email, user_id = decode_cursor(self.cursor, sort="email", descending=False)
-        return str(email), user_id
-
-
-class GetTenantActivity(TenantQuery[TenantActivityView]):
-    """A tenant's events counted by type; ``NotFoundError`` if none are recorded."""
-
-    projections: ClassVar[tuple[str, ...]] = (TENANT_ACTIVITY,)
-    result_type: ClassVar[type[BaseModel]] = TenantActivityView

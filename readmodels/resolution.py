@@ -17,6 +17,7 @@ from acci.readmodels.db import applying_changes, translated
 from acci.readmodels.dead_letters import DeadLetter, DeadLetterStore, Resolution
 from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
 from acci.readmodels.reports import describe
+from acci.readmodels.versioned import to_version, versioned_tables
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ class DeadLetterResolution:
                 event = await self._parked_event(letter.tenant_id, letter.position, event_id)
                 if checkpoint.position < event.position:
                     await self._pass_over_to(conn, checkpoint, event)
-                changes = await self._apply(conn, event) if resolution == "retried" else []
+                if resolution == "retried":
+                    changes = await self._apply(conn, event, checkpoint.version)
+                else:
+                    changes = []
                 await self._dead_letters.resolve(conn, self._name, event_id, resolution)
         await batches.notify([(event, changes)])
         log.info(
@@ -91,11 +95,16 @@ class DeadLetterResolution:
             )
         await self._batches.checkpoints.move(conn, self._name, event.position)
 
-    async def _apply(self, conn: AsyncConnection[Any], event: RecordedEvent) -> list[Change]:
-        """Apply ``event``'s changes once more (inside the caller's transaction)."""
+    async def _apply(
+        self, conn: AsyncConnection[Any], event: RecordedEvent, version: int
+    ) -> list[Change]:
+        """Apply ``event``'s changes once more, to version ``version``'s tables (inside the
+        caller's transaction)."""
         try:
             with applying_changes():
-                changes = self._batches.projection.handle_event(event)
+                projection = self._batches.projection
+                tables = versioned_tables(projection, version)
+                changes = [to_version(c, tables) for c in projection.handle_event(event)]
                 await apply_changes(conn, changes)
         except ReadModelUnavailableError:
             raise

@@ -35,6 +35,7 @@ from acci.readmodels.reports import BatchReport
 from acci.readmodels.resolution import DeadLetterResolution
 from acci.readmodels.shared_log import SharedLog
 from acci.readmodels.transaction import NO_PARKING, Parking
+from acci.readmodels.versioned import versioned_tables
 from acci.readmodels.waiting import Waiting, run_batches
 from acci.readmodels.wakeups import Appended
 
@@ -54,7 +55,10 @@ class ProjectionRunner:
         dead_letters: DeadLetterStore | None = None,
         lag_cap: int = LAG_CAP,
         shared_log: SharedLog | None = None,
+        checkpoint: str | None = None,
     ) -> None:
+        """``checkpoint`` names the checkpoint row it moves (default: the projection's name;
+        a rebuild's is ``<name>@v<N>``)."""
         self.projection = projection
         self._pool = store.pool
         self.checkpoints = checkpoints or CheckpointStore(store.pool)
@@ -66,6 +70,7 @@ class ProjectionRunner:
             dead_letters=self.dead_letters,
             lag_cap=lag_cap,
             on_committed=on_committed,
+            checkpoint=checkpoint,
         )
         self._resolution = DeadLetterResolution(self._batches, self.dead_letters)
         # Runners over one store read a backlog once between them (readmodels/shared_log.py).
@@ -73,7 +78,8 @@ class ProjectionRunner:
 
     @property
     def name(self) -> str:
-        return self.projection.name
+        """The checkpoint it moves (the projection's name unless it rebuilds a version)."""
+        return self._batches.name
 
     # -- position -------------------------------------------------------------------------
 
@@ -88,15 +94,16 @@ class ProjectionRunner:
         await self._transaction(lambda conn: self.checkpoints.move(conn, self.name, position))
 
     async def reset(self) -> None:
-        """Empty the projection's tables and go back to the start, in one transaction."""
-
-        async def work(conn: AsyncConnection[Any]) -> None:
-            for table in sorted(self.projection.tables):
-                await conn.execute(sql.SQL(_TRUNCATE).format(sql.Identifier(table)))
-            await self.checkpoints.move(conn, self.name, START)
-
+        """Empty the tables of the version this projection writes and go back to the start, in
+        one transaction (benchmarks and tests; operators rebuild, ``acci readmodels rebuild``)."""
         await self.checkpoints.get(self.name)
-        await self._transaction(work)
+        with translated():
+            async with self._pool.connection() as conn, conn.transaction():
+                checkpoint = await self.checkpoints.lock(conn, self.name)
+                tables = versioned_tables(self.projection, checkpoint.version)
+                for table in sorted(tables.values()):
+                    await conn.execute(sql.SQL(_TRUNCATE).format(sql.Identifier(table)))
+                await self.checkpoints.move(conn, self.name, START)
 
     async def set_paused(self, paused: bool) -> BatchReport:
         """Pause or resume the projection's checkpoint (resuming clears its last error);
@@ -119,16 +126,18 @@ class ProjectionRunner:
         park: uuid.UUID | None = None,
         attempts: int = 1,
         on_failure: FailurePolicy | None = None,
+        until: Position | None = None,
     ) -> BatchReport:
         """Apply up to ``limit`` events after the checkpoint, with the new checkpoint.
 
         Stops before the first event that fails (its handler raised, or the database refused
         its changes) and reports it. If that event is ``park``, it is parked instead, counted
         as ``attempts`` attempts, and the projection pauses at it or moves past it
-        (``on_failure``, default the projection's own policy).
+        (``on_failure``, default the projection's own policy). No event past ``until`` is
+        applied.
         """
         parking = Parking(event_id=park, attempts=attempts, policy=on_failure)
-        return await self._batches.run(limit=limit, parking=parking)
+        return await self._batches.run(limit=limit, parking=parking, until=until)
 
     async def run_batches(
         self,

@@ -1,43 +1,36 @@
-"""The installed applications' own read-model tables, created at start from their declarations.
+"""The database made ready at start: ACCI's migrations, then every installed read model's tables.
 
-ACCI's own tables come from its numbered migrations (``eventstore/migrations``); an application
-declares each of its tables with idempotent DDL (``Application.read_models``), run here at every
-start, one transaction per application, holding an advisory lock so that two processes starting
-at once do not race (``CREATE … IF NOT EXISTS`` alone is not safe from that).
+ACCI's own tables (events, checkpoints, dead letters, versions) come from its numbered
+migrations (``eventstore/migrations``); each read model's tables come from its own declaration:
+each installed read model is given a live version (``readmodels/versions.py``), adopting the
+tables an older ACCI made or creating its current version's.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
 
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from acci.readmodels.db import translated
-from acci.readmodels.installed import read_model_tables
+from acci.eventstore.migrate import Migration, migrate
+from acci.readmodels.installed import read_models
+from acci.readmodels.versions import ensure_read_models
 
 log = logging.getLogger(__name__)
 
-# Not the migrations' own key: a transaction-level lock, held while one process creates tables.
-_LOCK: Final = sql.SQL("SELECT pg_advisory_xact_lock(1094927177, 1380795715)")  # ("ACCI", "RMDL")
+
+async def prepare_database(pool: AsyncConnectionPool) -> list[Migration]:
+    """Apply the migrations not yet applied, then give every installed read model a live
+    version; returns the migrations applied. Safe from two processes at once."""
+    applied = await migrate(pool)
+    await create_read_models(pool)
+    return applied
 
 
-async def create_declared_tables(pool: AsyncConnectionPool) -> list[str]:
-    """Run every installed application's read-model DDL; returns the tables it covered."""
-    by_app: dict[str, list[tuple[str, str]]] = {}
-    for table, (app, ddl) in sorted(read_model_tables().items()):
-        if ddl is not None:
-            by_app.setdefault(app, []).append((table, ddl))
-    done = []
-    for app, tables in by_app.items():
-        with translated():
-            async with pool.connection() as conn, conn.transaction():
-                await conn.execute(_LOCK)
-                for table, ddl in tables:
-                    # The application's own code declares it (never input): run as written.
-                    await conn.execute(sql.SQL(ddl))
-                    done.append(table)
-        names = [table for table, _ in tables]
-        log.debug("read-model tables ready", extra={"application": app, "tables": names})
-    return done
+async def create_read_models(pool: AsyncConnectionPool) -> list[str]:
+    """Give every installed read model a live version; returns the read models covered."""
+    models = read_models()
+    await ensure_read_models(pool, models)
+    names = [m.name for m in models]
+    log.debug("read models ready", extra={"read_models": names})
+    return names

@@ -221,4 +221,6 @@ class BatchTransaction:
                     conn, self._name, status, last_error=error
                 )
         await self._checkpoints.move(conn, self._name, position, last_error=error)
-        return Checkpoint(self._name, position, status, error, checkpoint.updated_at)
+        return Checkpoint(
+            self._name, position, status, error, checkpoint.updated_at, checkpoint.version
+        )

@@ -15,10 +15,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore.db import create_pool
-from acci.eventstore.migrate import migrate
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
+from acci.readmodels.schema import prepare_database
 
 # Tests never serve metrics on the default port: it belongs to a `make demo` or worker running
 # beside them (a test run once made the demo's endpoint fail to start). This reaches every
@@ -80,7 +80,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     """An open pool on the module's database, migrated."""
     async with create_pool(database_url, min_size=2, max_size=20) as pool:
-        await migrate(pool)
+        await prepare_database(pool)
         yield pool
 
 

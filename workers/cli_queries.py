@@ -16,15 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import typer
 
 from acci.eventstore.records import Position
-from acci.readmodels.queries import (
-    MAX_LIMIT,
-    GetTenantActivity,
-    GetTenantDetails,
-    GetUser,
-    ListTenants,
-    ListTenantUsers,
-    Query,
-)
+from acci.readmodels.queries import MAX_LIMIT, Query
+from acci.readmodels.tenancy.tenant_activity import GetTenantActivity
+from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants
+from acci.readmodels.tenancy.users import GetUser, ListTenantUsers
 from acci.workers.cli_fields import field_parameters, generated_verb, keyword, model_data
 from acci.workers.cli_support import JsonOption, run, setup
 from acci.workers.cli_views import show_activity, show_tenant, show_tenants, show_user, show_users

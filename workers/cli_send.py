@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Final
 import typer
 
 from acci.eventstore.records import Position
-from acci.readmodels.queries import GetTenantDetails, GetUser
+from acci.readmodels.tenancy.tenants import GetTenantDetails
+from acci.readmodels.tenancy.users import GetUser
 from acci.workers.cli_support import run, setup
 from acci.workers.cli_views import show_tenant, show_user
 from acci.workers.settings import get_settings

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from acci.domain.catalogue import AGGREGATES, owner
 from acci.domain.errors import shown
+from acci.readmodels.application import queries_of
 from acci.readmodels.errors import QueryValidationError
 from acci.readmodels.installed import installed
 from acci.readmodels.queries import Query
@@ -99,7 +100,7 @@ def query_type(name: str) -> type[Query[Any]]:
 
 def _query_types() -> dict[str, tuple[str, type[Query[Any]]]]:
     """Every installed query type by its name: its application and its class."""
-    declared = [(app.name, query) for app in installed() for query in app.queries]
+    declared = [(app.name, query) for app in installed() for query in queries_of(app)]
     counts = Counter(query.__name__ for _, query in declared)
     return {
         query.__name__ if counts[query.__name__] == 1 else f"{app}.{query.__name__}": (app, query)

@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from acci.readmodels.queries import (
-        ListTenantUsers,
-        Page,
-        TenantActivityView,
-        TenantView,
-        UserView,
-    )
+    from acci.readmodels.queries import Page
+    from acci.readmodels.tenancy.tenant_activity import TenantActivityView
+    from acci.readmodels.tenancy.tenants import TenantView
+    from acci.readmodels.tenancy.users import ListTenantUsers, UserView
 
 
 def show_tenant(view: TenantView) -> None:

@@ -15,7 +15,9 @@ from acci.activities.models import CommandInput
 from acci.domain import Tenant
 from acci.domain.errors import CommandError
 from acci.eventstore.records import Position
-from acci.readmodels.queries import GetTenantActivity, GetTenantDetails, ListTenantUsers
+from acci.readmodels.tenancy.tenant_activity import GetTenantActivity
+from acci.readmodels.tenancy.tenants import GetTenantDetails
+from acci.readmodels.tenancy.users import ListTenantUsers
 from acci.workers.runtime import open_event_store, open_query_bus
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import command_result, start_command

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore.db import create_pool, ensure_database
-from acci.eventstore.migrate import migrate
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.bus import QueryBus, pooled_query_bus
 from acci.readmodels.cache import QueryCache
-from acci.readmodels.schema import create_declared_tables
+from acci.readmodels.schema import prepare_database
 from acci.workers.apps import app_names, load_applications
 from acci.workers.settings import Settings
 
@@ -49,8 +48,7 @@ async def open_event_store(
     )
     async with pool:
         if migrate_schema:
-            await migrate(pool)
-            await create_declared_tables(pool)
+            await prepare_database(pool)
         store = EventStore(
             pool,
             max_payload_bytes=settings.max_payload_bytes,

@@ -23,7 +23,9 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels.changes import Change, Upsert
 from acci.readmodels.projections import Projection
-from acci.readmodels.tables import TenantActivity, TenantReadModel, UserReadModel
+from acci.readmodels.tenancy.tenant_activity import TenantActivity
+from acci.readmodels.tenancy.tenants import TenantReadModel
+from acci.readmodels.tenancy.users import UserReadModel
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -116,7 +118,8 @@ async def read_model_rows(pool: AsyncConnectionPool, tenants: Iterable[str]) -> 
 
 
 class Flaky(Projection):
-    """Counts how often it applied each event (in ``read_models.test_seen``); fails on demand.
+    """Counts how often it applied each event (in ``read_models.test_seen_v1``: version 1 of its
+    table, where a checkpoint's projection writes until a rebuild switches it); fails on demand.
 
     An event whose new name (``name`` or ``new_name``) is in ``poisoned`` makes the handler
     raise; one whose name is in ``refused`` yields a change the database refuses (NOT NULL).
@@ -161,7 +164,7 @@ async def create_seen_table(pool: AsyncConnectionPool) -> None:
     """The table the flaky projections write."""
     async with pool.connection() as conn:
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS read_models.test_seen (projection text, event_id uuid,"
+            "CREATE TABLE IF NOT EXISTS read_models.test_seen_v1 (projection text, event_id uuid,"
             " tenant_id text NOT NULL, event_type text NOT NULL, applied int NOT NULL,"
             " PRIMARY KEY (projection, event_id))"
         )
@@ -171,7 +174,7 @@ async def seen(pool: AsyncConnectionPool, projection: str, tenant: str) -> dict[
     """How often ``projection`` applied each event of ``tenant``."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT event_id, applied FROM read_models.test_seen"
+            "SELECT event_id, applied FROM read_models.test_seen_v1"
             " WHERE projection = %s AND tenant_id = %s",
             (projection, tenant),
         )

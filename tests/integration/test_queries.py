@@ -29,17 +29,10 @@ from acci.readmodels.errors import (
     QueryValidationError,
     ReadModelError,
 )
-from acci.readmodels.queries import (
-    MAX_LIMIT,
-    GetTenantActivity,
-    GetTenantDetails,
-    GetUser,
-    ListTenants,
-    ListTenantUsers,
-    Query,
-    TenantView,
-    encode_cursor,
-)
+from acci.readmodels.queries import MAX_LIMIT, Query, encode_cursor
+from acci.readmodels.tenancy.tenant_activity import GetTenantActivity
+from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants, TenantView
+from acci.readmodels.tenancy.users import GetUser, ListTenantUsers
 from tests.conftest import _admin, database_url_for
 from tests.integration.query_rows import (
     REDIS_URL,

@@ -21,15 +21,15 @@ from redis.asyncio import Redis as AsyncRedis
 from acci.eventstore.records import Position
 from acci.readmodels.bus import QueryBus, build_query_bus
 from acci.readmodels.cache import CacheStats, QueryCache, shared_stats
-from acci.readmodels.handlers import ReadModelQueries
-from acci.readmodels.queries import (
-    GetTenantActivity,
+from acci.readmodels.read_model import QueryHandler
+from acci.readmodels.tenancy.tenant_activity import GetTenantActivity
+from acci.readmodels.tenancy.tenants import (
     GetTenantDetails,
-    GetUser,
     ListTenants,
-    ListTenantUsers,
     TenantView,
+    tenant_details,
 )
+from acci.readmodels.tenancy.users import GetUser, ListTenantUsers
 from acci.workers.metrics import SharedCacheStats
 from tests.integration.query_rows import (
     REDIS_URL,
@@ -92,8 +92,9 @@ def bus(read_models: AsyncConnectionPool, cache: QueryCache) -> QueryBus:
 
 
 @pytest.fixture(scope="module")
-def queries(read_models: AsyncConnectionPool) -> ReadModelQueries:
-    return ReadModelQueries(read_models)
+def details(read_models: AsyncConnectionPool) -> QueryHandler:
+    """The GetTenantDetails handler, reading PostgreSQL."""
+    return tenant_details(read_models)
 
 
 async def test_the_second_ask_is_answered_from_the_cache(
@@ -234,7 +235,7 @@ async def test_a_reader_that_read_before_a_change_cannot_bring_the_old_answer_ba
     bus: QueryBus,
     cache: QueryCache,
     prefix: str,
-    queries: ReadModelQueries,
+    details: QueryHandler,
     read_models: AsyncConnectionPool,
 ) -> None:
     tenant = new_id()
@@ -243,7 +244,7 @@ async def test_a_reader_that_read_before_a_change_cannot_bring_the_old_answer_ba
     has_read, may_write = asyncio.Event(), asyncio.Event()
 
     async def slow_load() -> TenantView:
-        answer = await queries.tenant_details(query)  # reads PostgreSQL: "Old"
+        answer = await details(query)  # reads PostgreSQL: "Old"
         has_read.set()
         await may_write.wait()
         return answer
@@ -381,7 +382,7 @@ class PartitionableProxy:
 
 
 async def test_a_lost_invalidation_is_sent_before_the_cache_answers_again(
-    prefix: str, queries: ReadModelQueries, read_models: AsyncConnectionPool
+    prefix: str, details: QueryHandler, read_models: AsyncConnectionPool
 ) -> None:
     proxy = PartitionableProxy(REDIS_URL)
     await proxy.start()
@@ -390,7 +391,7 @@ async def test_a_lost_invalidation_is_sent_before_the_cache_answers_again(
     query = GetTenantDetails(tenant_id=tenant)
 
     async def load() -> TenantView:
-        return await queries.tenant_details(query)
+        return await details(query)
 
     try:
         async with (

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import sqlmodel
 from pydantic import BaseModel
 
 from acci import (
@@ -35,6 +36,7 @@ from acci import (
 from acci.domain import catalogue
 from acci.readmodels.installed import install, installed, projection_names, read_model_tables
 from acci.readmodels.installed import query_handlers as installed_queries
+from acci.readmodels.read_model import ReadModel
 from acci.workers.apps import ApplicationLoadError, load_applications
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +183,39 @@ async def _no_gadget(query: Any) -> GadgetView:
     return GadgetView(name="none")
 
 
-GADGETS_DDL = "CREATE TABLE IF NOT EXISTS read_models.gadgets (name text PRIMARY KEY)"
+GADGETS_DDL = {1: "CREATE TABLE {gadgets} (name text PRIMARY KEY)"}
+
+
+class GadgetRow(sqlmodel.SQLModel, table=True):
+    __tablename__ = "gadgets"
+    __table_args__ = {"schema": "test_applications"}  # not read_models: never created
+
+    name: str = sqlmodel.Field(primary_key=True)
+
+
+class TenantsRowAgain(sqlmodel.SQLModel, table=True):
+    __tablename__ = "tenants"
+    __table_args__ = {"schema": "test_applications"}
+
+    name: str = sqlmodel.Field(primary_key=True)
+
+
+class MoreTenantsProjection(GadgetsProjection):
+    """Another read model writing the built-in ``tenants`` table."""
+
+    name = "more_tenants"
+    tables = frozenset({"tenants"})
+
+
+def gadget_model(**declared: Any) -> ReadModel:
+    """The gadgets read model, with ``declared`` replacing its parts."""
+    parts: dict[str, Any] = {
+        "projection": GadgetsProjection,
+        "rows": (GadgetRow,),
+        "ddl": GADGETS_DDL,
+        "queries": {GetGadget: lambda pool: _no_gadget},
+    }
+    return ReadModel(**{**parts, **declared})
 
 
 def gadgets(**declared: Any) -> Application:
@@ -191,9 +225,7 @@ def gadgets(**declared: Any) -> Application:
         "aggregates": [Gadget],
         "events": [GadgetMade, GadgetPainted],
         "upcasters": {("GadgetPainted", 1): lambda data: {**data, "colour": "grey"}},
-        "projections": [GadgetsProjection],
-        "read_models": {"gadgets": GADGETS_DDL},
-        "queries": {GetGadget: lambda pool: _no_gadget},
+        "read_models": [gadget_model()],
     }
     return Application(**{**parts, **declared})
 
@@ -239,10 +271,11 @@ def test_an_event_without_a_version_is_refused() -> None:
 
 
 def test_a_projection_writing_a_table_it_does_not_declare_is_refused() -> None:
-    message = refused(gadgets(projections=[GadgetsAndTenantsProjection]))
+    model = gadget_model(projection=GadgetsAndTenantsProjection)
+    message = refused(gadgets(read_models=[model]))
     assert message == (
-        "application 'gadgets': projection 'gadgets' writes read-model table(s) ['tenants'],"
-        " which the application does not declare in read_models"
+        "application 'gadgets': read model 'gadgets': its row types are for tables ['gadgets'],"
+        " its projection writes ['gadgets', 'tenants']"
     )
 
 
@@ -273,7 +306,8 @@ def test_an_event_whose_older_versions_have_no_upcaster_is_refused() -> None:
 
 
 def test_a_query_reading_a_projection_no_application_declares_is_refused() -> None:
-    message = refused(gadgets(queries={GetPaintedGadget: lambda pool: _no_gadget}))
+    model = gadget_model(queries={GetPaintedGadget: lambda pool: _no_gadget})
+    message = refused(gadgets(read_models=[model]))
     assert message == (
         "application 'gadgets': query type GetPaintedGadget reads projection(s)"
         " ['painted_gadgets'], which none declares"
@@ -281,11 +315,20 @@ def test_a_query_reading_a_projection_no_application_declares_is_refused() -> No
 
 
 def test_ddl_that_does_not_create_its_table_is_refused() -> None:
-    ddl = "CREATE TABLE IF NOT EXISTS read_models.gizmos (name text)"
-    message = refused(gadgets(read_models={"gadgets": ddl}))
+    model = gadget_model(ddl={1: "CREATE TABLE {gizmos} (name text)"})
+    message = refused(gadgets(read_models=[model]))
     assert message == (
-        "application 'gadgets': the DDL of read-model table 'gadgets' does not create"
-        " read_models.gadgets"
+        "application 'gadgets': read model 'gadgets': the DDL of version 1 names tables"
+        " ['gizmos'] as placeholders, the projection writes ['gadgets']"
+    )
+
+
+def test_ddl_with_a_stray_brace_is_refused() -> None:
+    model = gadget_model(ddl={1: "CREATE TABLE {gadgets} (doc jsonb DEFAULT '{}')"})
+    message = refused(gadgets(read_models=[model]))
+    assert message == (
+        "application 'gadgets': read model 'gadgets': the DDL of version 1 names tables"
+        " ['', 'gadgets'] as placeholders, the projection writes ['gadgets']"
     )
 
 
@@ -333,17 +376,23 @@ def test_a_rule_on_an_aggregate_no_application_declares_is_refused() -> None:
 
 
 def test_a_projection_name_another_application_declares_is_refused() -> None:
-    message = refused(gadgets(projections=[GadgetsProjection, TenantsAgainProjection]))
+    again = gadget_model(projection=TenantsAgainProjection, queries={})
+    message = refused(gadgets(read_models=[gadget_model(), again]))
     assert message == (
-        "application 'gadgets': projection 'tenants' is declared by application 'acci.tenancy'"
+        "application 'gadgets': read model 'tenants' is declared by application 'acci.tenancy'"
     )
 
 
 def test_a_read_model_table_another_application_declares_is_refused() -> None:
-    message = refused(gadgets(read_models={"gadgets": GADGETS_DDL, "tenants": None}))
+    more = ReadModel(
+        projection=MoreTenantsProjection,
+        rows=(TenantsRowAgain,),
+        ddl={1: "CREATE TABLE {tenants} (name text PRIMARY KEY)"},
+    )
+    message = refused(gadgets(read_models=[gadget_model(), more]))
     assert message == (
-        "application 'gadgets': read-model table 'tenants' is declared by application"
-        " 'acci.tenancy'"
+        "application 'gadgets': read-model table 'tenants' is declared by read model"
+        " 'tenants' of application 'acci.tenancy'"
     )
 
 

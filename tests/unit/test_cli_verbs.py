@@ -17,7 +17,8 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from acci.domain.command import Command
 from acci.domain.tenancy import AGGREGATES
-from acci.readmodels.queries import ListTenantUsers, Page, Query
+from acci.readmodels.queries import Page, Query
+from acci.readmodels.tenancy.users import ListTenantUsers
 from acci.workers import cli_commands, cli_queries
 from acci.workers.cli import app
 from acci.workers.cli_commands import command_group, verb_name

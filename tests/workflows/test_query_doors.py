@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from acci.eventstore.records import Position
 from acci.readmodels.consistency import wait_until_projected
-from acci.readmodels.queries import GetTenantDetails
+from acci.readmodels.tenancy.tenants import GetTenantDetails
 from acci.workers.runtime import open_query_bus
 from acci.workers.settings import Settings
 from tests.integration.query_rows import REDIS_URL, require_redis

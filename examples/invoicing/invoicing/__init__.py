@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from acci import Application, requires_active_tenant
 from invoicing.domain import EVENTS, UPCASTERS, Invoice
-from invoicing.read_model import (
-    OPEN_INVOICES_DDL,
-    GetOpenInvoice,
-    ListOpenInvoices,
-    OpenInvoiceQueries,
-    OpenInvoicesProjection,
-)
+from invoicing.read_model import READ_MODEL
 
 app = Application(
     name="invoicing",
@@ -19,12 +13,7 @@ app = Application(
     rules=[requires_active_tenant(Invoice)],
     events=EVENTS,
     upcasters=UPCASTERS,
-    projections=[OpenInvoicesProjection],
-    read_models={"open_invoices": OPEN_INVOICES_DDL},
-    queries={
-        ListOpenInvoices: lambda pool: OpenInvoiceQueries(pool).list_open,
-        GetOpenInvoice: lambda pool: OpenInvoiceQueries(pool).get_open,
-    },
+    read_models=[READ_MODEL],
 )
 
 __all__ = ["app"]

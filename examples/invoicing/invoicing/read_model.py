@@ -1,8 +1,10 @@
-"""Open invoices per tenant: the table, the projection that keeps it, and its two queries.
+"""The ``open_invoices`` read model: its row type, DDL, projection and two queries, in one place.
 
 A row per open invoice, with its customer, line count and total; a paid or void invoice's row is
 deleted. ACCI applies the projection's changes exactly once, in the global order, with its
-checkpoint; the queries read the table (through ACCI's query bus and cache).
+checkpoint, to the tables of the version the checkpoint names (``open_invoices_v1``…); the
+queries read the stable name ``read_models.open_invoices`` (through ACCI's query bus and cache),
+a view of the live version, which ``acci readmodels rebuild open_invoices`` can switch.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Final
 
+import sqlmodel
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
+from sqlalchemy import BigInteger, Column, DateTime, Integer, Text
 
 from acci import (
     Change,
     Delete,
     NotFoundError,
     Projection,
+    ReadModel,
     RecordedEvent,
     TenantQuery,
     Update,
@@ -29,9 +34,31 @@ from invoicing.domain import InvoiceIssued, InvoiceLineAdded
 
 TABLE: Final = "open_invoices"
 
-# Run at every start: it must be idempotent.
-OPEN_INVOICES_DDL: Final = """
-CREATE TABLE IF NOT EXISTS read_models.open_invoices (
+
+class OpenInvoiceRow(sqlmodel.SQLModel, table=True):
+    """The table's shape (ACCI's tests hold every row type to the table its DDL creates)."""
+
+    __tablename__ = TABLE
+    __table_args__ = {"schema": "read_models"}
+
+    tenant_id: str = sqlmodel.Field(primary_key=True, sa_type=Text)
+    invoice_id: str = sqlmodel.Field(primary_key=True, sa_type=Text)
+    customer: str = sqlmodel.Field(sa_type=Text)
+    currency: str = sqlmodel.Field(sa_type=Text)
+    line_count: int = sqlmodel.Field(default=0, sa_type=Integer)
+    total_cents: int = sqlmodel.Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    issued_at: datetime = sqlmodel.Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_updated: datetime = sqlmodel.Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    version: int = sqlmodel.Field(sa_column=Column(BigInteger, nullable=False))
+
+
+# Each version's DDL; {open_invoices} is filled with the version's table name. Run once, when
+# that version's tables are created.
+DDL: Final = {
+    1: """
+CREATE TABLE {open_invoices} (
     tenant_id    text        NOT NULL,
     invoice_id   text        NOT NULL,
     customer     text        NOT NULL,
@@ -43,7 +70,8 @@ CREATE TABLE IF NOT EXISTS read_models.open_invoices (
     version      bigint      NOT NULL,
     PRIMARY KEY (tenant_id, invoice_id)
 )
-"""
+""",
+}
 
 
 class OpenInvoicesProjection(Projection):
@@ -153,3 +181,14 @@ class OpenInvoiceQueries:
             rows = await cur.fetchall()
         invoices = [OpenInvoice.model_validate(row) for row in rows]
         return OpenInvoices(invoices=invoices, total_cents=sum(i.total_cents for i in invoices))
+
+
+READ_MODEL: Final = ReadModel(
+    projection=OpenInvoicesProjection,
+    rows=(OpenInvoiceRow,),
+    ddl=DDL,
+    queries={
+        ListOpenInvoices: lambda pool: OpenInvoiceQueries(pool).list_open,
+        GetOpenInvoice: lambda pool: OpenInvoiceQueries(pool).get_open,
+    },
+)
