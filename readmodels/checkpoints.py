@@ -11,11 +11,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore.errors import translated
 from acci.eventstore.records import Position
+from acci.readmodels.errors import ProjectionError
 
 CheckpointStatus = Literal["running", "paused"]
 
+# A read model's checkpoint starts on its live version's tables.
 _ENSURE: Final = (
-    "INSERT INTO read_models.checkpoints (projection) VALUES (%s) ON CONFLICT DO NOTHING"
+    "INSERT INTO read_models.checkpoints (projection, version) VALUES (%(name)s, COALESCE("
+    "(SELECT version FROM read_models.versions WHERE read_model = %(name)s AND state = 'live'),"
+    " 1)) ON CONFLICT DO NOTHING"
 )
 _SELECT: Final = (
     "SELECT projection, transaction_id, global_position, status, last_error, updated_at,"
@@ -61,8 +65,11 @@ def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
 class CheckpointStore:
     """Reads and moves the rows of ``read_models.checkpoints``."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, create: bool = True) -> None:
+        """``create=False``: a missing checkpoint is an error, not a new one at 0 (a rebuild's,
+        whose version was dropped: it must not start over on another version's tables)."""
         self._pool = pool
+        self._create = create
 
     async def get(self, projection: str) -> Checkpoint:
         """The projection's checkpoint; a projection seen for the first time starts at 0."""
@@ -70,8 +77,10 @@ class CheckpointStore:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_GET, (projection,))
                 row = await cur.fetchone()
+                if row is None and not self._create:
+                    raise ProjectionError(f"checkpoint {projection!r} does not exist (dropped)")
                 if row is None:
-                    await conn.execute(_ENSURE, (projection,))
+                    await conn.execute(_ENSURE, {"name": projection})
                     cur = await conn.execute(_GET, (projection,))
                     row = await cur.fetchone()
         assert row is not None  # ensured just before
@@ -90,7 +99,7 @@ class CheckpointStore:
         """Pause or resume a projection (resuming clears its last error)."""
         with translated():
             async with self._pool.connection() as conn:
-                await conn.execute(_ENSURE, (projection,))
+                await conn.execute(_ENSURE, {"name": projection})
                 cur = await conn.execute(_SET_STATUS, (status, last_error, projection))
                 row = await cur.fetchone()
         assert row is not None
@@ -129,7 +138,7 @@ class CheckpointStore:
     @staticmethod
     async def lock(conn: AsyncConnection[Any], projection: str) -> Checkpoint:
         """Lock the checkpoint wherever it is."""
-        await conn.execute(_ENSURE, (projection,))
+        await conn.execute(_ENSURE, {"name": projection})
         cur = await conn.execute(_LOCK, (projection,))
         row = await cur.fetchone()
         assert row is not None

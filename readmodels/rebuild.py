@@ -27,6 +27,7 @@ from acci.eventstore.store import EventStore
 from acci.readmodels.checkpoints import CheckpointStore
 from acci.readmodels.db import translated
 from acci.readmodels.errors import ProjectionError
+from acci.readmodels.projections import Projection
 from acci.readmodels.read_model import ReadModel, rebuild_checkpoint
 from acci.readmodels.reports import BatchReport
 from acci.readmodels.runner import ProjectionRunner
@@ -85,14 +86,20 @@ class Rebuild:
         version: int,
         *,
         registry: EventRegistry = default_registry,
+        projection: Projection | None = None,
     ) -> None:
+        """``projection``: the instance to run (default: a new one of the model's class)."""
         self.store = store
         self.model = model
         self.version = version
         self.checkpoint = rebuild_checkpoint(model.name, version)
-        self.projection = model.projection(registry=registry)
+        self.projection = projection or model.projection(registry=registry)
         self.runner = ProjectionRunner(
-            self.projection, store, checkpoint=self.checkpoint, lag_cap=1
+            self.projection,
+            store,
+            checkpoint=self.checkpoint,
+            checkpoints=CheckpointStore(store.pool, create=False),
+            lag_cap=1,
         )
 
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from psycopg import AsyncConnection, sql
@@ -100,6 +100,7 @@ async def ensure_read_models(pool: AsyncConnectionPool, read_models: Sequence[Re
                 await conn.execute(LOCK)
                 if await live_version(conn, model.name) is None:
                     await _first_version(conn, model)
+                await _drop_expired(conn, model)
 
 
 async def _first_version(conn: AsyncConnection[Any], model: ReadModel) -> None:
@@ -136,6 +137,18 @@ async def _first_version(conn: AsyncConnection[Any], model: ReadModel) -> None:
         "read model version created" if version == model.version else "read model adopted",
         extra={"read_model": model.name, "version": version, "tables": list(model.tables)},
     )
+
+
+async def _drop_expired(conn: AsyncConnection[Any], model: ReadModel) -> None:
+    """Drop retired versions past their grace period that their rebuild did not drop (it was
+    cancelled after the switch, or terminated)."""
+    for v in await versions(conn, model.name):
+        if v.state == "retired" and v.drop_after is not None and v.drop_after <= datetime.now(UTC):
+            await forget_version(conn, model, v.version)
+            log.info(
+                "retired read model version dropped",
+                extra={"read_model": model.name, "version": v.version},
+            )
 
 
 async def _relkinds(conn: AsyncConnection[Any], tables: Sequence[str]) -> dict[str, str]:

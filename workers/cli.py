@@ -26,6 +26,7 @@ from acci.workers.cli_history import aggregate, events
 from acci.workers.cli_migrate import migrate_events
 from acci.workers.cli_projections import projections_app
 from acci.workers.cli_queries import QUERY_APPS
+from acci.workers.cli_readmodels import readmodels_app
 from acci.workers.cli_schedules import schedules_app
 from acci.workers.cli_support import JsonOption, invoke, run, setup
 from acci.workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
@@ -52,6 +53,7 @@ for _group, _commands in COMMAND_APPS.items():
         _commands.add_typer(QUERY_APPS[_group])
     app.add_typer(_commands, name=_group)
 app.add_typer(projections_app, name="projections")
+app.add_typer(readmodels_app, name="readmodels")
 app.add_typer(schedules_app, name="schedules")
 app.command("publish-events")(publish_events)
 app.command("migrate-events")(migrate_events)
@@ -87,14 +89,14 @@ def db_migrate() -> None:
     """Create the database if missing and apply pending migrations (safe to run twice)."""
     setup()
     from acci.eventstore.db import create_pool, ensure_database
-    from acci.eventstore.migrate import migrate
+    from acci.readmodels.schema import prepare_database
 
     async def main() -> None:
         settings = get_settings()
         url = settings.database_url.get_secret_value()
         created = await ensure_database(url)
         async with create_pool(url, min_size=1, max_size=1) as pool:
-            applied = await migrate(pool)
+            applied = await prepare_database(pool)
         if created:
             typer.echo("created the database")
         for m in applied:

@@ -55,7 +55,8 @@ def status(as_json: JsonOption = False) -> None:
         client = await connect(settings)
         async with open_event_store(settings) as rt:
             checkpoints = {c.projection: c for c in await CheckpointStore(rt.pool).all()}
-            names = sorted({*projection_names(), *checkpoints})
+            # A rebuild's checkpoint ("<name>@v<N>") shows in `acci readmodels status` instead.
+            names = sorted({*projection_names(), *(n for n in checkpoints if "@" not in n)})
             statuses = []
             for name in names:
                 checkpoint = checkpoints.get(name)

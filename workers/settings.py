@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     snapshot_job_min_events: int = Field(default=100, ge=1)
     snapshot_job_min_events_by_type: dict[str, int] = Field(default_factory=dict)
     snapshot_keep: int = Field(default=3, ge=1)
+    # A read model's old version is kept this long after a rebuild switched queries to the new
+    # one (`acci readmodels rebuild`; --grace overrides), then dropped.
+    readmodel_retire_grace_s: float = Field(default=86_400.0, ge=0)
     # Its Schedule (`acci schedules apply`; `acci dev` applies it): every
     # snapshot_schedule_interval_s seconds, or at snapshot_schedule_cron (in
     # snapshot_schedule_time_zone) if set; a run still going when the next is due is skipped,

@@ -21,6 +21,7 @@ from acci.activities.command_handler import CommandHandler
 from acci.activities.migration_activities import MigrationActivities
 from acci.activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
 from acci.activities.projection_activities import ProjectionActivities
+from acci.activities.rebuild_activities import RebuildActivities, rebuild_activities
 from acci.activities.snapshot_activities import SnapshotActivities
 from acci.eventstore.db import conninfo
 from acci.eventstore.errors import MessagingError
@@ -39,6 +40,7 @@ from acci.workers.settings import Settings
 from acci.workflows.command import CommandWorkflow
 from acci.workflows.event_migration import EventMigrationWorkflow
 from acci.workflows.projection import ProjectionWorkflow
+from acci.workflows.rebuild import RebuildReadModelWorkflow
 from acci.workflows.snapshots import SnapshotWorkflow
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,7 @@ async def running_worker(
                 ProjectionWorkflow,
                 SnapshotWorkflow,
                 EventMigrationWorkflow,
+                RebuildReadModelWorkflow,
             ],
             activities=[
                 activities.run,
@@ -163,6 +166,7 @@ async def running_worker(
                 projection_activities.skip_dead_letter,
                 snapshot_activities.snapshot_batch,
                 MigrationActivities(pool=rt.pool).migrate_batch,
+                *rebuild_activities(RebuildActivities(rt.store, cache)),
             ],
             interceptors=[WakeProjectionsAfterAppend(notifier)],
             workflow_runner=workflow_runner(sandbox_passthrough),

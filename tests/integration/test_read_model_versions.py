@@ -23,6 +23,7 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels.changes import Change
 from acci.readmodels.checkpoints import CheckpointStore
+from acci.readmodels.errors import ProjectionError
 from acci.readmodels.installed import read_model
 from acci.readmodels.rebuild import Rebuild, retire
 from acci.readmodels.runner import ProjectionRunner
@@ -173,9 +174,7 @@ async def test_a_rebuild_that_differs_from_the_live_version_is_refused_with_the_
     live = await CheckpointStore(pool).get("users")
     before = await rows(pool, "users")
 
-    rebuild = Rebuild(store, USERS, live.version + 1)
-    rebuild.projection = BuggyUsers()
-    rebuild.runner = ProjectionRunner(rebuild.projection, store, checkpoint=rebuild.checkpoint)
+    rebuild = Rebuild(store, USERS, live.version + 1, projection=BuggyUsers())
     await rebuild.start()
     await rebuild.project(budget=30)
     # The fold folds the same (buggy) projection: equal. The live version is where it shows.
@@ -198,6 +197,9 @@ async def test_a_rebuild_that_differs_from_the_live_version_is_refused_with_the_
     assert await rebuild.abandon()
     assert not await exists(pool, f"users_v{rebuild.version}")
     assert rebuild.version not in await version_states(pool, "users")
+    # A runner of the dropped version does not start over (on another version's tables).
+    with pytest.raises(ProjectionError, match="does not exist"):
+        await rebuild.project(budget=5)
 
 
 async def test_the_fold_finds_rows_the_engine_got_wrong(
@@ -239,7 +241,6 @@ async def test_a_rebuild_with_parked_events_skips_them_as_the_live_version_does(
     await some_users(handler, store)
     model = tenant_activity.READ_MODEL
     version = (await CheckpointStore(pool).get("tenant_activity")).version + 1
-    rebuild = Rebuild(store, model, version)
     poisoned = uuid.uuid4()
 
     class Poisoned(tenant_activity.TenantActivityProjection):
@@ -250,8 +251,7 @@ async def test_a_rebuild_with_parked_events_skips_them_as_the_live_version_does(
 
     events = await store.read_all(limit=5)
     poisoned = events[2].event_id
-    rebuild.projection = Poisoned()
-    rebuild.runner = ProjectionRunner(rebuild.projection, store, checkpoint=rebuild.checkpoint)
+    rebuild = Rebuild(store, model, version, projection=Poisoned())
     await rebuild.start()
     report = await rebuild.project(budget=30)
     assert report.failure is not None and report.failure.event_id == poisoned
@@ -261,3 +261,23 @@ async def test_a_rebuild_with_parked_events_skips_them_as_the_live_version_does(
     assert await rebuild.parked() == {poisoned}
     assert all(c.equal for c in await rebuild.validate_fold())
     assert await rebuild.abandon()
+
+
+async def test_a_retired_version_past_its_grace_period_is_dropped_at_the_next_start(
+    pool: AsyncConnectionPool, store: EventStore, handler: CommandHandler
+) -> None:
+    """As when its rebuild was cancelled after the switch, or terminated, during the grace."""
+    await some_users(handler, store)
+    model = tenant_activity.READ_MODEL
+    live = ProjectionRunner(model.projection(), store)
+    await live.catch_up()
+    old = (await CheckpointStore(pool).get("tenant_activity")).version
+    rebuild = Rebuild(store, model, old + 1)
+    await rebuild.start()
+    await rebuild.project(budget=30)
+    switch = await rebuild.switch(grace=timedelta(0))
+    assert switch.switched and switch.retired == old
+    assert await exists(pool, f"tenant_activity_v{old}")
+    await ensure_read_models(pool, [model])
+    assert not await exists(pool, f"tenant_activity_v{old}")
+    assert await version_states(pool, "tenant_activity") == {old + 1: "live"}
