@@ -78,6 +78,11 @@ class CommandIdReusedError(EventStoreValidationError):
         )
 
 
+class CommandRemovedByRestoreError(EventStoreValidationError):
+    """A command whose events a restore removed was sent again (migration 011): refused, not
+    applied a second time; the message names the restore."""
+
+
 class NotAnEventWriterError(EventStoreValidationError):
     """A transaction that wrote something else first tried to append events (migration 005)."""
 
@@ -92,6 +97,8 @@ def translate(exc: psycopg.Error) -> EventStoreError:
     message = exc.diag.message_primary or str(exc)
     if sqlstate == "ACW01":
         return NotAnEventWriterError(message)
+    if sqlstate == "ACR01":
+        return CommandRemovedByRestoreError(message)
     if isinstance(exc, pg_errors.UniqueViolation):
         return DuplicateKeyError(message)
     if isinstance(exc, pg_errors.StringDataRightTruncation | pg_errors.CharacterNotInRepertoire):

@@ -105,3 +105,12 @@ READ_ALL: Final = {
 HEAD: Final = {
     (t, r): _head_query(by_tenant=t, readable=r) for t in (False, True) for r in (False, True)
 }
+
+# One tenant's events between two positions, read in the caller's transaction with no horizon:
+# a restore reads back what it wrote, up to a projection's checkpoint it holds locked.
+READ_TENANT_IN: Final = sql.SQL(
+    "SELECT {} FROM event_store.events WHERE tenant_id = %(tenant_id)s"
+    " AND (transaction_id, global_position) > (%(tx)s::text::xid8, %(gp)s)"
+    " AND (transaction_id, global_position) <= (%(to_tx)s::text::xid8, %(to_gp)s)"
+    " ORDER BY transaction_id, global_position LIMIT %(limit)s"
+).format(COLUMNS)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from acci.domain import errors as domain_errors
@@ -20,7 +20,7 @@ from acci.eventstore.errors import (
     UnsupportedEventTypeError,
     translated,
 )
-from acci.eventstore.global_order import COLUMNS, HEAD, READ_ALL
+from acci.eventstore.global_order import COLUMNS, HEAD, READ_ALL, READ_TENANT_IN
 from acci.eventstore.records import (
     ANY,
     START,
@@ -254,6 +254,32 @@ class EventStore:
             params["event_types"] = types
         query = READ_ALL[(tenant_id is not None, types is not None)]
         return await self._fetch_events(query, params)
+
+    async def read_tenant_in(
+        self,
+        conn: AsyncConnection[Any],
+        tenant_id: str,
+        *,
+        after: Position = START,
+        until: Position,
+        limit: int = 5_000,
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` of one tenant's events after ``after`` and up to ``until``, in the
+        global order, read on ``conn`` (inside the caller's transaction, which may have written
+        them: a restore refreshing the tenant's read models)."""
+        params = {
+            "tenant_id": validation.tenant_id(tenant_id),
+            "tx": str(after.transaction_id),
+            "gp": after.global_position,
+            "to_tx": str(until.transaction_id),
+            "to_gp": until.global_position,
+            "limit": limit,
+        }
+        with translated():
+            cur = conn.cursor(row_factory=_recorded_event)
+            await cur.execute(READ_TENANT_IN, params)
+            events = await cur.fetchall()
+        return self._upcast(events)
 
     async def head(self, *, tenant_id: str | None = None) -> Position:
         """The position of the newest committed event (the start if none).
