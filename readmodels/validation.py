@@ -186,28 +186,29 @@ async def fold(
                     sql.SQL("ALTER TABLE {} SET UNLOGGED").format(sql.Identifier(SCHEMA, name))
                 )
     position, read = START, 0
-    async with pool.connection() as conn:
-        while position < until:
-            with translated():
-                events = [e for e in await store.read_all(position, limit=_FOLD_PAGE)]
-            events = [e for e in events if e.position <= until]
-            if not events:
-                break
-            read += len(events)
-            page: list[tuple[RecordedEvent, Change]] = []
-            for event in events:
-                if event.event_id in skipped:
-                    continue
-                try:
-                    changes = [to_version(c, tables) for c in projection.handle_event(event)]
-                except Exception as e:
-                    raise FoldError(
-                        f"event {event.event_id} ({event.event_type}) at {event.position}"
-                        f" fails in the fold: {describe(e)}"
-                    ) from e
-                page.extend((event, change) for change in changes)
+    while position < until:
+        with translated():
+            events = [e for e in await store.read_all(position, limit=_FOLD_PAGE)]
+        events = [e for e in events if e.position <= until]
+        if not events:
+            break
+        read += len(events)
+        page: list[tuple[RecordedEvent, Change]] = []
+        for event in events:
+            if event.event_id in skipped:
+                continue
+            try:
+                changes = [to_version(c, tables) for c in projection.handle_event(event)]
+            except Exception as e:
+                raise FoldError(
+                    f"event {event.event_id} ({event.event_type}) at {event.position}"
+                    f" fails in the fold: {describe(e)}"
+                ) from e
+            page.extend((event, change) for change in changes)
+        # A connection per page, not held across the read (which takes one of its own).
+        async with pool.connection() as conn:
             await _apply_one_by_one(conn, page)
-            position = events[-1].position
+        position = events[-1].position
     return read
 
 
