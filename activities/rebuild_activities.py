@@ -10,18 +10,17 @@ one transaction each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from prometheus_client import Counter, Enum, Gauge
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from acci.activities.heartbeats import heartbeating, to_the_end
 from acci.activities.rebuild_models import (
     RebuildInput,
     RebuildProgress,
@@ -75,7 +74,6 @@ REBUILD_SWITCHES: Final = Counter(
 PROJECT_SECONDS: Final = 20.0
 # A failing event is tried this many times before it is parked as the projection's policy says.
 ATTEMPTS_BEFORE_PARKING: Final = 3
-_HEARTBEAT_EVERY: Final = 3.0
 VALIDATION_FAILED: Final = "RebuildValidationError"
 REBUILD_FAILED: Final = "RebuildFailedError"
 
@@ -96,8 +94,8 @@ class RebuildActivities:
         rebuild = self._rebuild(job)
         _phase(job, "starting")
         try:
-            async with _heartbeating("starting"):
-                await _to_the_end(rebuild.start())
+            async with heartbeating("starting"):
+                await to_the_end(rebuild.start())
         except ReadModelVersionError as e:
             raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from e
         log.info(
@@ -156,8 +154,8 @@ class RebuildActivities:
         rebuild = self._rebuild(job)
         _phase(job, "validating")
         try:
-            async with _heartbeating("validating: folding the event store"):
-                comparisons = await _to_the_end(rebuild.validate_fold())
+            async with heartbeating("validating: folding the event store"):
+                comparisons = await to_the_end(rebuild.validate_fold())
         except FoldError as e:
             _phase(job, "failed")
             await rebuild.fail(str(e))
@@ -175,8 +173,8 @@ class RebuildActivities:
         rebuild = self._rebuild(job)
         _phase(job, "switching")
         try:
-            async with _heartbeating("switching"):
-                done = await _to_the_end(rebuild.switch(grace=timedelta(seconds=job.grace_seconds)))
+            async with heartbeating("switching"):
+                done = await to_the_end(rebuild.switch(grace=timedelta(seconds=job.grace_seconds)))
         except RebuildFailedError as e:
             raise ApplicationError(str(e), type=REBUILD_FAILED, non_retryable=True) from e
         validation = ValidationResult(checks=_checks("live", done.comparisons), note=done.note)
@@ -242,35 +240,6 @@ class RebuildActivities:
             caught_up=caught_up,
             parked=parked,
         )
-
-
-async def _to_the_end(step: Coroutine[Any, Any, T]) -> T:
-    """Run ``step``; cancelled (the rebuild was), let its transaction end first, then raise:
-    the workflow abandons the version only once no step of it is still writing."""
-    task = asyncio.ensure_future(step)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
-
-
-@asynccontextmanager
-async def _heartbeating(doing: str) -> AsyncIterator[None]:
-    """Heartbeat every few seconds while a long statement runs (a killed worker's step is
-    then retried after the heartbeat timeout, not after the step's whole timeout)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(doing)
-            await asyncio.sleep(_HEARTBEAT_EVERY)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 def _phase(job: RebuildInput, phase: str) -> None:

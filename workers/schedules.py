@@ -1,10 +1,12 @@
 """ACCI's Temporal Schedules, made from the settings: created or updated idempotently, listed.
 
-One Schedule today, ``acci-snapshots`` (the snapshot job, ``workflows/snapshots.py``); the backup
-job's joins it when it lands. They are ordinary Temporal Schedules: the Web UI's Schedules page
-and ``temporal schedule list|describe|trigger|toggle`` show and control them as well as
-``acci schedules``. Applying again with the same settings changes nothing a user can see; with
-other settings it updates the Schedule in place (its running workflows are left alone).
+``acci-snapshots`` (the snapshot job, ``workflows/snapshots.py``), and the backups'
+(``workflows/backup.py``): ``acci-backup-full`` and ``acci-backup-incremental`` of every
+tenant, and ``…-<tenant>`` of each tenant in ``ACCI_BACKUP_TENANTS``. They are ordinary Temporal
+Schedules: the Web UI's Schedules page and ``temporal schedule list|describe|trigger|toggle``
+show and control them as well as ``acci schedules``. Applying again with the same settings
+changes nothing a user can see; with other settings it updates the Schedule in place (its
+running workflows are left alone).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from acci.activities.backup_models import (
+    BACKUP_FULL_SCHEDULE,
+    BACKUP_INCREMENTAL_SCHEDULE,
+    BACKUP_WORKFLOW,
+    BackupInput,
+    backup_schedule_id,
+)
 from acci.activities.models import SNAPSHOT_SCHEDULE_ID, SNAPSHOT_WORKFLOW, SnapshotJobInput
 from acci.workers.settings import Settings
 
@@ -71,9 +80,50 @@ def snapshot_schedule(settings: Settings) -> Schedule:
     )
 
 
+def backup_schedule(settings: Settings, tenant: str | None, *, full: bool) -> Schedule:
+    """A backup Schedule: full at ``backup_full_cron``, or incremental every
+    ``backup_incremental_interval_s``, of every tenant (``tenant`` None) or of one."""
+    if full:
+        spec = ScheduleSpec(
+            cron_expressions=[settings.backup_full_cron],
+            time_zone_name=settings.backup_schedule_time_zone,
+        )
+    else:
+        every = timedelta(seconds=settings.backup_incremental_interval_s)
+        spec = ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=every)],
+            time_zone_name=settings.backup_schedule_time_zone,
+        )
+    base = BACKUP_FULL_SCHEDULE if full else BACKUP_INCREMENTAL_SCHEDULE
+    schedule_id = backup_schedule_id(base, tenant)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            BACKUP_WORKFLOW,
+            BackupInput(tenant=tenant, full=full, schedule=schedule_id),
+            id=f"{schedule_id}-run",  # Temporal adds the scheduled time to each run's id
+            task_queue=settings.task_queue,
+        ),
+        spec=spec,
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=timedelta(seconds=settings.snapshot_schedule_catchup_window_s),
+        ),
+        state=ScheduleState(
+            paused=settings.backup_schedule_paused,
+            note="applied by acci schedules apply (ACCI_BACKUP_* settings)",
+        ),
+    )
+
+
 def schedules(settings: Settings) -> dict[str, Schedule]:
     """Every Schedule ACCI keeps, by id."""
-    return {SNAPSHOT_SCHEDULE_ID: snapshot_schedule(settings)}
+    found = {SNAPSHOT_SCHEDULE_ID: snapshot_schedule(settings)}
+    for tenant in (None, *settings.backup_tenants):
+        for full in (True, False):
+            schedule = backup_schedule(settings, tenant, full=full)
+            base = BACKUP_FULL_SCHEDULE if full else BACKUP_INCREMENTAL_SCHEDULE
+            found[backup_schedule_id(base, tenant)] = schedule
+    return found
 
 
 async def apply_schedules(client: Client, settings: Settings) -> list[Applied]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,18 @@ class Settings(BaseSettings):
     # A read model's old version is kept this long after a rebuild switched queries to the new
     # one (`acci readmodels rebuild`; --grace overrides), then dropped.
     readmodel_retire_grace_s: float = Field(default=86_400.0, ge=0)
+    # Backups (`acci backup`, BackupWorkflow): the folder they are written to (the same for the
+    # worker and the CLI: give an absolute path in production), how many chains (a full backup
+    # and its incrementals) each scope keeps, and their Schedules (`acci schedules apply`): a
+    # full backup at backup_full_cron, an incremental one every backup_incremental_interval_s,
+    # of every tenant and of each tenant in backup_tenants.
+    backup_dir: Path = Path("backups")
+    backup_keep_chains: int = Field(default=4, ge=1)
+    backup_full_cron: str = "0 3 * * 0"
+    backup_incremental_interval_s: int = Field(default=3_600, ge=60)
+    backup_schedule_time_zone: str = "UTC"
+    backup_schedule_paused: bool = False
+    backup_tenants: list[str] = Field(default_factory=list)
     # Its Schedule (`acci schedules apply`; `acci dev` applies it): every
     # snapshot_schedule_interval_s seconds, or at snapshot_schedule_cron (in
     # snapshot_schedule_time_zone) if set; a run still going when the next is due is skipped,

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from acci.activities.backup_activities import BackupActivities, backup_activities
 from acci.activities.command_activities import CommandActivities
 from acci.activities.command_handler import CommandHandler
 from acci.activities.migration_activities import MigrationActivities
@@ -37,6 +38,7 @@ from acci.workers.interceptors import WakeProjectionsAfterAppend
 from acci.workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
+from acci.workflows.backup import BackupWorkflow, RestoreWorkflow
 from acci.workflows.command import CommandWorkflow
 from acci.workflows.event_migration import EventMigrationWorkflow
 from acci.workflows.projection import ProjectionWorkflow
@@ -157,6 +159,8 @@ async def running_worker(
                 SnapshotWorkflow,
                 EventMigrationWorkflow,
                 RebuildReadModelWorkflow,
+                BackupWorkflow,
+                RestoreWorkflow,
             ],
             activities=[
                 activities.run,
@@ -167,6 +171,15 @@ async def running_worker(
                 snapshot_activities.snapshot_batch,
                 MigrationActivities(pool=rt.pool).migrate_batch,
                 *rebuild_activities(RebuildActivities(rt.store, cache)),
+                *backup_activities(
+                    BackupActivities(
+                        rt.store,
+                        settings.backup_dir,
+                        keep_chains=settings.backup_keep_chains,
+                        cache=cache,
+                        publisher=publisher,
+                    )
+                ),
             ],
             interceptors=[WakeProjectionsAfterAppend(notifier)],
             workflow_runner=workflow_runner(sandbox_passthrough),

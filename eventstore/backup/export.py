@@ -18,6 +18,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -128,52 +129,21 @@ async def create_backup(
     folder = backup_folder(root, tenant, backup_id)
     folder.mkdir(parents=True)
     after = parent.checkpoint_position if parent is not None else START
-    with translated():
-        async with pool.connection() as conn:
-            async with conn.transaction():
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                checkpoint = await _checkpoint(conn)
-                params = {
-                    "tenant": tenant,
-                    "after_tx": str(after.transaction_id),
-                    "after_gp": after.global_position,
-                    "to_tx": str(checkpoint.transaction_id),
-                    "to_gp": checkpoint.global_position,
-                }
-                tenants = await _counts(conn, tenant, params, with_snapshots=parent is None)
-                files = [
-                    await _copy_out(
-                        conn, _events_query(tenant), params, folder, "events", progress
-                    ),
-                    await _copy_out(
-                        conn, _commands_query(tenant), params, folder, "commands", progress
-                    ),
-                ]
-                if parent is None:
-                    files.append(
-                        await _copy_out(
-                            conn, _snapshots_query(tenant), params, folder, "snapshots", progress
-                        )
-                    )
-                schema_version, event_versions = await _versions(conn)
-    files = [
-        f.model_copy(update={"rows": sum(_rows_of(f.name, t) for t in tenants.values())})
-        for f in files
-    ]
+    exported = await _export(pool, folder, tenant, after, full=parent is None, progress=progress)
     manifest = Manifest(
         backup_id=backup_id,
         kind=kind,
         tenant=tenant,
         parent=None if parent is None else parent.backup_id,
         after=str(after),
-        checkpoint=str(checkpoint),
+        checkpoint=str(exported.checkpoint),
         started_at=started,
         finished_at=datetime.now(UTC),
         duration_seconds=round(time.monotonic() - clock, 3),
-        files=files,
-        tenants=tenants,
-        schema_version=schema_version,
-        event_versions=event_versions,
+        files=exported.files,
+        tenants=exported.tenants,
+        schema_version=exported.schema_version,
+        event_versions=exported.event_versions,
     )
     write_manifest(folder, manifest)
     log.info(
@@ -189,6 +159,52 @@ async def create_backup(
         },
     )
     return manifest
+
+
+@dataclass(frozen=True, slots=True)
+class _Exported:
+    checkpoint: Position
+    tenants: dict[str, TenantCounts]
+    files: list[FileEntry]
+    schema_version: int
+    event_versions: dict[str, int]
+
+
+async def _export(
+    pool: AsyncConnectionPool,
+    folder: Path,
+    tenant: str | None,
+    after: Position,
+    *,
+    full: bool,
+    progress: Progress | None,
+) -> _Exported:
+    """Every file and count, from one REPEATABLE READ snapshot cut at the readable head."""
+    with translated():
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            checkpoint = await _checkpoint(conn)
+            params = {
+                "tenant": tenant,
+                "after_tx": str(after.transaction_id),
+                "after_gp": after.global_position,
+                "to_tx": str(checkpoint.transaction_id),
+                "to_gp": checkpoint.global_position,
+            }
+            tenants = await _counts(conn, tenant, params, with_snapshots=full)
+            queries = [("events", _events_query), ("commands", _commands_query)]
+            if full:
+                queries.append(("snapshots", _snapshots_query))
+            files = [
+                await _copy_out(conn, query(tenant), params, folder, name, progress)
+                for name, query in queries
+            ]
+            schema_version, event_versions = await _versions(conn)
+    files = [
+        f.model_copy(update={"rows": sum(_rows_of(f.name, t) for t in tenants.values())})
+        for f in files
+    ]
+    return _Exported(checkpoint, tenants, files, schema_version, event_versions)
 
 
 def _rows_of(name: str, counts: TenantCounts) -> int:

@@ -23,10 +23,11 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from acci.eventstore.errors import EventStoreError
 from acci.eventstore.records import Position
 
 FORMAT: Final = 1
@@ -37,17 +38,23 @@ SUFFIX: Final = ".copy.gz"
 BackupKind = Literal["full", "incremental"]
 
 
-class BackupError(Exception):
+class BackupError(EventStoreError):
     """A backup cannot be made, read or used; the message says which and why."""
+
+    code: ClassVar[str] = "backup"
 
 
 class BackupNotFoundError(BackupError):
     """No (complete) backup has the id asked for."""
 
+    code: ClassVar[str] = "not_found"
+
 
 class CorruptBackupError(BackupError):
     """A backup's files do not match its manifest, or its chain is broken: refused before
     anything is changed."""
+
+    code: ClassVar[str] = "corrupt_backup"
 
 
 class _Model(BaseModel):

@@ -31,6 +31,7 @@ from acci.eventstore.backup.export import COMMAND_COLUMNS, EVENT_COLUMNS, SNAPSH
 from acci.eventstore.backup.manifest import (
     MANIFEST,
     SUFFIX,
+    BackupError,
     BackupNotFoundError,
     CorruptBackupError,
     Manifest,
@@ -138,10 +139,15 @@ async def begin_writing(conn: AsyncConnection[Any]) -> None:
 
 
 async def stage(
-    conn: AsyncConnection[Any], chain: Sequence[tuple[Path, Manifest]], until: PointInTime
+    conn: AsyncConnection[Any],
+    chain: Sequence[tuple[Path, Manifest]],
+    until: PointInTime,
+    *,
+    tenant: str | None = None,
 ) -> Staged:
-    """Load the chain into temporary tables (``restore_<name>``, dropped at commit), cut at
-    ``until``, and check it; ``CorruptBackupError`` before anything else is changed."""
+    """Load the chain into temporary tables (``restore_<name>``, dropped at commit), keep
+    ``tenant``'s rows only (if given), cut at ``until``, and check it; ``CorruptBackupError``
+    before anything else is changed."""
     for name, (table, columns) in _TABLES.items():
         await conn.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
@@ -154,6 +160,14 @@ async def stage(
         for entry in manifest.files:
             await _copy_in(conn, folder / f"{entry.name}{SUFFIX}", entry.name)
     await _check_counts(conn, [m for _, m in chain])
+    if tenant is not None:
+        for name in _TABLES:
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE tenant_id <> %s").format(
+                    sql.Identifier(f"restore_{name}")
+                ),
+                (tenant,),
+            )
     await _cut(conn, until)
     await _check_streams(conn)
     return await _staged(conn)
@@ -274,6 +288,17 @@ async def apply_full(conn: AsyncConnection[Any]) -> None:
         raise CorruptBackupError(
             "a full restore goes into an empty store; this one has events (restore one tenant"
             " with --tenant, or into a new database)"
+        )
+    cur = await conn.execute(
+        "SELECT max(transaction_id)::text, pg_current_xact_id()::text FROM restore_events"
+    )
+    row = await cur.fetchone()
+    if row and row[0] is not None and int(row[0]) >= int(row[1]):
+        # Readers would take them for transactions still open, and never read them.
+        raise BackupError(
+            f"the backup's transaction ids run to {row[0]}, and this PostgreSQL cluster is at"
+            f" {row[1]}: restore into a database of the cluster it was taken from, or of one"
+            " whose transaction counter is past it"
         )
     await _insert_staged(conn, None)
     await conn.execute(

@@ -111,6 +111,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ACCI_RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
         "ACCI_CACHE_PREFIX": settings.cache_prefix,
         "ACCI_METRICS_PORT": str(settings.metrics_port),
+        "ACCI_BACKUP_DIR": str(settings.backup_dir),
     }
 
 

@@ -63,10 +63,11 @@ async def worker(
 ) -> AsyncIterator[Client]:
     async with running_worker(settings, temporal_env.client):
         yield temporal_env.client
-    try:
-        await temporal_env.client.get_schedule_handle(SNAPSHOT_SCHEDULE_ID).delete()
-    except Exception:
-        pass
+    for schedule in (SNAPSHOT_SCHEDULE_ID, "acci-backup-full", "acci-backup-incremental"):
+        try:
+            await temporal_env.client.get_schedule_handle(schedule).delete()
+        except Exception:
+            pass
 
 
 async def acci(settings: Settings, *args: str) -> str:
@@ -76,6 +77,7 @@ async def acci(settings: Settings, *args: str) -> str:
         env={
             **worker_env(settings),
             "ACCI_SNAPSHOT_SCHEDULE_INTERVAL_S": str(settings.snapshot_schedule_interval_s),
+            "ACCI_BACKUP_SCHEDULE_PAUSED": "true",  # this module runs the snapshot job only
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -130,7 +132,13 @@ async def test_schedules_apply_creates_then_updates_and_list_shows_it(
 ) -> None:
     assert "created" in await acci(settings, "schedules", "apply")
     assert "updated" in await acci(settings, "schedules", "apply")
-    [shown] = json.loads(await acci(settings, "schedules", "list", "--json"))
+    listed = json.loads(await acci(settings, "schedules", "list", "--json"))
+    [shown] = [s for s in listed if s["schedule_id"] == SNAPSHOT_SCHEDULE_ID]
+    assert {s["schedule_id"] for s in listed} == {
+        SNAPSHOT_SCHEDULE_ID,
+        "acci-backup-full",
+        "acci-backup-incremental",
+    }
     assert shown["schedule_id"] == SNAPSHOT_SCHEDULE_ID
     assert shown["exists"] and shown["every_seconds"] == [86_400] and not shown["paused"]
 

@@ -1,0 +1,131 @@
+"""Backup and restore, as Temporal workflows: what ``acci backup`` and the backup Schedules run.
+
+``BackupWorkflow`` makes one backup (full, or incremental after the scope's newest) and applies
+the retention; a worker killed mid-way leaves an unfinished folder that is never used, and the
+activity's retry makes the backup again. ``RestoreWorkflow`` checks the whole chain, then
+restores it in one transaction (one tenant while the system runs, or everything into an empty
+store), then republishes the tenant's events if asked. Both show what they are doing in their
+current details (the Web UI) and a ``status`` query.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+from temporalio import workflow
+
+from acci.workflows.batch_jobs import BATCH_RETRY
+
+with workflow.unsafe.imports_passed_through():
+    from acci.activities.backup_activities import BackupActivities
+    from acci.activities.backup_models import (
+        BACKUP_WORKFLOW,
+        RESTORE_WORKFLOW,
+        BackupInput,
+        BackupResult,
+        RestoreInput,
+        RestoreResult,
+    )
+
+_TIMEOUT: Final = timedelta(hours=6)
+_HEARTBEAT: Final = timedelta(seconds=20)
+
+
+@workflow.defn(name=BACKUP_WORKFLOW)
+class BackupWorkflow:
+    """One backup of every tenant or of one, then the retention."""
+
+    def __init__(self) -> None:
+        self._result: BackupResult | None = None
+
+    @workflow.run
+    async def run(self, job: BackupInput) -> BackupResult:
+        scope = "every tenant" if job.tenant is None else f"tenant {job.tenant}"
+        workflow.set_current_details(
+            f"**backing up {scope}** ({'full' if job.full else 'incremental'})"
+        )
+        result: BackupResult = await workflow.execute_activity_method(
+            BackupActivities.create,
+            job,
+            start_to_close_timeout=_TIMEOUT,
+            heartbeat_timeout=_HEARTBEAT,
+            retry_policy=BATCH_RETRY,
+        )
+        self._result = result
+        workflow.set_current_details(
+            f"**backup {result.backup_id}** ({result.kind}): {result.events:,} events,"
+            f" {result.bytes:,} bytes, checkpoint {result.checkpoint}, {result.seconds} s"
+        )
+        return result
+
+    @workflow.query
+    def status(self) -> BackupResult | None:
+        """The backup made (None while it is being made)."""
+        return self._result
+
+
+@workflow.defn(name=RESTORE_WORKFLOW)
+class RestoreWorkflow:
+    """Verify a backup chain, restore it, republish if asked."""
+
+    def __init__(self) -> None:
+        self._status: RestoreResult | None = None
+
+    @workflow.run
+    async def run(self, job: RestoreInput) -> RestoreResult:
+        self._status = RestoreResult(phase="verifying", backup_id=job.backup_id, tenant=job.tenant)
+        self._show()
+        try:
+            chain: list[str] = await workflow.execute_activity_method(
+                BackupActivities.verify,
+                job,
+                start_to_close_timeout=_TIMEOUT,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=BATCH_RETRY,
+            )
+            self._status = self._status.model_copy(update={"phase": "restoring", "chain": chain})
+            self._show()
+            restored: RestoreResult = await workflow.execute_activity_method(
+                BackupActivities.restore,
+                job,
+                start_to_close_timeout=_TIMEOUT,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=BATCH_RETRY,
+            )
+            self._status = restored
+            if job.republish and restored.tenant is not None:
+                self._status = restored.model_copy(update={"phase": "republishing"})
+                self._show()
+                count: int = await workflow.execute_activity_method(
+                    BackupActivities.republish,
+                    restored.tenant,
+                    start_to_close_timeout=_TIMEOUT,
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=BATCH_RETRY,
+                )
+                self._status = self._status.model_copy(update={"republished": count})
+            self._status = self._status.model_copy(update={"phase": "done"})
+            self._show()
+            return self._status
+        except Exception as e:
+            cause = getattr(e, "cause", None) or e
+            self._status = self._status.model_copy(update={"phase": "failed", "error": str(cause)})
+            self._show()
+            raise
+
+    def _show(self) -> None:
+        s = self._status
+        assert s is not None
+        scope = "everything" if s.tenant is None else f"tenant {s.tenant}"
+        text = f"**restore {s.backup_id} ({scope}): {s.phase}**"
+        if s.events:
+            text += f"  \n{s.events:,} events, {s.commands:,} commands, up to {s.last_position}"
+        if s.error:
+            text += f"  \n{s.error}"
+        workflow.set_current_details(text)
+
+    @workflow.query
+    def status(self) -> RestoreResult | None:
+        """The phase, the chain, what was restored, the outcome."""
+        return self._status
