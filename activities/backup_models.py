@@ -76,3 +76,34 @@ class RestoreResult(_Model):
     read_model_events: dict[str, int] = {}
     republished: int = 0
     error: str | None = None
+
+
+VERIFY_WORKFLOW: Final = "VerifyWorkflow"
+VERIFY_SCHEDULE: Final = "acci-verify"
+
+
+class VerifyInput(_Model):
+    """A verification of the live store: every tenant, or one; ``sample`` snapshots checked."""
+
+    tenant: TenantId | None = None
+    sample: int = Field(default=100, ge=0, le=100_000)
+
+
+class CheckResult(_Model):
+    """One check: what it looked at and the first problems it found."""
+
+    name: str
+    looked_at: int
+    problem_count: int
+    problems: list[str] = []
+
+
+class VerifyResult(_Model):
+    """Every check of a verification; ``passed`` when none found a problem."""
+
+    tenant: str | None
+    checks: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.problem_count == 0 for c in self.checks)

@@ -79,49 +79,66 @@ async def compare(
     model: ReadModel,
     expected: Mapping[str, str],
     found: Mapping[str, str],
+    *,
+    tenant: str | None = None,
 ) -> list[TableComparison]:
-    """Each table of ``model``: ``expected[table]`` against ``found[table]`` (physical names)."""
+    """Each table of ``model``: ``expected[table]`` against ``found[table]`` (physical names),
+    all rows or ``tenant``'s."""
     out = []
+    only = _only(tenant)
     for table in model.tables:
         cols, key = columns(model, table)
         left, right = expected[table], found[table]
-        e_rows, e_sum = await _digest(conn, left, cols)
-        f_rows, f_sum = await _digest(conn, right, cols)
+        e_rows, e_sum = await _digest(conn, left, cols, only, tenant)
+        f_rows, f_sum = await _digest(conn, right, cols, only, tenant)
         comparison = TableComparison(table, e_rows, f_rows, e_sum, f_sum)
         if not comparison.equal:
-            comparison.differences.extend(await _differences(conn, table, left, right, cols, key))
+            comparison.differences.extend(
+                await _differences(conn, table, (left, right), cols, key, only, tenant)
+            )
         out.append(comparison)
     return out
+
+
+def _only(tenant: str | None) -> sql.Composable:
+    return sql.SQL("TRUE") if tenant is None else sql.SQL("tenant_id = %(tenant)s")
 
 
 def _row_hash(cols: Sequence[str]) -> sql.Composed:
     return sql.SQL("md5(ROW({})::text)").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
 
 
-async def _digest(conn: AsyncConnection[Any], table: str, cols: Sequence[str]) -> tuple[int, str]:
+async def _digest(
+    conn: AsyncConnection[Any],
+    table: str,
+    cols: Sequence[str],
+    only: sql.Composable,
+    tenant: str | None,
+) -> tuple[int, str]:
     query = sql.SQL(
         "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')"
-        " FROM (SELECT {} AS h FROM {}) AS rows"
-    ).format(_row_hash(cols), sql.Identifier(SCHEMA, table))
-    cur = await conn.execute(query)
+        " FROM (SELECT {} AS h FROM {} WHERE {}) AS rows"
+    ).format(_row_hash(cols), sql.Identifier(SCHEMA, table), only)
+    cur = await conn.execute(query, {"tenant": tenant})
     row = await cur.fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
 
 
 _ONLY_IN: Final = sql.SQL(
-    "SELECT to_jsonb(x) FROM {a} AS x WHERE NOT EXISTS (SELECT 1 FROM {b} AS y WHERE {hy} = {hx})"
-    " LIMIT %s"
+    "SELECT to_jsonb(x) FROM {a} AS x WHERE {only} AND NOT EXISTS (SELECT 1 FROM {b} AS y"
+    " WHERE {hy} = {hx}) LIMIT %(limit)s"
 )
 
 
 async def _differences(
     conn: AsyncConnection[Any],
     table: str,
-    expected: str,
-    found: str,
+    sides_tables: tuple[str, str],
     cols: Sequence[str],
     key: Sequence[str],
+    only: sql.Composable,
+    tenant: str | None,
 ) -> list[RowDifference]:
     """The first ``MAX_DIFFERENCES`` keys whose rows differ, with both sides."""
     hx = sql.SQL("md5(ROW({})::text)").format(
@@ -131,11 +148,12 @@ async def _differences(
         sql.SQL(", ").join(sql.SQL("y.{}").format(sql.Identifier(c)) for c in cols)
     )
     sides: list[dict[tuple[Any, ...], dict[str, Any]]] = []
+    expected, found = sides_tables
     for a, b in ((expected, found), (found, expected)):
         query = _ONLY_IN.format(
-            a=sql.Identifier(SCHEMA, a), b=sql.Identifier(SCHEMA, b), hx=hx, hy=hy
+            a=sql.Identifier(SCHEMA, a), b=sql.Identifier(SCHEMA, b), hx=hx, hy=hy, only=only
         )
-        cur = await conn.execute(query, (MAX_DIFFERENCES,))
+        cur = await conn.execute(query, {"limit": MAX_DIFFERENCES, "tenant": tenant})
         rows = [{c: r[c] for c in cols if c in r} for (r,) in await cur.fetchall()]
         sides.append({tuple(r.get(k) for k in key): r for r in rows})
     keys = sorted({*sides[0], *sides[1]}, key=repr)[:MAX_DIFFERENCES]
@@ -148,16 +166,18 @@ async def _differences(
 # -- the fold ---------------------------------------------------------------------------------
 
 
-def fold_tables(model: ReadModel, version: int) -> dict[str, str]:
+def fold_tables(model: ReadModel, version: int, suffix: str = FOLD_SUFFIX) -> dict[str, str]:
     """The scratch tables a fold of version ``version`` writes."""
-    return {t: physical_table(t, version) + FOLD_SUFFIX for t in model.tables}
+    return {t: physical_table(t, version) + suffix for t in model.tables}
 
 
-async def drop_fold(pool: AsyncConnectionPool, model: ReadModel, version: int) -> None:
+async def drop_fold(
+    pool: AsyncConnectionPool, model: ReadModel, version: int, suffix: str = FOLD_SUFFIX
+) -> None:
     """Drop a fold's scratch tables, if there are any."""
     with translated():
         async with pool.connection() as conn, conn.transaction():
-            for name in fold_tables(model, version).values():
+            for name in fold_tables(model, version, suffix).values():
                 await conn.execute(
                     sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, name))
                 )
@@ -171,24 +191,29 @@ async def fold(
     *,
     until: Position,
     skipped: set[uuid.UUID],
+    suffix: str = FOLD_SUFFIX,
+    tenant: str | None = None,
+    after: Position = START,
 ) -> int:
-    """Fold every event up to ``until`` (but ``skipped``: the rebuild parked them) into fresh
-    scratch copies of version ``version``'s tables; returns how many events it read."""
+    """Fold every event (of ``tenant``, or all) after ``after`` and up to ``until`` (but
+    ``skipped``: parked ones) into scratch copies of version ``version``'s tables (fresh ones
+    when ``after`` is the start); returns how many events it read."""
     pool = store.pool
-    await drop_fold(pool, model, version)
-    tables = fold_tables(model, version)
-    with translated():
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute(model.create_statement(version, suffix=FOLD_SUFFIX))
-            for name in tables.values():
-                # Scratch: not worth writing to the WAL (a crash drops it; the fold starts over).
-                await conn.execute(
-                    sql.SQL("ALTER TABLE {} SET UNLOGGED").format(sql.Identifier(SCHEMA, name))
-                )
-    position, read = START, 0
+    tables = fold_tables(model, version, suffix)
+    if after == START:
+        await drop_fold(pool, model, version, suffix)
+        with translated():
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute(model.create_statement(version, suffix=suffix))
+                for name in tables.values():
+                    # Scratch: not worth the WAL (a crash drops it; the fold starts over).
+                    await conn.execute(
+                        sql.SQL("ALTER TABLE {} SET UNLOGGED").format(sql.Identifier(SCHEMA, name))
+                    )
+    position, read = after, 0
     while position < until:
         with translated():
-            events = [e for e in await store.read_all(position, limit=_FOLD_PAGE)]
+            events = await store.read_all(position, limit=_FOLD_PAGE, tenant_id=tenant)
         events = [e for e in events if e.position <= until]
         if not events:
             break

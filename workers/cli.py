@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from acci.workers.cli_backup import backup_app
+from acci.workers.cli_backup import backup_app, verify_store
 from acci.workers.cli_commands import COMMAND_APPS
 from acci.workers.cli_events_publish import publish_events
 from acci.workers.cli_generic import register as register_generic_verbs
@@ -56,6 +56,7 @@ for _group, _commands in COMMAND_APPS.items():
 app.add_typer(projections_app, name="projections")
 app.add_typer(readmodels_app, name="readmodels")
 app.add_typer(backup_app, name="backup")
+app.command("verify")(verify_store)
 app.add_typer(schedules_app, name="schedules")
 app.command("publish-events")(publish_events)
 app.command("migrate-events")(migrate_events)

@@ -239,3 +239,48 @@ def _scope(tenant: str | None) -> str:
 
 def _echo(found: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(found, indent=2, default=str) if as_json else text)
+
+
+def verify_store(
+    tenant: TenantScope = None,
+    sample: Annotated[
+        int | None,
+        typer.Option("--sample", min=0, help="Snapshots to check (default: the setting)."),
+    ] = None,
+    no_wait: NoWait = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the live store: streams contiguous, every event decodes and upcasts, sampled
+    snapshots equal a fold, every read model equals a fold of the events (changes nothing)."""
+    setup()
+
+    async def main() -> None:
+        from acci.activities.backup_models import VERIFY_WORKFLOW, VerifyInput, VerifyResult
+        from acci.workers.temporal_client import connect
+
+        settings = get_settings()
+        job = VerifyInput(
+            tenant=tenant, sample=settings.verify_snapshot_sample if sample is None else sample
+        )
+        client = await connect(settings)
+        workflow_id = f"verify-{tenant or 'all'}-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            VERIFY_WORKFLOW, job, id=workflow_id, task_queue=settings.task_queue
+        )
+        if no_wait:
+            _echo({"workflow_id": workflow_id}, as_json, f"verifying: workflow {workflow_id}")
+            return
+        result = VerifyResult.model_validate(await handle.result())
+        if as_json:
+            found = {"workflow_id": workflow_id, "passed": result.passed}
+            typer.echo(json.dumps({**found, **result.model_dump(mode="json")}, indent=2))
+        else:
+            for check in result.checks:
+                mark = "ok" if check.problem_count == 0 else f"{check.problem_count} problem(s)"
+                typer.echo(f"{check.name}: {mark} ({check.looked_at:,} looked at)")
+                for problem in check.problems:
+                    typer.echo(f"  {problem}")
+        if not result.passed:
+            raise typer.Exit(1)
+
+    run(main())

@@ -33,7 +33,10 @@ from acci.activities.backup_models import (
     BACKUP_FULL_SCHEDULE,
     BACKUP_INCREMENTAL_SCHEDULE,
     BACKUP_WORKFLOW,
+    VERIFY_SCHEDULE,
+    VERIFY_WORKFLOW,
     BackupInput,
+    VerifyInput,
     backup_schedule_id,
 )
 from acci.activities.models import SNAPSHOT_SCHEDULE_ID, SNAPSHOT_WORKFLOW, SnapshotJobInput
@@ -115,9 +118,32 @@ def backup_schedule(settings: Settings, tenant: str | None, *, full: bool) -> Sc
     )
 
 
+def verify_schedule(settings: Settings) -> Schedule:
+    """``acci verify`` of every tenant, every ``verify_schedule_interval_s`` (paused by
+    default: it reads the whole store)."""
+    every = timedelta(seconds=settings.verify_schedule_interval_s)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            VERIFY_WORKFLOW,
+            VerifyInput(sample=settings.verify_snapshot_sample),
+            id=f"{VERIFY_SCHEDULE}-run",
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(
+            paused=settings.verify_schedule_paused,
+            note="applied by acci schedules apply (ACCI_VERIFY_* settings)",
+        ),
+    )
+
+
 def schedules(settings: Settings) -> dict[str, Schedule]:
     """Every Schedule ACCI keeps, by id."""
-    found = {SNAPSHOT_SCHEDULE_ID: snapshot_schedule(settings)}
+    found = {
+        SNAPSHOT_SCHEDULE_ID: snapshot_schedule(settings),
+        VERIFY_SCHEDULE: verify_schedule(settings),
+    }
     for tenant in (None, *settings.backup_tenants):
         for full in (True, False):
             schedule = backup_schedule(settings, tenant, full=full)

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     backup_schedule_time_zone: str = "UTC"
     backup_schedule_paused: bool = False
     backup_tenants: list[str] = Field(default_factory=list)
+    # `acci verify` (VerifyWorkflow) on its Schedule, acci-verify: every verify_schedule_interval_s
+    # (paused unless verify_schedule_paused is false), checking verify_snapshot_sample snapshots.
+    verify_schedule_interval_s: int = Field(default=86_400, ge=60)
+    verify_schedule_paused: bool = True
+    verify_snapshot_sample: int = Field(default=100, ge=0)
     # Its Schedule (`acci schedules apply`; `acci dev` applies it): every
     # snapshot_schedule_interval_s seconds, or at snapshot_schedule_cron (in
     # snapshot_schedule_time_zone) if set; a run still going when the next is due is skipped,

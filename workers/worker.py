@@ -24,6 +24,7 @@ from acci.activities.models import ProjectionConfig, ProjectionInput, projection
 from acci.activities.projection_activities import ProjectionActivities
 from acci.activities.rebuild_activities import RebuildActivities, rebuild_activities
 from acci.activities.snapshot_activities import SnapshotActivities
+from acci.activities.verify_activities import VerifyActivities, verify_activities
 from acci.eventstore.db import conninfo
 from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
@@ -38,7 +39,7 @@ from acci.workers.interceptors import WakeProjectionsAfterAppend
 from acci.workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
-from acci.workflows.backup import BackupWorkflow, RestoreWorkflow
+from acci.workflows.backup import BackupWorkflow, RestoreWorkflow, VerifyWorkflow
 from acci.workflows.command import CommandWorkflow
 from acci.workflows.event_migration import EventMigrationWorkflow
 from acci.workflows.projection import ProjectionWorkflow
@@ -161,6 +162,7 @@ async def running_worker(
                 RebuildReadModelWorkflow,
                 BackupWorkflow,
                 RestoreWorkflow,
+                VerifyWorkflow,
             ],
             activities=[
                 activities.run,
@@ -179,6 +181,9 @@ async def running_worker(
                         cache=cache,
                         publisher=publisher,
                     )
+                ),
+                *verify_activities(
+                    VerifyActivities(rt.store, AggregateRepository(rt.store, rt.snapshots))
                 ),
             ],
             interceptors=[WakeProjectionsAfterAppend(notifier)],

@@ -1,4 +1,5 @@
-"""Backup and restore, as Temporal workflows: what ``acci backup`` and the backup Schedules run.
+"""Backup, restore and verification, as Temporal workflows: what ``acci backup``, ``acci
+verify`` and their Schedules run.
 
 ``BackupWorkflow`` makes one backup (full, or incremental after the scope's newest) and applies
 the retention; a worker killed mid-way leaves an unfinished folder that is never used, and the
@@ -22,11 +23,16 @@ with workflow.unsafe.imports_passed_through():
     from acci.activities.backup_models import (
         BACKUP_WORKFLOW,
         RESTORE_WORKFLOW,
+        VERIFY_WORKFLOW,
         BackupInput,
         BackupResult,
+        CheckResult,
         RestoreInput,
         RestoreResult,
+        VerifyInput,
+        VerifyResult,
     )
+    from acci.activities.verify_activities import VerifyActivities
 
 _TIMEOUT: Final = timedelta(hours=6)
 _HEARTBEAT: Final = timedelta(seconds=20)
@@ -129,3 +135,43 @@ class RestoreWorkflow:
     def status(self) -> RestoreResult | None:
         """The phase, the chain, what was restored, the outcome."""
         return self._status
+
+
+@workflow.defn(name=VERIFY_WORKFLOW)
+class VerifyWorkflow:
+    """Check the live store and its read models (``acci verify``, the ``acci-verify``
+    Schedule); the result says what was looked at and the first problems found."""
+
+    def __init__(self) -> None:
+        self._result: VerifyResult | None = None
+
+    @workflow.run
+    async def run(self, job: VerifyInput) -> VerifyResult:
+        scope = "every tenant" if job.tenant is None else f"tenant {job.tenant}"
+        workflow.set_current_details(f"**verifying {scope}**: the event store")
+        checks: list[CheckResult] = []
+        for step, doing in (
+            (VerifyActivities.event_store, "the read models"),
+            (VerifyActivities.read_models, None),
+        ):
+            checks += await workflow.execute_activity_method(
+                step,
+                job,
+                start_to_close_timeout=_TIMEOUT,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=BATCH_RETRY,
+            )
+            if doing:
+                workflow.set_current_details(f"**verifying {scope}**: {doing}")
+        self._result = VerifyResult(tenant=job.tenant, checks=checks)
+        bad = [c for c in checks if c.problem_count]
+        workflow.set_current_details(
+            f"**verified {scope}: {'passed' if not bad else 'PROBLEMS'}**"
+            + "".join(f"  \n{c.name}: {c.problem_count} problem(s)" for c in bad)
+        )
+        return self._result
+
+    @workflow.query
+    def status(self) -> VerifyResult | None:
+        """The checks, once done."""
+        return self._result

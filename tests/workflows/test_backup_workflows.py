@@ -57,7 +57,12 @@ def settings(
 async def worker(settings: Settings, temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     async with running_worker(settings, temporal_env.client):
         yield temporal_env.client
-    for schedule in ("acci-snapshots", "acci-backup-full", "acci-backup-incremental"):
+    for schedule in (
+        "acci-snapshots",
+        "acci-backup-full",
+        "acci-backup-incremental",
+        "acci-verify",
+    ):
         try:
             await temporal_env.client.get_schedule_handle(schedule).delete()
         except Exception:
@@ -189,3 +194,47 @@ async def test_a_tenant_restored_to_a_position_while_others_work_equals_its_back
     # The tenant's read model is the backup's (the rename is gone), through the CLI.
     _, out, _ = await acci(settings, "tenant", "get", "--tenant", tenant, "--json")
     assert json.loads(out)["name"] == "Backed"
+
+
+async def test_acci_verify_passes_a_sound_store_and_names_what_is_wrong_in_a_damaged_tenant(
+    worker: Client, settings: Settings, pool: AsyncConnectionPool, store: EventStore
+) -> None:
+    sound, damaged = await a_tenant(settings), await a_tenant(settings, users=3)
+    await command(settings, damaged, "tenant", "rename", "--name", "Damaged")
+    head = await store.head()
+    from acci.readmodels.consistency import wait_until_projected
+
+    await wait_until_projected(pool, ("tenants", "users", "tenant_activity"), head, timeout=60)
+    _, out, _ = await acci(settings, "verify", "--json")
+    verified = json.loads(out)
+    assert verified["passed"], verified
+    assert {c["name"] for c in verified["checks"]} >= {
+        "stream contiguity",
+        "events decode and upcast",
+        "read model users equals a fold",
+    }
+
+    async with pool.connection() as conn:  # three kinds of damage, in one tenant
+        await conn.execute(  # a gap in the tenant's stream
+            "DELETE FROM event_store.events WHERE tenant_id = %s AND aggregate_type = 'Tenant'"
+            " AND sequence_number = 2",
+            (damaged,),
+        )
+        await conn.execute(  # an event its type cannot read
+            "UPDATE event_store.events SET data = '{\"bogus\": 1}' WHERE tenant_id = %s"
+            " AND event_type = 'TenantRenamed'",
+            (damaged,),
+        )
+        await conn.execute(  # a read-model row the events do not give
+            "UPDATE read_models.users SET display_name = 'tampered' WHERE tenant_id = %s"
+            " AND user_id = 'u2'",
+            (damaged,),
+        )
+    code, out, _ = await acci(settings, "verify", "--tenant", damaged, ok=False)
+    assert code == 1, out
+    assert f"stream Tenant/{damaged} of tenant {damaged}: 4 events numbered 1..5" in out, out
+    assert "(TenantRenamed v1) of tenant" in out and "old_name: Field required" in out, out
+    assert "read model users equals a fold: 1 problem(s)" in out, out
+    assert "'user_id': 'u2'" in out, out
+    _, out, _ = await acci(settings, "verify", "--tenant", sound, "--json")
+    assert json.loads(out)["passed"]

@@ -63,7 +63,12 @@ async def worker(
 ) -> AsyncIterator[Client]:
     async with running_worker(settings, temporal_env.client):
         yield temporal_env.client
-    for schedule in (SNAPSHOT_SCHEDULE_ID, "acci-backup-full", "acci-backup-incremental"):
+    for schedule in (
+        SNAPSHOT_SCHEDULE_ID,
+        "acci-backup-full",
+        "acci-backup-incremental",
+        "acci-verify",
+    ):
         try:
             await temporal_env.client.get_schedule_handle(schedule).delete()
         except Exception:
@@ -138,6 +143,7 @@ async def test_schedules_apply_creates_then_updates_and_list_shows_it(
         SNAPSHOT_SCHEDULE_ID,
         "acci-backup-full",
         "acci-backup-incremental",
+        "acci-verify",
     }
     assert shown["schedule_id"] == SNAPSHOT_SCHEDULE_ID
     assert shown["exists"] and shown["every_seconds"] == [86_400] and not shown["paused"]
