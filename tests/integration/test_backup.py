@@ -8,11 +8,14 @@ refused before anything changes; a command the restore removed refused when sent
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import pytest_asyncio
 from psycopg import sql
@@ -21,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from acci.activities.command_activities import parse
 from acci.activities.command_handler import CommandHandler
 from acci.activities.models import CommandInput
+from acci.eventstore.backup.catalog import apply_retention, list_backups
 from acci.eventstore.backup.export import create_backup
 from acci.eventstore.backup.manifest import (
     BackupNotFoundError,
@@ -39,7 +43,7 @@ from acci.eventstore.backup.restore import (
 )
 from acci.eventstore.db import create_pool, ensure_database
 from acci.eventstore.errors import CommandRemovedByRestoreError
-from acci.eventstore.records import Position
+from acci.eventstore.records import NewEvent, Position
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels.installed import default_projections
@@ -262,3 +266,69 @@ async def test_corrupted_truncated_and_unfinished_backups_are_refused_and_change
         load_chain(tmp_path, full.backup_id)
     assert await rows(pool, a) == before
     assert Position.parse(full.checkpoint) > Position(0, 0)
+
+
+async def test_a_transaction_that_commits_late_during_a_backup_is_in_the_next_one_never_lost(
+    pool: AsyncConnectionPool, store: EventStore, database_url: str, tmp_path: Path
+) -> None:
+    """The backup stops before a transaction still open (and everything after it); the next
+    incremental backup holds it: a chain restores every event, none half-included or skipped."""
+    tenant = new_tenant("late")
+    created = {"name": "Late", "settings": {}}
+    async with await psycopg.AsyncConnection.connect(database_url) as late:
+        command_id = uuid.uuid4()
+        # Begun (and given its transaction id) before the append below, committed after.
+        await late.execute(
+            "INSERT INTO event_store.events (event_id, tenant_id, aggregate_id, aggregate_type,"
+            " sequence_number, event_type, event_version, data, command_id)"
+            " VALUES (%s, %s, %s, 'Tenant', 1, 'TenantCreated', 1, %s, %s)",
+            (uuid.uuid5(command_id, "0"), tenant, tenant, json.dumps(created), command_id),
+        )
+        await store.append(
+            tenant,
+            "second",
+            "Tenant",
+            [NewEvent("TenantCreated", 1, created)],
+            command_id=uuid.uuid4(),
+        )
+        first = await create_backup(pool, tmp_path, tenant=tenant)
+        assert first.tenants == {}  # neither the open transaction nor what committed after it
+        await late.commit()
+    await visible(store)
+    second = await create_backup(pool, tmp_path, tenant=tenant, parent=first)
+    assert second.tenants[tenant].events == 2
+    everything = await rows(pool, tenant)
+    async with pool.connection() as conn, conn.transaction():
+        await begin_writing(conn)
+        await conn.execute("DELETE FROM event_store.events WHERE tenant_id = %s", (tenant,))
+    assert await rows(pool, tenant) == []
+    async with pool.connection() as conn, conn.transaction():
+        await begin_writing(conn)
+        await stage(conn, load_chain(tmp_path, second.backup_id), PointInTime())
+        await apply_tenant(conn, tenant, "late-test")
+    assert await rows(pool, tenant) == everything
+
+
+async def test_retention_deletes_whole_old_chains_and_stale_unfinished_backups_only(
+    pool: AsyncConnectionPool, store: EventStore, handler: CommandHandler, tmp_path: Path
+) -> None:
+    tenant = await busy_tenant(handler, store, users=1)
+    made: list[Manifest] = []
+    for full in (True, False, True, False, True):
+        parent = None if full else made[-1]
+        made.append(await create_backup(pool, tmp_path, tenant=tenant, parent=parent))
+        await send(handler, tenant, "RenameTenant", name=f"n{len(made)}")
+        await visible(store)
+    scope = backup_folder(tmp_path, tenant, "x").parent
+    unfinished_old, unfinished_new = scope / "old-unfinished", scope / "new-unfinished"
+    unfinished_old.mkdir()
+    unfinished_new.mkdir()
+    os.utime(unfinished_old, (0, 0))
+    deleted = apply_retention(tmp_path, keep=2)
+    assert set(deleted) == {made[0].backup_id, made[1].backup_id, "old-unfinished"}
+    kept = [s.manifest.backup_id for s in list_backups(tmp_path)]
+    assert kept == [m.backup_id for m in made[2:]]
+    assert unfinished_new.exists()
+    # Every kept backup still restores: its chain is whole.
+    for backup_id in kept:
+        verify_files(load_chain(tmp_path, backup_id))
