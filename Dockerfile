@@ -12,6 +12,9 @@ COPY activities activities
 COPY workflows workflows
 COPY workers workers
 RUN pip install --no-cache-dir .
+# The backup folder (ACCI_BACKUP_DIR in docker-compose.yml): a new named volume takes this
+# directory's owner, so the worker can write it.
+RUN mkdir /backups && chown nobody /backups
 
 USER nobody
 ENTRYPOINT ["acci"]
