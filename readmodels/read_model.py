@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import sqlmodel
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import BigInteger, Column, DateTime
 from sqlmodel import SQLModel
 
 from acci.readmodels.changes.change import SCHEMA
@@ -116,6 +118,16 @@ class ReadModel:
                     f" {sorted(fields)} as placeholders, the projection writes {sorted(tables)}"
                 )
         return None
+
+
+def timestamptz() -> Any:
+    """A row type's ``timestamptz NOT NULL`` column (a new Column each call: a table owns it)."""
+    return sqlmodel.Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def bigint() -> Any:
+    """A row type's ``bigint NOT NULL`` column."""
+    return sqlmodel.Field(sa_column=Column(BigInteger, nullable=False))
 
 
 def rebuild_checkpoint(name: str, version: int) -> str:

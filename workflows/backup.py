@@ -11,8 +11,9 @@ current details (the Web UI) and a ``status`` query.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from temporalio import workflow
 
@@ -36,6 +37,20 @@ with workflow.unsafe.imports_passed_through():
 
 _TIMEOUT: Final = timedelta(hours=6)
 _HEARTBEAT: Final = timedelta(seconds=20)
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+async def _step(method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
+    """One activity: retried while the store is out, heartbeating, up to ``_TIMEOUT``."""
+    result: R = await workflow.execute_activity_method(
+        method,
+        arg,
+        start_to_close_timeout=_TIMEOUT,
+        heartbeat_timeout=_HEARTBEAT,
+        retry_policy=BATCH_RETRY,
+    )
+    return result
 
 
 @workflow.defn(name=BACKUP_WORKFLOW)
@@ -51,13 +66,7 @@ class BackupWorkflow:
         workflow.set_current_details(
             f"**backing up {scope}** ({'full' if job.full else 'incremental'})"
         )
-        result: BackupResult = await workflow.execute_activity_method(
-            BackupActivities.create,
-            job,
-            start_to_close_timeout=_TIMEOUT,
-            heartbeat_timeout=_HEARTBEAT,
-            retry_policy=BATCH_RETRY,
-        )
+        result: BackupResult = await _step(BackupActivities.create, job)
         self._result = result
         workflow.set_current_details(
             f"**backup {result.backup_id}** ({result.kind}): {result.events:,} events,"
@@ -83,33 +92,15 @@ class RestoreWorkflow:
         self._status = RestoreResult(phase="verifying", backup_id=job.backup_id, tenant=job.tenant)
         self._show()
         try:
-            chain: list[str] = await workflow.execute_activity_method(
-                BackupActivities.verify,
-                job,
-                start_to_close_timeout=_TIMEOUT,
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=BATCH_RETRY,
-            )
+            chain: list[str] = await _step(BackupActivities.verify, job)
             self._status = self._status.model_copy(update={"phase": "restoring", "chain": chain})
             self._show()
-            restored: RestoreResult = await workflow.execute_activity_method(
-                BackupActivities.restore,
-                job,
-                start_to_close_timeout=_TIMEOUT,
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=BATCH_RETRY,
-            )
+            restored: RestoreResult = await _step(BackupActivities.restore, job)
             self._status = restored
             if job.republish and restored.tenant is not None:
                 self._status = restored.model_copy(update={"phase": "republishing"})
                 self._show()
-                count: int = await workflow.execute_activity_method(
-                    BackupActivities.republish,
-                    restored.tenant,
-                    start_to_close_timeout=_TIMEOUT,
-                    heartbeat_timeout=_HEARTBEAT,
-                    retry_policy=BATCH_RETRY,
-                )
+                count: int = await _step(BackupActivities.republish, restored.tenant)
                 self._status = self._status.model_copy(update={"republished": count})
             self._status = self._status.model_copy(update={"phase": "done"})
             self._show()
@@ -154,13 +145,7 @@ class VerifyWorkflow:
             (VerifyActivities.event_store, "the read models"),
             (VerifyActivities.read_models, None),
         ):
-            checks += await workflow.execute_activity_method(
-                step,
-                job,
-                start_to_close_timeout=_TIMEOUT,
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=BATCH_RETRY,
-            )
+            checks += await _step(step, job)
             if doing:
                 workflow.set_current_details(f"**verifying {scope}**: {doing}")
         self._result = VerifyResult(tenant=job.tenant, checks=checks)

@@ -14,7 +14,7 @@ import sqlmodel
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Column, DateTime, Text
+from sqlalchemy import BigInteger, Column, Text
 
 from acci.eventstore.records import RecordedEvent
 from acci.readmodels.changes import Change, Upsert
@@ -22,7 +22,7 @@ from acci.readmodels.errors import NotFoundError
 from acci.readmodels.handlers import fetch, view
 from acci.readmodels.projections import Projection
 from acci.readmodels.queries import Result, TenantQuery
-from acci.readmodels.read_model import QueryHandler, ReadModel
+from acci.readmodels.read_model import QueryHandler, ReadModel, timestamptz
 
 NAME: Final = "tenant_activity"
 
@@ -39,9 +39,7 @@ class TenantActivity(sqlmodel.SQLModel, table=True):
     event_type: str = sqlmodel.Field(primary_key=True, sa_type=Text)
     event_count: int = sqlmodel.Field(default=0, sa_column=Column(BigInteger, nullable=False))
     # created_at of the last event of this type applied.
-    last_event_at: datetime = sqlmodel.Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    last_event_at: datetime = timestamptz()
 
 
 DDL: Final = {

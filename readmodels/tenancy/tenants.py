@@ -14,7 +14,7 @@ import sqlmodel
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
-from sqlalchemy import BigInteger, Column, DateTime, Integer, Text
+from sqlalchemy import Column, Integer, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from acci.domain.tenant_events import TenantCreated, TenantRenamed, TenantSettingsUpdated
@@ -35,7 +35,7 @@ from acci.readmodels.queries import (
     decode_cursor,
     encode_cursor,
 )
-from acci.readmodels.read_model import QueryHandler, ReadModel
+from acci.readmodels.read_model import QueryHandler, ReadModel, bigint, timestamptz
 
 NAME: Final = "tenants"
 
@@ -58,13 +58,11 @@ class TenantReadModel(sqlmodel.SQLModel, table=True):
     # Users registered and not deactivated.
     user_count: int = sqlmodel.Field(default=0, sa_type=Integer)
     settings: dict[str, Any] = sqlmodel.Field(sa_column=Column(JSONB, nullable=False))
-    created_at: datetime = sqlmodel.Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = timestamptz()
     # created_at of the last event applied to the row (a user event that changed user_count too).
-    last_updated: datetime = sqlmodel.Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    last_updated: datetime = timestamptz()
     # The tenant stream's version.
-    version: int = sqlmodel.Field(sa_column=Column(BigInteger, nullable=False))
+    version: int = bigint()
 
 
 DDL: Final = {

@@ -14,7 +14,7 @@ import sqlmodel
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
-from sqlalchemy import BigInteger, Column, DateTime, Text
+from sqlalchemy import Column, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from acci.domain.identifiers import AggregateId
@@ -35,7 +35,7 @@ from acci.readmodels.queries import (
     decode_cursor,
     encode_cursor,
 )
-from acci.readmodels.read_model import QueryHandler, ReadModel
+from acci.readmodels.read_model import QueryHandler, ReadModel, bigint, timestamptz
 
 NAME: Final = "users"
 
@@ -58,12 +58,10 @@ class UserReadModel(sqlmodel.SQLModel, table=True):
     roles: list[str] = sqlmodel.Field(sa_column=Column(ARRAY(Text), nullable=False))
     # 'active' | 'deactivated'
     status: str = sqlmodel.Field(sa_type=Text)
-    created_at: datetime = sqlmodel.Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    last_updated: datetime = sqlmodel.Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = timestamptz()
+    last_updated: datetime = timestamptz()
     # The user stream's version.
-    version: int = sqlmodel.Field(sa_column=Column(BigInteger, nullable=False))
+    version: int = bigint()
 
 
 DDL: Final = {
