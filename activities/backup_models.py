@@ -14,7 +14,9 @@ RESTORE_WORKFLOW: Final = "RestoreWorkflow"
 BACKUP_FULL_SCHEDULE: Final = "acci-backup-full"
 BACKUP_INCREMENTAL_SCHEDULE: Final = "acci-backup-incremental"
 
-RestorePhase = Literal["verifying", "restoring", "republishing", "done", "failed"]
+RestorePhase = Literal[
+    "verifying", "restoring", "republishing", "verifying restored", "done", "failed"
+]
 
 
 def backup_schedule_id(base: str, tenant: str | None) -> str:
@@ -50,6 +52,15 @@ class BackupResult(_Model):
     deleted_by_retention: list[str] = []
 
 
+class CheckResult(_Model):
+    """One check: what it looked at and the first problems it found."""
+
+    name: str
+    looked_at: int
+    problem_count: int
+    problems: list[str] = []
+
+
 class RestoreInput(_Model):
     """Restore ``backup_id`` (and the chain before it): one tenant, or everything into an empty
     store; up to a position ``TX:GP`` or a time, or the chain's end. ``republish``: publish the
@@ -75,6 +86,8 @@ class RestoreResult(_Model):
     last_position: str | None = None
     read_model_events: dict[str, int] = {}
     republished: int = 0
+    # The restored events checked in place (streams, decoding, sampled snapshots).
+    checks: list[CheckResult] = []
     error: str | None = None
 
 
@@ -87,15 +100,6 @@ class VerifyInput(_Model):
 
     tenant: TenantId | None = None
     sample: int = Field(default=100, ge=0, le=100_000)
-
-
-class CheckResult(_Model):
-    """One check: what it looked at and the first problems it found."""
-
-    name: str
-    looked_at: int
-    problem_count: int
-    problems: list[str] = []
 
 
 class VerifyResult(_Model):

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Final, TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from acci.workflows.batch_jobs import BATCH_RETRY
 
@@ -102,6 +103,7 @@ class RestoreWorkflow:
                 self._show()
                 count: int = await _step(BackupActivities.republish, restored.tenant)
                 self._status = self._status.model_copy(update={"republished": count})
+            await self._verify(restored)
             self._status = self._status.model_copy(update={"phase": "done"})
             self._show()
             return self._status
@@ -110,6 +112,24 @@ class RestoreWorkflow:
             self._status = self._status.model_copy(update={"phase": "failed", "error": str(cause)})
             self._show()
             raise
+
+    async def _verify(self, restored: RestoreResult) -> None:
+        """The restored events checked in place: streams contiguous, every event readable,
+        snapshots equal a fold (the read models are made again from them, or rebuilt)."""
+        assert self._status is not None
+        self._status = self._status.model_copy(update={"phase": "verifying restored"})
+        self._show()
+        checks: list[CheckResult] = await _step(
+            VerifyActivities.event_store, VerifyInput(tenant=restored.tenant, sample=20)
+        )
+        self._status = self._status.model_copy(update={"checks": checks})
+        bad = [c for c in checks if c.problem_count]
+        if bad:
+            raise ApplicationError(
+                "the restored store does not verify: "
+                + "; ".join(f"{c.name}: {c.problems[:3]}" for c in bad),
+                non_retryable=True,
+            )
 
     def _show(self) -> None:
         s = self._status
