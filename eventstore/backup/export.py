@@ -122,7 +122,15 @@ async def create_backup(
     progress: Progress | None = None,
 ) -> Manifest:
     """Back up every tenant (or ``tenant``): everything up to now (``parent`` None), or what
-    came after ``parent``'s checkpoint. Returns the manifest, written last."""
+    came after ``parent``'s checkpoint — unless a tenant of the scope was restored since the
+    parent was taken (its events went back to old positions, which an incremental backup
+    would not see): then a full backup. Returns the manifest, written last."""
+    if parent is not None and await _restored_since(pool, tenant, parent):
+        log.info(
+            "a tenant was restored since the parent backup: this backup is full",
+            extra={"parent": parent.backup_id, "tenant": tenant},
+        )
+        parent = None
     kind: BackupKind = "full" if parent is None else "incremental"
     started, clock = datetime.now(UTC), time.monotonic()
     backup_id = new_backup_id(kind, started)
@@ -205,6 +213,24 @@ async def _export(
         for f in files
     ]
     return _Exported(checkpoint, tenants, files, schema_version, event_versions)
+
+
+# Clocks: the parent's start is the worker's, restored_at the database's; a margin covers skew
+# (a backup made full without need costs time, never data).
+_RESTORED_SINCE: Final = (
+    "SELECT EXISTS (SELECT FROM event_store.restores WHERE restored_at > %(since)s"
+    " - interval '5 minutes' AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s))"
+)
+
+
+async def _restored_since(pool: AsyncConnectionPool, tenant: str | None, parent: Manifest) -> bool:
+    with translated():
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                _RESTORED_SINCE, {"since": parent.started_at, "tenant": tenant}
+            )
+            row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 def _rows_of(name: str, counts: TenantCounts) -> int:

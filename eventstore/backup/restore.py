@@ -210,15 +210,23 @@ async def _cut(conn: AsyncConnection[Any], until: PointInTime) -> None:
         )
     if until.time is not None:
         await conn.execute("DELETE FROM restore_events WHERE created_at > %s", (until.time,))
-    # Commands of the transactions kept, snapshots of the stream versions kept.
+    if until.position is None and until.time is None:
+        return  # the chain's end: its commands and snapshots are those of its events already
+    # Commands of the transactions kept, snapshots of the stream versions kept: each one pass
+    # (a stream's head, grouped once; a correlated max per snapshot rescanned every event).
     await conn.execute(
         "DELETE FROM restore_commands AS c WHERE NOT EXISTS (SELECT FROM restore_events AS e"
         " WHERE e.transaction_id = c.transaction_id AND e.tenant_id = c.tenant_id)"
     )
     await conn.execute(
-        "DELETE FROM restore_snapshots AS s WHERE s.sequence_number > coalesce(("
-        "SELECT max(e.sequence_number) FROM restore_events AS e WHERE e.tenant_id = s.tenant_id"
-        " AND e.aggregate_id = s.aggregate_id AND e.aggregate_type = s.aggregate_type), 0)"
+        "CREATE TEMP TABLE restore_heads ON COMMIT DROP AS SELECT tenant_id, aggregate_type,"
+        " aggregate_id, max(sequence_number) AS head FROM restore_events GROUP BY 1, 2, 3"
+    )
+    await conn.execute("ANALYZE restore_heads")
+    await conn.execute(
+        "DELETE FROM restore_snapshots AS s WHERE NOT EXISTS (SELECT FROM restore_heads AS h"
+        " WHERE h.tenant_id = s.tenant_id AND h.aggregate_type = s.aggregate_type"
+        " AND h.aggregate_id = s.aggregate_id AND h.head >= s.sequence_number)"
     )
 
 
@@ -260,7 +268,12 @@ async def _staged(conn: AsyncConnection[Any]) -> Staged:
 async def apply_tenant(conn: AsyncConnection[Any], tenant: str, restore_id: str) -> None:
     """Replace ``tenant``'s events, commands and snapshots with the staged ones (the caller's
     transaction, begun with ``begin_writing``); its commands that are not restored are
-    recorded as removed."""
+    recorded as removed, and the restore itself (the next backups of its scope are full)."""
+    await _check_transaction_ids(conn)
+    await conn.execute(
+        "INSERT INTO event_store.restores (restore_id, tenant_id) VALUES (%s, %s)",
+        (restore_id, tenant),
+    )
     await conn.execute(
         "INSERT INTO event_store.removed_commands (command_id, tenant_id, restore_id)"
         " SELECT c.command_id, c.tenant_id, %s FROM event_store.commands AS c"
@@ -289,22 +302,27 @@ async def apply_full(conn: AsyncConnection[Any]) -> None:
             "a full restore goes into an empty store; this one has events (restore one tenant"
             " with --tenant, or into a new database)"
         )
-    cur = await conn.execute(
-        "SELECT max(transaction_id)::text, pg_current_xact_id()::text FROM restore_events"
-    )
-    row = await cur.fetchone()
-    if row and row[0] is not None and int(row[0]) >= int(row[1]):
-        # Readers would take them for transactions still open, and never read them.
-        raise BackupError(
-            f"the backup's transaction ids run to {row[0]}, and this PostgreSQL cluster is at"
-            f" {row[1]}: restore into a database of the cluster it was taken from, or of one"
-            " whose transaction counter is past it"
-        )
+    await _check_transaction_ids(conn)
     await _insert_staged(conn, None)
     await conn.execute(
         "SELECT setval(pg_get_serial_sequence('event_store.events', 'global_position'),"
         " greatest((SELECT max(global_position) FROM event_store.events), 1))"
     )
+
+
+async def _check_transaction_ids(conn: AsyncConnection[Any]) -> None:
+    """Refuse events whose transaction ids this cluster has not reached: readers would take
+    them for transactions still open, and never read them."""
+    cur = await conn.execute(
+        "SELECT max(transaction_id)::text, pg_current_xact_id()::text FROM restore_events"
+    )
+    row = await cur.fetchone()
+    if row and row[0] is not None and int(row[0]) >= int(row[1]):
+        raise BackupError(
+            f"the backup's transaction ids run to {row[0]}, and this PostgreSQL cluster is at"
+            f" {row[1]}: restore into a database of the cluster it was taken from, or of one"
+            " whose transaction counter is past it"
+        )
 
 
 async def _insert_staged(conn: AsyncConnection[Any], tenant: str | None) -> None:

@@ -8,6 +8,7 @@ refused before anything changes; a command the restore removed refused when sent
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -332,3 +333,37 @@ async def test_retention_deletes_whole_old_chains_and_stale_unfinished_backups_o
     # Every kept backup still restores: its chain is whole.
     for backup_id in kept:
         verify_files(load_chain(tmp_path, backup_id))
+
+
+async def test_after_a_tenant_restore_the_next_backup_of_its_scope_is_full_and_restores_it(
+    pool: AsyncConnectionPool,
+    store: EventStore,
+    handler: CommandHandler,
+    tmp_path: Path,
+    other_database: str,
+) -> None:
+    """A tenant restore puts events back at old positions and removes later ones, which an
+    incremental backup (after its parent's checkpoint) could not see: the next one is full."""
+    tenant = await busy_tenant(handler, store, users=1)
+    full = await create_backup(pool, tmp_path, tenant=tenant)
+    await send(handler, tenant, "RenameTenant", name="Removed by the restore")
+    await visible(store)
+    incremental = await create_backup(pool, tmp_path, tenant=tenant, parent=full)  # the rename
+    assert incremental.kind == "incremental" and incremental.tenants[tenant].events == 1
+    await restore_tenant(pool, store, tmp_path, full, tenant)  # the rename is gone
+    after_restore = await rows(pool, tenant)
+    after = await create_backup(pool, tmp_path, tenant=tenant, parent=incremental)
+    assert after.kind == "full" and after.parent is None
+    await drop_database_async(other_database)
+    await ensure_database(other_database)
+    async with create_pool(other_database, min_size=1, max_size=2) as target:
+        await prepare_database(target)
+        async with target.connection() as conn, conn.transaction():
+            await begin_writing(conn)
+            await stage(conn, load_chain(tmp_path, after.backup_id), PointInTime())
+            await apply_full(conn)
+        assert await rows(target, tenant) == after_restore
+
+
+async def drop_database_async(url: str) -> None:
+    await asyncio.to_thread(drop_database, url)
