@@ -152,6 +152,7 @@ async def create_backup(
         tenants=exported.tenants,
         schema_version=exported.schema_version,
         event_versions=exported.event_versions,
+        restores=exported.restores,
     )
     write_manifest(folder, manifest)
     log.info(
@@ -176,6 +177,7 @@ class _Exported:
     files: list[FileEntry]
     schema_version: int
     event_versions: dict[str, int]
+    restores: list[str]
 
 
 async def _export(
@@ -208,29 +210,32 @@ async def _export(
                 for name, query in queries
             ]
             schema_version, event_versions = await _versions(conn)
+            restores = await _restores(conn, tenant)
     files = [
         f.model_copy(update={"rows": sum(_rows_of(f.name, t) for t in tenants.values())})
         for f in files
     ]
-    return _Exported(checkpoint, tenants, files, schema_version, event_versions)
+    return _Exported(checkpoint, tenants, files, schema_version, event_versions, restores)
 
 
-# Clocks: the parent's start is the worker's, restored_at the database's; a margin covers skew
-# (a backup made full without need costs time, never data).
-_RESTORED_SINCE: Final = (
-    "SELECT EXISTS (SELECT FROM event_store.restores WHERE restored_at > %(since)s"
-    " - interval '5 minutes' AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s))"
+_RESTORES: Final = (
+    "SELECT restore_id FROM event_store.restores"
+    " WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s"
 )
 
 
+async def _restores(conn: AsyncConnection[Any], tenant: str | None) -> list[str]:
+    """The tenant restores of the scope that have committed (in the caller's snapshot)."""
+    cur = await conn.execute(_RESTORES, {"tenant": tenant})
+    return sorted(row[0] for row in await cur.fetchall())
+
+
 async def _restored_since(pool: AsyncConnectionPool, tenant: str | None, parent: Manifest) -> bool:
+    """A restore of the scope committed that ``parent``'s snapshot did not see."""
     with translated():
         async with pool.connection() as conn:
-            cur = await conn.execute(
-                _RESTORED_SINCE, {"since": parent.started_at, "tenant": tenant}
-            )
-            row = await cur.fetchone()
-    return bool(row and row[0])
+            found = await _restores(conn, tenant)
+    return bool(set(found) - set(parent.restores))
 
 
 def _rows_of(name: str, counts: TenantCounts) -> int:

@@ -100,6 +100,9 @@ class Manifest(_Model):
     tenants: dict[str, TenantCounts]
     schema_version: int
     event_versions: dict[str, int]
+    # The tenant restores (of the scope) this backup's snapshot saw: one it did not see, found
+    # by the next backup, makes that one full.
+    restores: list[str] = []
 
     @property
     def events(self) -> int:

@@ -271,7 +271,8 @@ async def apply_tenant(conn: AsyncConnection[Any], tenant: str, restore_id: str)
     recorded as removed, and the restore itself (the next backups of its scope are full)."""
     await _check_transaction_ids(conn)
     await conn.execute(
-        "INSERT INTO event_store.restores (restore_id, tenant_id) VALUES (%s, %s)",
+        "INSERT INTO event_store.restores (restore_id, tenant_id) VALUES (%s, %s)"
+        " ON CONFLICT (restore_id) DO NOTHING",
         (restore_id, tenant),
     )
     await conn.execute(

@@ -33,12 +33,10 @@ CREATE TRIGGER commands_refuse_removed BEFORE INSERT ON event_store.commands
 
 -- Every tenant restore (eventstore/backup/restore.py apply_tenant). A restore puts back events
 -- at their old positions and removes later ones: an incremental backup (what came after its
--- parent's checkpoint) would see neither. So a backup whose scope had a restore since its parent
--- was taken is made full (eventstore/backup/export.py).
+-- parent's checkpoint) would see neither. A backup's manifest lists the restores its snapshot
+-- saw; the next backup of the scope that finds one more is made full (eventstore/backup/export.py).
 CREATE TABLE event_store.restores (
-    restore_id text NOT NULL,
+    restore_id text PRIMARY KEY,
     tenant_id text NOT NULL,
     restored_at timestamptz NOT NULL DEFAULT now()
 );
-
-CREATE INDEX restores_at ON event_store.restores (restored_at);
