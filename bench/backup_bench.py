@@ -499,9 +499,11 @@ class Bench:
     async def copy_in(self, pool: AsyncConnectionPool, url: str, r: int) -> None:
         files = self.copy_files(r)
         lines = [
-            f"SELECT pg_advisory_xact_lock_shared({WRITER_LOCK[0]}, {WRITER_LOCK[1]}),"
-            " set_config('acci.event_writer', pg_backend_pid()::text || '@'"
-            " || transaction_timestamp()::text, true);"
+            psql_line(
+                "SELECT pg_advisory_xact_lock_shared({}, {}), set_config('acci.event_writer',"
+                " pg_backend_pid()::text || '@' || transaction_timestamp()::text, true);",
+                *map(sql.Literal, WRITER_LOCK),
+            )
         ]
         lines += [
             psql_line(

@@ -67,12 +67,12 @@ def _columns(names: list[str]) -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
-def _range(tenant: str | None, prefix: str = "") -> sql.Composed:
-    tenant_clause = sql.SQL(f"{prefix}tenant_id = %(tenant)s AND ") if tenant else sql.SQL("")
+def _range(tenant: str | None) -> sql.Composed:
+    tenant_clause = sql.SQL("tenant_id = %(tenant)s AND ") if tenant else sql.SQL("")
     return sql.SQL(
-        "{}({p}transaction_id, {p}global_position) > (%(after_tx)s::xid8, %(after_gp)s)"
-        " AND ({p}transaction_id, {p}global_position) <= (%(to_tx)s::xid8, %(to_gp)s)"
-    ).format(tenant_clause, p=sql.SQL(prefix))
+        "{}(transaction_id, global_position) > (%(after_tx)s::xid8, %(after_gp)s)"
+        " AND (transaction_id, global_position) <= (%(to_tx)s::xid8, %(to_gp)s)"
+    ).format(tenant_clause)
 
 
 def _events_query(tenant: str | None) -> sql.Composed:

@@ -50,9 +50,8 @@ _TABLES: Final = {
 }
 # As the writer trigger (migration 005) would: this transaction writes events.
 _WRITER: Final = (
-    f"SELECT pg_advisory_xact_lock_shared({WRITER_LOCK[0]}, {WRITER_LOCK[1]}),"
-    " set_config('acci.event_writer', pg_backend_pid()::text || '@'"
-    " || transaction_timestamp()::text, true)"
+    "SELECT pg_advisory_xact_lock_shared(%s, %s), set_config('acci.event_writer',"
+    " pg_backend_pid()::text || '@' || transaction_timestamp()::text, true)"
 )
 
 
@@ -135,7 +134,7 @@ def verify_files(chain: Sequence[tuple[Path, Manifest]]) -> None:
 
 async def begin_writing(conn: AsyncConnection[Any]) -> None:
     """First statement of a restore's transaction: it writes events (the writer lock)."""
-    await conn.execute(_WRITER)
+    await conn.execute(_WRITER, WRITER_LOCK)
 
 
 async def stage(

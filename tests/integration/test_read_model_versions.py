@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from acci.activities.command_handler import CommandHandler
@@ -42,7 +43,9 @@ def handler(store: EventStore, repository: AggregateRepository) -> CommandHandle
 
 async def rows(pool: AsyncConnectionPool, table: str) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT * FROM read_models.{table} ORDER BY 1, 2")  # noqa: S608
+        cur = await conn.execute(
+            sql.SQL("SELECT * FROM {} ORDER BY 1, 2").format(sql.Identifier("read_models", table))
+        )
         return await cur.fetchall()
 
 
@@ -213,8 +216,9 @@ async def test_the_fold_finds_rows_the_engine_got_wrong(
     table = f"users_v{rebuild.version}"
     async with pool.connection() as conn:  # as a double-applied or lost change would leave it
         await conn.execute(
-            f"UPDATE read_models.{table} SET display_name = 'tampered'"  # noqa: S608
-            " WHERE user_id = 'u1'"
+            sql.SQL("UPDATE {} SET display_name = 'tampered' WHERE user_id = 'u1'").format(
+                sql.Identifier("read_models", table)
+            )
         )
     [checked] = await rebuild.validate_fold()
     assert not checked.equal

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -55,7 +56,9 @@ async def acci(settings: Settings, *args: str, ok: bool = True) -> tuple[int, st
 
 async def rows(pool: AsyncConnectionPool, table: str) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT * FROM read_models.{table} ORDER BY 1, 2")  # noqa: S608
+        cur = await conn.execute(
+            sql.SQL("SELECT * FROM {} ORDER BY 1, 2").format(sql.Identifier("read_models", table))
+        )
         return await cur.fetchall()
 
 
