@@ -36,6 +36,10 @@ _RESOLVE: Final = (
     "UPDATE read_models.dead_letters SET resolution = %s, resolved_at = now()"
     " WHERE projection = %s AND event_id = %s"
 )
+_NOT_APPLIED: Final = (
+    "SELECT event_id FROM read_models.dead_letters WHERE projection = %s"
+    " AND resolution IS DISTINCT FROM 'retried'"
+)
 _FAILED_AGAIN: Final = (
     "UPDATE read_models.dead_letters SET error = %s, attempts = attempts + 1"
     " WHERE projection = %s AND event_id = %s AND resolution IS NULL"
@@ -93,6 +97,14 @@ class DeadLetterStore:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_LIST, {"projection": projection, "all": include_resolved})
                 return [_dead_letter(r) for r in await cur.fetchall()]
+
+    async def not_applied(self, projection: str) -> set[uuid.UUID]:
+        """The events ``projection`` parked and never applied (open, or skipped): a fold of the
+        store that checks it leaves them out too."""
+        with translated():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_NOT_APPLIED, (projection,))
+                return {row[0] for row in await cur.fetchall()}
 
     async def failed_again(self, projection: str, event_id: uuid.UUID, error: str) -> None:
         """Record a retry from the dead-letter table that failed too."""

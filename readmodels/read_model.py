@@ -135,6 +135,11 @@ def rebuild_checkpoint(name: str, version: int) -> str:
     return f"{name}@v{version}"
 
 
+def is_rebuild_checkpoint(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` is a rebuild's (``rebuild_checkpoint``), not a projection's."""
+    return "@v" in checkpoint
+
+
 def _placeholders(ddl: str) -> set[str] | None:
     try:
         return {f for _, f, _, _ in string.Formatter().parse(ddl) if f is not None}

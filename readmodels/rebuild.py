@@ -51,10 +51,6 @@ from acci.readmodels.versions import (
 )
 
 _ADVANCE_PAGE: Final = 1_000
-_PARKED: Final = (
-    "SELECT event_id FROM read_models.dead_letters WHERE projection = %s"
-    " AND resolution IS DISTINCT FROM 'retried'"
-)
 
 
 class RebuildFailedError(ProjectionError):
@@ -135,10 +131,7 @@ class Rebuild:
 
     async def parked(self) -> set[uuid.UUID]:
         """The events the rebuild parked and did not apply."""
-        with translated():
-            async with self.store.pool.connection() as conn:
-                cur = await conn.execute(_PARKED, (self.checkpoint,))
-                return {row[0] for row in await cur.fetchall()}
+        return await self.runner.dead_letters.not_applied(self.checkpoint)
 
     async def validate_fold(self) -> list[TableComparison]:
         """The new version against a fold of the event store up to its position."""

@@ -10,19 +10,14 @@ Nothing the read model serves is changed; the scratch tables are dropped.
 from __future__ import annotations
 
 import uuid
-from typing import Final
 
 from acci.eventstore.store import EventStore
 from acci.readmodels.checkpoints import CheckpointStore
 from acci.readmodels.db import translated
+from acci.readmodels.dead_letters import DeadLetterStore
 from acci.readmodels.read_model import ReadModel
 from acci.readmodels.validation import TableComparison, compare, drop_fold, fold, fold_tables
 from acci.readmodels.versioned import physical_table
-
-_PARKED: Final = (
-    "SELECT event_id FROM read_models.dead_letters WHERE projection = %s"
-    " AND resolution IS DISTINCT FROM 'retried'"
-)
 
 
 async def verify_read_model(
@@ -35,10 +30,7 @@ async def verify_read_model(
     start = await CheckpointStore(pool).get(model.name)
     version = start.version
     try:
-        with translated():
-            async with pool.connection() as conn:
-                cur = await conn.execute(_PARKED, (model.name,))
-                skipped = {row[0] for row in await cur.fetchall()}
+        skipped = await DeadLetterStore(pool).not_applied(model.name)
         await fold(
             store,
             model,

@@ -48,6 +48,7 @@ def status(as_json: JsonOption = False) -> None:
     async def main() -> None:
         from acci.readmodels.checkpoints import CheckpointStore
         from acci.readmodels.installed import projection_names
+        from acci.readmodels.read_model import is_rebuild_checkpoint
         from acci.workers.runtime import open_event_store
         from acci.workers.temporal_client import connect
 
@@ -55,8 +56,9 @@ def status(as_json: JsonOption = False) -> None:
         client = await connect(settings)
         async with open_event_store(settings) as rt:
             checkpoints = {c.projection: c for c in await CheckpointStore(rt.pool).all()}
-            # A rebuild's checkpoint ("<name>@v<N>") shows in `acci readmodels status` instead.
-            names = sorted({*projection_names(), *(n for n in checkpoints if "@" not in n)})
+            # A rebuild's checkpoint shows in `acci readmodels status` instead.
+            rebuilds = {n for n in checkpoints if is_rebuild_checkpoint(n)}
+            names = sorted({*projection_names(), *checkpoints} - rebuilds)
             statuses = []
             for name in names:
                 checkpoint = checkpoints.get(name)
