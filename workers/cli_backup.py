@@ -46,17 +46,11 @@ def create(
 
     async def main() -> None:
         from acci.activities.backup_models import BACKUP_WORKFLOW, BackupInput, BackupResult
-        from acci.workers.temporal_client import connect
 
-        settings = get_settings()
         job = BackupInput(tenant=tenant, full=full)
-        client = await connect(settings)
         workflow_id = f"backup-{tenant or 'all'}-{uuid.uuid4().hex[:8]}"
-        handle = await client.start_workflow(
-            BACKUP_WORKFLOW, job, id=workflow_id, task_queue=settings.task_queue
-        )
-        if no_wait:
-            _echo({"workflow_id": workflow_id}, as_json, f"backing up: workflow {workflow_id}")
+        handle = await _start(BACKUP_WORKFLOW, job, workflow_id, "backing up", no_wait, as_json)
+        if handle is None:
             return
         result = BackupResult.model_validate(await handle.result())
         _echo(
@@ -163,9 +157,7 @@ def restore(
 
     async def main() -> None:
         from acci.activities.backup_models import RESTORE_WORKFLOW, RestoreInput
-        from acci.workers.temporal_client import connect
 
-        settings = get_settings()
         job = RestoreInput(
             backup_id=backup_id,
             tenant=tenant,
@@ -173,13 +165,9 @@ def restore(
             until_time=until_time,
             republish=republish,
         )
-        client = await connect(settings)
         workflow_id = f"restore-{backup_id}-{tenant or 'all'}-{uuid.uuid4().hex[:6]}"
-        handle = await client.start_workflow(
-            RESTORE_WORKFLOW, job, id=workflow_id, task_queue=settings.task_queue
-        )
-        if no_wait:
-            _echo({"workflow_id": workflow_id}, as_json, f"restoring: workflow {workflow_id}")
+        handle = await _start(RESTORE_WORKFLOW, job, workflow_id, "restoring", no_wait, as_json)
+        if handle is None:
             return
         status = await _follow(handle, show=not as_json)
         _show_restore(workflow_id, status, as_json)
@@ -233,6 +221,24 @@ def _show_restore(workflow_id: str, status: dict[str, Any], as_json: bool) -> No
         )
 
 
+async def _start(
+    workflow: str, job: Any, workflow_id: str, doing: str, no_wait: bool, as_json: bool
+) -> Any:
+    """Start ``workflow`` on the worker's task queue; its handle, or None once ``--no-wait``
+    printed its id."""
+    from acci.workers.temporal_client import connect
+
+    settings = get_settings()
+    client = await connect(settings)
+    handle = await client.start_workflow(
+        workflow, job, id=workflow_id, task_queue=settings.task_queue
+    )
+    if no_wait:
+        _echo({"workflow_id": workflow_id}, as_json, f"{doing}: workflow {workflow_id}")
+        return None
+    return handle
+
+
 def _scope(tenant: str | None) -> str:
     return "every tenant" if tenant is None else f"tenant {tenant}"
 
@@ -256,19 +262,14 @@ def verify_store(
 
     async def main() -> None:
         from acci.activities.backup_models import VERIFY_WORKFLOW, VerifyInput, VerifyResult
-        from acci.workers.temporal_client import connect
 
         settings = get_settings()
         job = VerifyInput(
             tenant=tenant, sample=settings.verify_snapshot_sample if sample is None else sample
         )
-        client = await connect(settings)
         workflow_id = f"verify-{tenant or 'all'}-{uuid.uuid4().hex[:8]}"
-        handle = await client.start_workflow(
-            VERIFY_WORKFLOW, job, id=workflow_id, task_queue=settings.task_queue
-        )
-        if no_wait:
-            _echo({"workflow_id": workflow_id}, as_json, f"verifying: workflow {workflow_id}")
+        handle = await _start(VERIFY_WORKFLOW, job, workflow_id, "verifying", no_wait, as_json)
+        if handle is None:
             return
         result = VerifyResult.model_validate(await handle.result())
         if as_json:

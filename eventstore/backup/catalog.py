@@ -71,8 +71,9 @@ def apply_retention(root: Path, *, keep: int, stale_after: float = 6 * 3600) -> 
     than ``stale_after`` seconds; returns the folders' names it deleted."""
     deleted = []
     now = time.time()
+    every = list_backups(root, every_scope=True)  # every manifest read once
     for scope in scopes(root):
-        stored = [s for s in list_backups(root, every_scope=True) if s.folder.parent == scope]
+        stored = [s for s in every if s.folder.parent == scope]
         for chain in chains(stored)[:-keep] if keep > 0 else []:
             for s in chain:
                 shutil.rmtree(s.folder)

@@ -16,42 +16,12 @@ from acci.eventstore.records import Position
 
 REDIS_URL = os.environ.get("ACCI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-# The columns of migration 004_read_models.sql; IF NOT EXISTS, so either may come first.
-READ_MODEL_TABLES = """
-CREATE SCHEMA IF NOT EXISTS read_models;
-CREATE TABLE IF NOT EXISTS read_models.tenants (
-    tenant_id text PRIMARY KEY, name text NOT NULL, status text NOT NULL,
-    user_count integer NOT NULL DEFAULT 0, settings jsonb NOT NULL,
-    created_at timestamptz NOT NULL, last_updated timestamptz NOT NULL, version bigint NOT NULL
-);
-CREATE TABLE IF NOT EXISTS read_models.users (
-    tenant_id text NOT NULL, user_id text NOT NULL, email text NOT NULL,
-    display_name text NOT NULL, roles text[] NOT NULL, status text NOT NULL,
-    created_at timestamptz NOT NULL, last_updated timestamptz NOT NULL, version bigint NOT NULL,
-    PRIMARY KEY (tenant_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS read_models.tenant_activity (
-    tenant_id text NOT NULL, event_type text NOT NULL, event_count bigint NOT NULL DEFAULT 0,
-    last_event_at timestamptz NOT NULL, PRIMARY KEY (tenant_id, event_type)
-);
-CREATE TABLE IF NOT EXISTS read_models.checkpoints (
-    projection text PRIMARY KEY, transaction_id bigint NOT NULL DEFAULT 0,
-    global_position bigint NOT NULL DEFAULT 0, status text NOT NULL DEFAULT 'running',
-    last_error text, updated_at timestamptz
-);
-"""
-
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def at(minutes: int) -> datetime:
     """A fixed instant, ``minutes`` after T0."""
     return T0 + timedelta(minutes=minutes)
-
-
-async def create_read_model_tables(pool: AsyncConnectionPool) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(READ_MODEL_TABLES)
 
 
 async def put_tenant(

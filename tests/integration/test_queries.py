@@ -37,7 +37,6 @@ from tests.conftest import _admin, database_url_for
 from tests.integration.query_rows import (
     REDIS_URL,
     at,
-    create_read_model_tables,
     delete_checkpoint,
     delete_keys,
     put_activity,
@@ -55,8 +54,7 @@ def new_id(prefix: str = "t") -> str:
 
 @pytest_asyncio.fixture(scope="module")
 async def read_models(pool: AsyncConnectionPool) -> AsyncConnectionPool:
-    """The module's database, migrated, with the read-model tables."""
-    await create_read_model_tables(pool)
+    """The module's database, migrated, with every read model's live tables."""
     return pool
 
 

@@ -34,7 +34,6 @@ from acci.workers.metrics import SharedCacheStats
 from tests.integration.query_rows import (
     REDIS_URL,
     at,
-    create_read_model_tables,
     delete_keys,
     put_activity,
     put_tenant,
@@ -68,7 +67,6 @@ def total(counter: str) -> float:
 @pytest_asyncio.fixture(scope="module")
 async def read_models(pool: AsyncConnectionPool) -> AsyncConnectionPool:
     require_redis()
-    await create_read_model_tables(pool)
     return pool
 
 

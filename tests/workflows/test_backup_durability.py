@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from acci.workers.settings import Settings
-from tests.workflows.conftest import RABBITMQ_URL, eventually
-from tests.workflows.test_backup_workflows import a_tenant, acci, events
+from tests.workflows.conftest import eventually
+from tests.workflows.test_backup_workflows import a_tenant, acci, backup_settings, events
 from tests.workflows.test_durability import WorkerProcess
 
 
@@ -28,15 +27,7 @@ from tests.workflows.test_durability import WorkerProcess
 def settings(
     database_url: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
-    yield Settings(
-        database_url=database_url,  # type: ignore[arg-type]
-        temporal_address=temporal_address,
-        task_queue=f"acci-backup-kill-{uuid.uuid4().hex[:8]}",
-        rabbitmq_url=RABBITMQ_URL,  # type: ignore[arg-type]
-        cache_prefix=f"acci-test-{uuid.uuid4().hex[:12]}",
-        metrics_port=0,
-        backup_dir=tmp_path_factory.mktemp("backups"),
-    )
+    yield backup_settings(database_url, temporal_address, tmp_path_factory.mktemp("backups"))
 
 
 @pytest.fixture

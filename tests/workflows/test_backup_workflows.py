@@ -13,6 +13,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,18 +37,30 @@ EVENTS = sql.SQL(
 )
 
 
-@pytest.fixture(scope="module")
-def settings(
-    database_url: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Settings]:
-    yield Settings(
+def backup_settings(
+    database_url: str, temporal_address: str, backup_dir: Path, **more: Any
+) -> Settings:
+    """A module's settings: its database, task queue, cache keys and backup folder."""
+    return Settings(
         database_url=database_url,  # type: ignore[arg-type]
         temporal_address=temporal_address,
         task_queue=f"acci-backup-{uuid.uuid4().hex[:8]}",
         rabbitmq_url=RABBITMQ_URL,  # type: ignore[arg-type]
         cache_prefix=f"acci-test-{uuid.uuid4().hex[:12]}",
         metrics_port=0,
-        backup_dir=tmp_path_factory.mktemp("backups"),
+        backup_dir=backup_dir,
+        **more,
+    )
+
+
+@pytest.fixture(scope="module")
+def settings(
+    database_url: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    yield backup_settings(
+        database_url,
+        temporal_address,
+        tmp_path_factory.mktemp("backups"),
         backup_full_cron="0 3 1 1 *",  # only the test's triggers run them
         backup_incremental_interval_s=86_400,
     )
