@@ -135,6 +135,8 @@ class ProjectionConfig(_Model):
     # workflow records progress and answers status queries from what it returned).
     idle_seconds: float = Field(default=1.0, gt=0)
     report_seconds: float = Field(default=1.0, gt=0)
+    # While it waits, the batch reads the store this often anyway, for appends that woke no one.
+    poll_seconds: float = Field(default=1.0, ge=0)
     # Woken by an append, a caught-up projection lets this pass before it applies: a burst of
     # commands then costs one batch instead of one each.
     gather_seconds: float = Field(default=0.1, ge=0)
@@ -166,6 +168,8 @@ class ProjectionBatchInput(_Model):
     wait_seconds: float = Field(default=0.0, ge=0)
     report_seconds: float = Field(default=1.0, ge=0)
     gather_seconds: float = Field(default=0.0, ge=0)
+    # While waiting, look at the store this often for appends no wake-up announced (0: never).
+    poll_seconds: float = Field(default=0.0, ge=0)
 
 
 class ProjectionStanding(_Model):
@@ -292,6 +296,14 @@ class SnapshotJobStatus(_Model):
     written: int
     pruned: int
 
+    def summary(self) -> str:
+        """One line of Markdown for the run's current details in the Web UI."""
+        where = f" · after {'/'.join(self.after)}" if self.after and self.phase != "done" else ""
+        return (
+            f"**{self.phase}** · {self.scanned} streams scanned · {self.written} snapshots"
+            f" written · {self.pruned} pruned{where}"
+        )
+
 
 # --- event migration -----------------------------------------------------------------------------
 
@@ -354,3 +366,13 @@ class EventMigrationStatus(_Model):
     migrated: int
     batches: int
     failure: EventMigrationFailure | None = None
+
+    def summary(self) -> str:
+        """One line of Markdown for the run's current details in the Web UI."""
+        line = (
+            f"**{self.phase}** · {self.scanned} events scanned · {self.migrated} migrated"
+            f" in {self.batches} batches"
+        )
+        if self.failure is not None:
+            line += f" · stopped at {self.failure.event_type}: {self.failure.error[:200]}"
+        return line

@@ -107,6 +107,7 @@ class ProjectionActivities:
             wait_seconds=request.wait_seconds,
             report_seconds=request.report_seconds,
             gather_seconds=request.gather_seconds,
+            poll_seconds=request.poll_seconds,
             appended=self._appended,
             parking=Parking(
                 event_id=request.park_event_id,

@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager, contextmanager
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from acci.workers.converter import DATA_CONVERTER
 from acci.workers.devserver import temporal_binary
 from acci.workflows.command import SEARCH_ATTRIBUTES
 
@@ -63,7 +63,7 @@ async def dev_server(db_file: str | None = None) -> AsyncIterator[WorkflowEnviro
     with stdout_to_stderr():  # its banner is not part of the table
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(temporal_binary()),
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_database_filename=db_file,
         )

@@ -146,6 +146,7 @@ class ProjectionRunner:
         wait_seconds: float = 0.0,
         report_seconds: float = 0.0,
         gather_seconds: float = 0.0,
+        poll_seconds: float = 0.0,
         appended: Appended | None = None,
         parking: Parking = NO_PARKING,
         heartbeat: Callable[[], None] | None = None,
@@ -158,13 +159,14 @@ class ProjectionRunner:
         paused; ``report_seconds`` after it started if it applied anything (else it waits on);
         when no append came for ``wait_seconds``; or when ``appended`` is closed. Woken by an
         append, it lets ``gather_seconds`` pass before the next batch, so that a burst of
-        commands costs one batch, not one each. ``heartbeat`` is called after every batch and at
+        commands costs one batch, not one each; unwoken, it runs one every ``poll_seconds``. ``heartbeat`` is called after every batch and at
         least every ``HEARTBEAT_SECONDS`` while waiting.
         """
         waiting = Waiting(
             wait_seconds=wait_seconds,
             report_seconds=report_seconds,
             gather_seconds=gather_seconds,
+            poll_seconds=poll_seconds,
             appended=appended,
             heartbeat=heartbeat,
         )

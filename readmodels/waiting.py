@@ -35,13 +35,20 @@ class Waiting:
 
     It waits up to ``wait_seconds`` for an append (``appended``; None: it only sleeps), returns
     ``report_seconds`` after it started once it applied something, lets ``gather_seconds``
-    pass after a wake-up so that a burst of appends costs one batch, and calls ``heartbeat``
-    after every batch and at least every ``HEARTBEAT_SECONDS`` while it waits.
+    pass after a wake-up so that a burst of appends costs one batch, runs a batch anyway every
+    ``poll_seconds`` while it waits (0: never), and calls ``heartbeat`` after every batch and
+    at least every ``HEARTBEAT_SECONDS`` while it waits.
+
+    The poll is for appends no wake-up announces (a process that appends without waking the
+    workers: a restore, an event migration, a script): one cheap read each, inside the
+    activity, so a long ``wait_seconds`` costs the workflow's history nothing while no event is
+    left waiting for longer than the poll.
     """
 
     wait_seconds: float = 0.0
     report_seconds: float = 0.0
     gather_seconds: float = 0.0
+    poll_seconds: float = 0.0
     appended: Appended | None = None
     heartbeat: Callable[[], None] | None = None
 
@@ -83,10 +90,12 @@ async def run_batches(
         # Once something was applied, report it within report_seconds.
         wait = waiting.wait_seconds
         deadline = start + (min(waiting.report_seconds, wait) if applied else wait)
-        if not await _wait(appended, since, deadline, heartbeat):
+        poll = loop.time() + waiting.poll_seconds if waiting.poll_seconds > 0 else deadline
+        if await _wait(appended, since, min(deadline, poll), heartbeat):
+            if waiting.gather_seconds > 0:
+                await asyncio.sleep(waiting.gather_seconds)
+        elif loop.time() >= deadline or (appended is not None and appended.closed):
             return await batches.measured(replace(report, applied=applied))
-        if waiting.gather_seconds > 0:
-            await asyncio.sleep(waiting.gather_seconds)
 
 
 def _backlog(report: BatchReport, parking: Parking) -> bool:

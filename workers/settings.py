@@ -102,7 +102,16 @@ class Settings(BaseSettings):
     projection_max_attempts: int = Field(default=5, ge=2, le=100)
     projection_retry_initial_ms: int = Field(default=200, ge=1)
     projection_retry_max_ms: int = Field(default=10_000, ge=1)
-    projection_idle_ms: int = Field(default=1_000, ge=10)
+    # The idle wait is long because every return to the workflow costs its history six events
+    # (activity scheduled, started, completed; a workflow task's three): at 1 s an idle
+    # projection wrote ~6 history events/s for nothing; at 10 min, under one a minute. New
+    # appends wake the waiting batch in-process (or by NOTIFY) at once, and a busy projection
+    # still reports every second, so neither lag nor the Web UI's details wait for it.
+    projection_idle_ms: int = Field(default=600_000, ge=10)
+    # While it waits, a caught-up batch reads the store this often anyway (one cheap query, no
+    # history event): appends that wake no worker (a restore, a migration, a script) are applied
+    # within this.
+    projection_poll_ms: int = Field(default=1_000, ge=0)
     projection_wake_interval_ms: int = Field(default=100, ge=0)
 
     # Queries (DESIGN §5): how long a cached answer lives, how long Redis may take to answer

@@ -14,7 +14,6 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from acci.activities.command_activities import parse
@@ -22,12 +21,13 @@ from acci.activities.errors import command_error
 from acci.activities.models import CommandInput, CommandResult, command_workflow_id
 from acci.domain.errors import CommandError
 from acci.eventstore.errors import CommandIdReusedError
+from acci.workers.converter import DATA_CONVERTER
 from acci.workers.settings import Settings
-from acci.workflows.command import CommandWorkflow, command_search_attributes
+from acci.workflows.command import CommandWorkflow, command_search_attributes, command_summary
 
 
 async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client:
-    """A client of the configured Temporal server, speaking JSON via pydantic.
+    """A client of the configured Temporal server, speaking JSON via pydantic (``DATA_CONVERTER``).
 
     ``starting_within``: the server was just started, and may answer on its port a moment
     before its frontend is healthy; keep trying that long.
@@ -38,7 +38,7 @@ async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=DATA_CONVERTER,
             )
         except RuntimeError:
             # The SDK reports an unreachable or not-yet-healthy server as a RuntimeError.
@@ -66,6 +66,7 @@ async def start_command(client: Client, command: CommandInput, *, task_queue: st
     it, runs the command when they are not, and refuses an id used for another command.
     """
     workflow_id = command_workflow_id(command.command_id)
+    aggregate_id = _aggregate_id(command)
     try:
         handle = await client.start_workflow(
             CommandWorkflow.run,
@@ -76,9 +77,9 @@ async def start_command(client: Client, command: CommandInput, *, task_queue: st
             # A running run is compared with this command before it is joined (below).
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             # Set at the start, the run needs no upsert of its own (two fewer history events).
-            search_attributes=command_search_attributes(
-                command, aggregate_id=_aggregate_id(command)
-            ),
+            search_attributes=command_search_attributes(command, aggregate_id=aggregate_id),
+            # Shown in the Web UI's list and on the run's page: "RegisterUser acme/u-42".
+            static_summary=command_summary(command, aggregate_id=aggregate_id),
             # When this client's process also runs a worker (acci dev, an API beside a worker),
             # the server hands the first task straight back: no dispatch through matching.
             request_eager_start=True,

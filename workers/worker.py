@@ -257,6 +257,7 @@ def projection_config(settings: Settings, projection: Projection) -> ProjectionC
         retry_max_seconds=settings.projection_retry_max_ms / 1000,
         on_failure=projection.on_failure,
         idle_seconds=settings.projection_idle_ms / 1000,
+        poll_seconds=settings.projection_poll_ms / 1000,
         gather_seconds=settings.projection_wake_interval_ms / 1000,
     )
 
@@ -280,6 +281,7 @@ async def start_projections(
             task_queue=task_queue,
             start_signal="configure",
             start_signal_args=[config],
+            static_summary=f"projection {config.name}: keeps its read model up to date",
         )
 
 

@@ -13,6 +13,7 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from acci.activities.command_activities import CommandActivities
@@ -58,6 +59,14 @@ _KEYWORD_MAX: Final = 256
 # A malformed input is a command validation error like any other: typed clients and acci map it
 # to CommandValidationError ("error (validation): ...").
 INPUT_ERROR_TYPE: Final = CommandValidationError.__name__
+# Temporal keeps a summary short (the Web UI shows one line of it).
+_SUMMARY_MAX: Final = 200
+_FAMILY_WORDS: Final = {
+    "CommandValidationError": "validation",
+    "DomainError": "domain",
+    "ConcurrencyError": "concurrency",
+    "AuthorizationError": "authorization",
+}
 
 
 @workflow.defn(name=COMMAND_WORKFLOW)
@@ -76,17 +85,54 @@ class CommandWorkflow:
         # start_command sets the search attributes at the start; a run started without them (a
         # plain `temporal workflow start`) upserts them itself, the aggregate once it is known.
         _set_missing(command_search_attributes(command))
+        summary = command_summary(command)
         # Validate, handle and publish in one local activity (bench/commands_bench.py measured
         # three separate ones at about 1.4x the CPU per command for the same guarantees).
-        result: CommandResult = await run_local(
-            CommandActivities.run,
-            command,
-            step_timeout=_STEP_TIMEOUT,
-            retry=_RETRY,
-            local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
-        )
+        try:
+            result: CommandResult = await run_local(
+                CommandActivities.run,
+                command,
+                step_timeout=_STEP_TIMEOUT,
+                retry=_RETRY,
+                local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
+            )
+        except ApplicationError as e:
+            # The Web UI shows a run's current details on its page: the outcome in words.
+            workflow.set_current_details(f"{summary} rejected: {rejection_family(e.type)}")
+            raise
         _set_missing(command_search_attributes(command, aggregate_id=result.aggregate_id))
+        summary = command_summary(command, aggregate_id=result.aggregate_id)
+        again = " (re-sent: the first result)" if result.duplicate else ""
+        workflow.set_current_details(f"{summary} → v{result.stream_version}{again}")
         return result
+
+
+def command_summary(command: CommandInput, *, aggregate_id: str | None = None) -> str:
+    """What a command run is, in the words an operator scans a list with: its type, tenant and
+    aggregate (``RegisterUser acme/u-42``; a tenant's own commands name the tenant once).
+
+    ``start_command`` gives it as the run's summary (Temporal user metadata, shown in the Web
+    UI's list and on the run's page); the workflow ends its current details with the outcome.
+    """
+    target = command.tenant_id
+    aggregate = aggregate_id or _payload_aggregate(command)
+    if aggregate and aggregate != command.tenant_id:
+        target = f"{command.tenant_id}/{aggregate}"
+    return f"{command.command_type} {target}"[:_SUMMARY_MAX]
+
+
+def _payload_aggregate(command: CommandInput) -> str | None:
+    # Before the command is parsed, its aggregate is the payload's id field, if it has one.
+    for key in ("user_id", "aggregate_id", "tenant_id"):
+        value = command.payload.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def rejection_family(error_type: str | None) -> str:
+    """A rejection's family in one word (``CommandValidationError`` → ``validation``)."""
+    return _FAMILY_WORDS.get(error_type or "", error_type or "failed")
 
 
 def command_search_attributes(

@@ -49,7 +49,7 @@ class EventMigrationWorkflow:
             migrated=job.migrated,
             batches=job.batches,
         )
-        self._status = status
+        self._show(status)
         for _ in range(BATCHES_PER_RUN):
             batch: EventMigrationBatchResult = await workflow.execute_activity_method(
                 MigrationActivities.migrate_batch,
@@ -59,9 +59,7 @@ class EventMigrationWorkflow:
                 retry_policy=BATCH_RETRY,
             )
             if batch.failure is not None:
-                self._status = status.model_copy(
-                    update={"phase": "failed", "failure": batch.failure}
-                )
+                self._show(status.model_copy(update={"phase": "failed", "failure": batch.failure}))
                 return self._status
             status = status.model_copy(
                 update={
@@ -71,9 +69,9 @@ class EventMigrationWorkflow:
                     "batches": status.batches + 1,
                 }
             )
-            self._status = status
+            self._show(status)
             if batch.next_after is None:
-                self._status = status.model_copy(update={"phase": "done"})
+                self._show(status.model_copy(update={"phase": "done"}))
                 return self._status
         workflow.continue_as_new(
             job.model_copy(
@@ -85,6 +83,11 @@ class EventMigrationWorkflow:
                 }
             )
         )
+
+    def _show(self, status: EventMigrationStatus) -> None:
+        # Also the run's current details: the Web UI shows them on its page, no query needed.
+        self._status = status
+        workflow.set_current_details(status.summary())
 
     @workflow.query
     def status(self) -> EventMigrationStatus:

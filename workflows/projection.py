@@ -102,6 +102,8 @@ class ProjectionWorkflow:
         self._outage: str | None = None
         self._outages = 0
         self._updated_at: datetime | None = None
+        # Events applied per second between the last two batch results.
+        self._rate = 0.0
         # Set by a resume or a new config: ends a backoff at once.
         self._retry_now = False
 
@@ -133,6 +135,7 @@ class ProjectionWorkflow:
             on_failure=config.on_failure,
             wait_seconds=config.idle_seconds,
             report_seconds=config.report_seconds,
+            poll_seconds=config.poll_seconds,
             gather_seconds=config.gather_seconds,
         )
         try:
@@ -147,6 +150,7 @@ class ProjectionWorkflow:
             self._outage = str(e.cause or e)
             self._outages += 1
             workflow.logger.warning("projection batch failed: %s", self._outage)
+            self._show()
             await self._back_off(self._outages)
             return
         self._outage, self._outages = None, 0
@@ -158,6 +162,7 @@ class ProjectionWorkflow:
             same = self._failure is not None and self._failure.event_id == result.failure.event_id
             self._attempts = self._attempts + 1 if same else 1
             self._failure = result.failure
+            self._show()
             await self._back_off(self._attempts)
             return
         self._failure, self._attempts = None, 0
@@ -174,12 +179,21 @@ class ProjectionWorkflow:
             pass
 
     def _record(self, result: ProjectionBatchResult) -> None:
+        now = workflow.now()
+        since = (now - self._updated_at).total_seconds() if self._updated_at else 0.0
+        self._rate = result.applied / since if since > 0 else 0.0
         self._last = result
         self._applied_total += result.applied
-        self._updated_at = workflow.now()
+        self._updated_at = now
         if result.paused:
             # Only the checkpoint row pauses a projection for good; resuming is an update.
             self._paused = True
+        self._show()
+
+    def _show(self) -> None:
+        # The run's current details (Temporal user metadata): the Web UI shows them on the
+        # run's page, so an operator sees where the projection stands without a query.
+        workflow.set_current_details(current_details(self.status(), self._rate))
 
     def _carried_over(self) -> ProjectionInput:
         return ProjectionInput(
@@ -238,6 +252,7 @@ class ProjectionWorkflow:
         )
         self._record(result)
         self._paused = True
+        self._show()
         return self.status()
 
     @workflow.update
@@ -251,6 +266,7 @@ class ProjectionWorkflow:
         self._paused = False
         self._failure, self._attempts = None, 0
         self._retry_now = True
+        self._show()
         return self.status()
 
     @workflow.update
@@ -270,6 +286,22 @@ class ProjectionWorkflow:
             DeadLetterInput(projection=self._config.name, event_id=action.event_id),
         )
         return result
+
+
+def current_details(status: ProjectionStatus, rate: float) -> str:
+    """A projection's standing in one line of Markdown, as its run shows it in the Web UI."""
+    line = (
+        f"**{status.state}** · position {status.position} · head {status.head}"
+        f" · lag {status.lag_events} events ({status.lag_seconds:.1f} s)"
+        f" · {rate:.0f} events/s · {status.applied_total} applied"
+    )
+    if status.stalled:
+        line += f" · held back {status.stall_seconds:.0f} s by an open transaction"
+    if status.last_error:
+        line += f"\n\nlast error: {status.last_error[:300]}"
+    if status.updated_at is not None:
+        line += f"\n\nas of {status.updated_at:%Y-%m-%d %H:%M:%S} UTC"
+    return line
 
 
 async def _action(activity: Callable[[Any, InputT], Awaitable[ResultT]], arg: InputT) -> ResultT:

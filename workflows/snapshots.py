@@ -43,7 +43,7 @@ class SnapshotWorkflow:
             written=job.written,
             pruned=job.pruned,
         )
-        self._status = status
+        self._show(status)
         if job.started_at is None:
             job = job.model_copy(update={"started_at": workflow.now()})
         for _ in range(BATCHES_PER_RUN):
@@ -62,9 +62,9 @@ class SnapshotWorkflow:
                     "pruned": status.pruned + batch.pruned,
                 }
             )
-            self._status = status
+            self._show(status)
             if batch.next_after is None:
-                self._status = status.model_copy(update={"phase": "done"})
+                self._show(status.model_copy(update={"phase": "done"}))
                 return self._status
         workflow.continue_as_new(
             job.model_copy(
@@ -76,6 +76,11 @@ class SnapshotWorkflow:
                 }
             )
         )
+
+    def _show(self, status: SnapshotJobStatus) -> None:
+        # Also the run's current details: the Web UI shows them on its page, no query needed.
+        self._status = status
+        workflow.set_current_details(status.summary())
 
     @workflow.query
     def status(self) -> SnapshotJobStatus:

@@ -18,10 +18,10 @@ import pika
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from acci.eventstore.messaging.messages import EXCHANGE
+from acci.workers.converter import DATA_CONVERTER
 from acci.workers.devserver import temporal_binary
 from acci.workers.settings import Settings
 from acci.workers.worker import running_worker
@@ -61,7 +61,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One dev server for the session, with ACCI's search attributes registered."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=SEARCH_ATTRIBUTES,
     )
     try:
