@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ROOT / "ops"
@@ -118,26 +117,26 @@ def metric_names(expr: str) -> set[str]:
 
 
 _SUFFIXES = {
-    "counter": ("_total",),
     "histogram": ("_bucket", "_sum", "_count"),
-    "summary": ("_sum", "_count"),
     "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "summary": ("", "_sum", "_count"),
 }
 
 
 def exported_names(exposition: Iterable[str]) -> set[str]:
-    """The series names Prometheus would store from these scrapes (text format).
+    """The series names Prometheus stores from these scrapes (text format 0.0.4).
 
-    A family with samples contributes its sample names exactly as exposed; a family declared
-    without samples yet (a labelled metric nobody observed) contributes the names its samples
-    will have, by its type (a counter ``x`` -> ``x_total``, as prometheus_client exposes it).
+    Read from the text as Prometheus reads it (prometheus_client's parser would add ``_total``
+    to a counter exposed without it, as the Temporal SDK's are): every sample's name, and for a
+    family declared without samples yet (a labelled metric nobody observed), the names its
+    samples will have by its ``# TYPE`` (prometheus_client declares a counter as ``x_total``).
     """
     names: set[str] = set()
     for text in exposition:
-        for family in text_string_to_metric_families(text):
-            if family.samples:
-                names.update(s.name for s in family.samples)
-            else:
-                suffixes = _SUFFIXES.get(family.type, ("",))
-                names.update(family.name + suffix for suffix in suffixes)
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split(maxsplit=3)
+                names.update(name + suffix for suffix in _SUFFIXES.get(kind.strip(), ("",)))
+            elif line and not line.startswith("#"):
+                names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
     return names

@@ -223,7 +223,7 @@ REQUIRED = {
     "gap-free horizon": "acci_event_horizon_lag_events",
     "backups": "acci_backup_last_success_timestamp_seconds",
     "workflow task latency": "temporal_workflow_task_schedule_to_start_latency_bucket",
-    "activity failures": "temporal_activity_execution_failed",
+    "command step failures": "temporal_local_activity_execution_failed",
 }
 
 
@@ -252,3 +252,9 @@ def test_the_dashboard_shows_what_an_operator_needs_and_only_acci_and_sdk_metric
 )
 def test_metric_names_are_read_out_of_promql(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
+
+
+def test_the_worker_image_exposes_both_metrics_ports() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    [expose] = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("EXPOSE")]
+    assert {default("metrics_port"), default("temporal_metrics_port")} <= set(map(int, expose))
