@@ -16,6 +16,10 @@ RUN pip install --no-cache-dir .
 # directory's owner, so the worker can write it.
 RUN mkdir /backups && chown nobody /backups
 
+# The worker's /metrics, /healthz and /readyz (ACCI_METRICS_PORT) and the Temporal SDK's metrics
+# (ACCI_TEMPORAL_METRICS_PORT); set ACCI_METRICS_HOST=0.0.0.0 to serve them outside the container.
+EXPOSE 9464 9465
+
 USER nobody
 ENTRYPOINT ["acci"]
 CMD ["worker"]
