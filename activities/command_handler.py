@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,11 @@ class CommandHandler:
         conflict_budget_seconds: float = 10.0,
         backoff_initial_seconds: float = 0.005,
         backoff_max_seconds: float = 0.5,
+        on_conflict: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_conflict`` is called with the command type each time a command lost a race on
+        its stream and is about to reload and decide again (the worker counts them)."""
+        self._on_conflict = on_conflict
         self._store = store
         self._repository = repository
         self._budget = conflict_budget_seconds
@@ -130,6 +134,8 @@ class CommandHandler:
                     "concurrency conflict, deciding again",
                     extra={"command_id": str(command_id), "attempt": attempt},
                 )
+                if self._on_conflict is not None:
+                    self._on_conflict(command.command_type)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

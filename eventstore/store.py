@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from acci.domain import errors as domain_errors
 from acci.domain.registry import EventRegistry
 from acci.domain.registry import registry as default_registry
-from acci.eventstore import validation
+from acci.eventstore import instruments, validation
 from acci.eventstore.append import Appender
 from acci.eventstore.errors import (
     EventStoreValidationError,
@@ -147,7 +147,11 @@ class EventStore:
         """
         if not appends:
             return []
-        return await self._appender.run(appends, self._appender.prepare(appends, metadata))
+        prepared = self._appender.prepare(appends, metadata)
+        with instruments.APPEND_SECONDS.time():
+            results = await self._appender.run(appends, prepared)
+        instruments.appended(results)
+        return results
 
     # -- reading -------------------------------------------------------------------------
 
@@ -253,7 +257,8 @@ class EventStore:
                 raise UnsupportedEventTypeError(f"unknown event type(s) {unknown}")
             params["event_types"] = types
         query = READ_ALL[(tenant_id is not None, types is not None)]
-        return await self._fetch_events(query, params)
+        with instruments.READ_ALL_BATCH_SECONDS.time():
+            return await self._fetch_events(query, params)
 
     async def read_tenant_in(
         self,

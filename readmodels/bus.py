@@ -6,6 +6,7 @@ pool (and cache) of its own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -24,6 +25,7 @@ from acci.readmodels.installed import query_handlers
 from acci.readmodels.queries import (
     Query,
 )
+from acci.readmodels.query_times import QueryTimer
 
 R = TypeVar("R", bound=pydantic.BaseModel)
 Q = TypeVar("Q", bound=Query[Any])
@@ -49,9 +51,11 @@ class QueryBus:
         *,
         cache: QueryCache | None = None,
         consistency_timeout: float = 5.0,
+        timer: QueryTimer | None = None,
     ) -> None:
         self._pool = pool
         self._cache = cache
+        self._timer = timer
         self._consistency_timeout = consistency_timeout
         self._handlers: dict[type[Query[Any]], Callable[[Any], Awaitable[Any]]] = {}
 
@@ -72,7 +76,9 @@ class QueryBus:
             answer: R = await handler(query)
             return answer
 
-        with QUERY_SECONDS.labels(type(query).__name__).time():
+        name = type(query).__name__
+        started = time.perf_counter()
+        try:
             position = query.consistent_with
             if position is not None:
                 await wait_until_projected(
@@ -81,6 +87,11 @@ class QueryBus:
             if self._cache is None:
                 return await load()
             return await self._cache.get_or_load(query, load, fresh=position is not None)
+        finally:
+            elapsed = time.perf_counter() - started
+            QUERY_SECONDS.labels(name).observe(elapsed)
+            if self._timer is not None:
+                self._timer.record(name, elapsed)
 
 
 def build_query_bus(
@@ -88,10 +99,11 @@ def build_query_bus(
     *,
     cache: QueryCache | None = None,
     consistency_timeout: float = 5.0,
+    timer: QueryTimer | None = None,
 ) -> QueryBus:
     """A bus answering every installed application's queries, reading through ``pool`` (and
-    ``cache``)."""
-    bus = QueryBus(pool, cache=cache, consistency_timeout=consistency_timeout)
+    ``cache``), adding each answer's time to ``timer``'s shared tally if given."""
+    bus = QueryBus(pool, cache=cache, consistency_timeout=consistency_timeout, timer=timer)
     for query_type, answer in query_handlers().items():
         bus.register(query_type, answer(pool))
     return bus
@@ -102,13 +114,15 @@ async def pooled_query_bus(
     database_url: str,
     *,
     cache: QueryCache | None = None,
+    timer: QueryTimer | None = None,
     pool_min_size: int = 1,
     pool_max_size: int = 8,
     statement_timeout_ms: int = 60_000,
     consistency_timeout: float = 5.0,
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[QueryBus]:
-    """A bus over a pool of its own on ``database_url`` (and over ``cache``), both closed on exit.
+    """A bus over a pool of its own on ``database_url`` (and over ``cache`` and ``timer``), all
+    closed on exit.
 
     Everything is an explicit argument here; a process opens its configured bus with
     ``acci.workers.runtime.open_query_bus(settings)``. ``ReadModelError`` if PostgreSQL cannot be
@@ -117,6 +131,8 @@ async def pooled_query_bus(
     async with AsyncExitStack() as stack:
         if cache is not None:
             await stack.enter_async_context(cache)
+        if timer is not None:
+            stack.push_async_callback(timer.aclose)
         pool = await stack.enter_async_context(
             create_pool(
                 database_url,
@@ -134,4 +150,6 @@ async def pooled_query_bus(
                 f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)} did not"
                 f" accept a connection within {connect_timeout:.1f} s"
             ) from None
-        yield build_query_bus(pool, cache=cache, consistency_timeout=consistency_timeout)
+        yield build_query_bus(
+            pool, cache=cache, consistency_timeout=consistency_timeout, timer=timer
+        )

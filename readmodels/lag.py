@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -24,7 +24,7 @@ LAG_CAP: Final = 10_000
 # age name the stall (pg_stat_activity for a session, pg_prepared_xacts for a prepared one;
 # neither when it ended since the snapshot). Head, counts and horizon come from one statement:
 # one snapshot, one round trip; pg_locks and the activity views are read only when needed.
-_LAG: Final = (
+LAG_STATEMENT: Final = (
     sql.SQL(
         "WITH horizon AS MATERIALIZED (SELECT {horizon} AS xid),"
         " pending AS ("
@@ -96,12 +96,22 @@ class Lag:
 
 async def measure_lag(pool: AsyncConnectionPool, position: Position, *, cap: int = LAG_CAP) -> Lag:
     """How far ``position`` is behind the newest committed event, in one statement."""
-    params = {"tx": str(position.transaction_id), "gp": position.global_position, "cap": cap}
+    params = lag_params(position, cap=cap)
     with translated():
         async with pool.connection() as conn:
-            cur = await conn.execute(_LAG, params)
+            cur = await conn.execute(LAG_STATEMENT, params)
             row = await cur.fetchone()
     assert row is not None  # an aggregate: always one row
+    return lag_of_row(row)
+
+
+def lag_params(position: Position, *, cap: int = LAG_CAP) -> dict[str, object]:
+    """``LAG_STATEMENT``'s parameters for ``position``."""
+    return {"tx": str(position.transaction_id), "gp": position.global_position, "cap": cap}
+
+
+def lag_of_row(row: tuple[Any, ...]) -> Lag:
+    """``LAG_STATEMENT``'s one row as a Lag."""
     events, readable, seconds, tx, gp, stalled, pid, stall_seconds = row
     return Lag(
         head=Position(int(tx), int(gp)) if tx is not None else START,

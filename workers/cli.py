@@ -160,6 +160,7 @@ def worker(
 ) -> None:
     """Run a worker on the command task queue until SIGINT/SIGTERM (in-flight work finishes)."""
     setup()
+    from acci.workers.metrics_temporal import metrics_runtime
     from acci.workers.temporal_client import connect
     from acci.workers.worker import running_worker
 
@@ -172,7 +173,8 @@ def worker(
 
     async def main() -> None:
         stop = _stop_on_signals()
-        client = await connect(settings)
+        runtime = metrics_runtime(settings.metrics_host, settings.temporal_metrics_port)
+        client = await connect(settings, runtime=runtime)
         async with running_worker(settings, client):
             await stop.wait()
 
@@ -197,6 +199,7 @@ def dev(
     from acci.workers.demo import DevSetup, run_demo
     from acci.workers.devserver import DevServer, DevServerError
     from acci.workers.metrics import metrics_endpoint
+    from acci.workers.metrics_temporal import metrics_runtime
     from acci.workers.schedules import apply_schedules
     from acci.workers.temporal_client import connect
     from acci.workers.worker import running_worker
@@ -210,7 +213,8 @@ def dev(
             typer.echo(f"error (unavailable): {e}", err=True)
             raise typer.Exit(1) from None
         try:
-            client = await connect(settings, starting_within=30)
+            runtime = metrics_runtime(settings.metrics_host, settings.temporal_metrics_port)
+            client = await connect(settings, starting_within=30, runtime=runtime)
             # Served here rather than by the worker, so that what is printed is what is served.
             with metrics_endpoint(settings.metrics_host, settings.metrics_port) as served:
                 worker_settings = settings.model_copy(update={"metrics_port": 0})

@@ -1,4 +1,5 @@
-"""Waking the projections when a command has appended events, without slowing the command.
+"""The worker's activity interceptors: waking the projections after a command appended events,
+and observing commands and projection batches for the metrics.
 
 The worker's activity interceptor sees each command's result; one with events calls
 ``AppendNotifier.notify`` (``readmodels/wakeups.py``), which only bumps a counter here and leaves
@@ -8,6 +9,7 @@ on that counter apply the new events at once.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from temporalio.worker import (
@@ -16,8 +18,10 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from acci.activities.models import CommandResult
+from acci.activities.models import CommandInput, CommandResult, ProjectionBatchInput
 from acci.readmodels.wakeups import AppendNotifier
+from acci.workers.metrics_commands import CommandMetrics, outcome_of
+from acci.workers.metrics_projections import ProjectionActivity
 
 
 class WakeProjectionsAfterAppend(Interceptor):
@@ -41,3 +45,60 @@ class _WakeAfterAppend(ActivityInboundInterceptor):
         if isinstance(result, CommandResult) and result.event_ids:
             self._notifier.notify()
         return result
+
+
+class ObserveActivities(Interceptor):
+    """Worker interceptor: counts each command attempt's outcome and time, and tracks which
+    projection batches run and which raised (for ``acci_projection_state``)."""
+
+    def __init__(self, commands: CommandMetrics, projections: ProjectionActivity) -> None:
+        self._commands = commands
+        self._projections = projections
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Observe(next, self._commands, self._projections)
+
+
+class _Observe(ActivityInboundInterceptor):
+    def __init__(
+        self,
+        next: ActivityInboundInterceptor,
+        commands: CommandMetrics,
+        projections: ProjectionActivity,
+    ) -> None:
+        super().__init__(next)
+        self._commands = commands
+        self._projections = projections
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        request = input.args[0] if input.args else None
+        if isinstance(request, CommandInput):
+            return await self._command(input, request)
+        if isinstance(request, ProjectionBatchInput):
+            return await self._batch(input, request.projection)
+        return await super().execute_activity(input)
+
+    async def _command(self, input: ExecuteActivityInput, command: CommandInput) -> Any:
+        started = time.perf_counter()
+        outcome = "infrastructure"
+        try:
+            result = await super().execute_activity(input)
+            duplicate = isinstance(result, CommandResult) and result.duplicate
+            outcome = "resent" if duplicate else "ok"
+            return result
+        except BaseException as e:
+            outcome = outcome_of(e)
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            self._commands.attempt(command.command_type, command.tenant_id, outcome, seconds)
+
+    async def _batch(self, input: ExecuteActivityInput, projection: str) -> Any:
+        self._projections.started(projection)
+        raised = True
+        try:
+            result = await super().execute_activity(input)
+            raised = False
+            return result
+        finally:
+            self._projections.ended(projection, raised=raised)

@@ -1,51 +1,32 @@
-"""The worker's Prometheus metrics (projection lag, the shared cache tally) and their endpoint."""
+"""The worker's Prometheus metrics and their endpoint.
+
+Everything is registered on prometheus_client's default registry, which the endpoint serves:
+the event store's instruments (``eventstore/instruments.py``), the command metrics
+(``workers/metrics_commands.py``), the collectors read at each scrape (projections and the
+gap-free horizon from PostgreSQL, ``workers/metrics_projections.py``; the query cache's and the
+query times' shared tallies from Redis, here and in ``workers/metrics_queries.py``), the
+backup, restore, verify and rebuild families of their activities. The Temporal SDK's own
+metrics have an endpoint of their own (``workers/metrics_temporal.py``).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final
 
-from prometheus_client import REGISTRY, Gauge, start_http_server
+from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from acci.activities.models import ProjectionBatchResult
 from acci.readmodels.cache import shared_stats
+from acci.workers.metrics_projections import DatabaseMetrics, ProjectionActivity
+from acci.workers.metrics_queries import shared_query_times
+from acci.workers.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PROJECTION_LAG_EVENTS: Final = Gauge(
-    "acci_projection_lag_events",
-    "Events committed in the event store that the projection has not applied yet"
-    " (capped at 10000), including any held back by an open event-writing transaction",
-    ["projection"],
-)
-PROJECTION_LAG_SECONDS: Final = Gauge(
-    "acci_projection_lag_seconds",
-    "Age of the oldest event the projection has not applied yet (0 when caught up)",
-    ["projection"],
-)
-
-
-EVENT_HORIZON_STALL_SECONDS: Final = Gauge(
-    "acci_event_horizon_stall_seconds",
-    "How long the open event-writing transaction holding the projection's committed events back"
-    " from gap-free readers has been open (0 when nothing is held back)",
-    ["projection"],
-)
-
-
-def observe_projection(result: ProjectionBatchResult) -> None:
-    """Record a projection batch's lag, and the stall behind it."""
-    PROJECTION_LAG_EVENTS.labels(result.projection).set(result.lag_events)
-    PROJECTION_LAG_SECONDS.labels(result.projection).set(result.lag_seconds)
-    EVENT_HORIZON_STALL_SECONDS.labels(result.projection).set(
-        result.stall_seconds if result.stalled else 0.0
-    )
 
 
 class SharedCacheStats(Collector):
@@ -102,6 +83,27 @@ def shared_cache_stats(redis_url: str, prefix: str) -> Iterator[None]:
     finally:
         REGISTRY.unregister(collector)
         collector.close()
+
+
+@contextmanager
+def worker_metrics(
+    settings: Settings, projections: Sequence[str], activity: ProjectionActivity
+) -> Iterator[None]:
+    """Serve the worker's scrape-time families until the block exits: the shared cache and
+    query tallies (Redis), the projections' lag, state and dead letters and the horizon's
+    stall (PostgreSQL, for ``projections``, whose batches ``activity`` watches)."""
+    redis_url = settings.redis_url.get_secret_value()
+    database = DatabaseMetrics(settings.database_url.get_secret_value(), projections, activity)
+    REGISTRY.register(database)
+    try:
+        with (
+            shared_cache_stats(redis_url, settings.cache_prefix),
+            shared_query_times(redis_url, settings.cache_prefix),
+        ):
+            yield
+    finally:
+        REGISTRY.unregister(database)
+        database.close()
 
 
 @contextmanager

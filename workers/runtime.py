@@ -15,6 +15,7 @@ from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.bus import QueryBus, pooled_query_bus
 from acci.readmodels.cache import QueryCache
+from acci.readmodels.query_times import QueryTimer
 from acci.readmodels.schema import prepare_database
 from acci.workers.apps import app_names, load_applications
 from acci.workers.settings import Settings
@@ -75,17 +76,29 @@ def query_cache(settings: Settings) -> QueryCache:
     )
 
 
+def query_timer(settings: Settings) -> QueryTimer:
+    """The shared tally of query times, in the cache's Redis under the cache's prefix."""
+    return QueryTimer.from_url(
+        settings.redis_url.get_secret_value(),
+        prefix=settings.cache_prefix,
+        socket_timeout=settings.cache_socket_timeout_ms / 1000,
+        retry_after=settings.cache_retry_after_ms / 1000,
+    )
+
+
 @asynccontextmanager
 async def open_query_bus(
     settings: Settings, *, pool_max_size: int = 8, cached: bool = True
 ) -> AsyncIterator[QueryBus]:
-    """The query bus on the configured PostgreSQL, through the Redis cache if ``cached``: the
+    """The query bus on the configured PostgreSQL, through the Redis cache if ``cached`` (its
+    answers' times go to the shared tally in Redis that the worker serves, cached or not): the
     one way a process (the CLI, the demo) opens a bus of its own; it answers every configured
     application's queries."""
     load_applications(app_names(settings.apps))
     async with pooled_query_bus(
         settings.database_url.get_secret_value(),
         cache=query_cache(settings) if cached else None,
+        timer=query_timer(settings),
         pool_max_size=pool_max_size,
         statement_timeout_ms=settings.db_statement_timeout_ms,
         consistency_timeout=settings.query_consistency_timeout_ms / 1000,

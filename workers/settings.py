@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     # The worker's Prometheus endpoint (http://host:port/metrics); port 0 turns it off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # The Temporal SDK's own metrics, served by the worker process (`acci worker`, `acci dev`)
+    # on metrics_host at this port; 0 turns them off.
+    temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    # Per-tenant command counters: this many distinct tenants get their own label, the rest
+    # are counted as "other" (tenants are unbounded; Prometheus series should not be).
+    metrics_tenant_labels: int = Field(default=20, ge=0, le=10_000)
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 
 from acci.activities.command_activities import parse
 from acci.activities.errors import command_error
@@ -26,11 +27,14 @@ from acci.workers.settings import Settings
 from acci.workflows.command import CommandWorkflow, command_search_attributes, command_summary
 
 
-async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client:
+async def connect(
+    settings: Settings, *, starting_within: float = 0.0, runtime: Runtime | None = None
+) -> Client:
     """A client of the configured Temporal server, speaking JSON via pydantic (``DATA_CONVERTER``).
 
     ``starting_within``: the server was just started, and may answer on its port a moment
-    before its frontend is healthy; keep trying that long.
+    before its frontend is healthy; keep trying that long. ``runtime``: the SDK runtime to use
+    (the worker's serves the SDK's metrics; default: the SDK's default runtime).
     """
     deadline = time.monotonic() + starting_within
     while True:
@@ -39,6 +43,7 @@ async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=DATA_CONVERTER,
+                runtime=runtime,
             )
         except RuntimeError:
             # The SDK reports an unreachable or not-yet-healthy server as a RuntimeError.

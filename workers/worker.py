@@ -35,8 +35,10 @@ from acci.readmodels.installed import default_projections
 from acci.readmodels.projections import Projection
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.wakeups import Appended, AppendListener, AppendNotifier
-from acci.workers.interceptors import WakeProjectionsAfterAppend
-from acci.workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
+from acci.workers.interceptors import ObserveActivities, WakeProjectionsAfterAppend
+from acci.workers.metrics import metrics_endpoint, worker_metrics
+from acci.workers.metrics_commands import CommandMetrics
+from acci.workers.metrics_projections import ProjectionActivity
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
 from acci.workflows.backup import BackupWorkflow, RestoreWorkflow, VerifyWorkflow
@@ -108,11 +110,14 @@ async def running_worker(
         except MessagingError as e:
             # Commands still run; their publish step retries until RabbitMQ is back.
             log.warning("RabbitMQ is not reachable yet", extra={"error": str(e)})
+        command_metrics = CommandMetrics(tenant_labels=settings.metrics_tenant_labels)
+        batches = ProjectionActivity()
         activities = CommandActivities(
             handler=CommandHandler(
                 rt.store,
                 rt.repository,
                 conflict_budget_seconds=settings.command_conflict_budget_ms / 1000,
+                on_conflict=command_metrics.conflict,
             ),
             store=rt.store,
             publisher=publisher,
@@ -141,7 +146,7 @@ async def running_worker(
                 ProjectionRunner(p, rt.store, on_committed=committed(p.name)) for p in projections
             ],
             appended=appended,
-            on_report=observe_projection,
+            on_report=batches.reported,
         )
         snapshot_activities = SnapshotActivities(
             pool=rt.pool,
@@ -186,7 +191,10 @@ async def running_worker(
                     VerifyActivities(rt.store, AggregateRepository(rt.store, rt.snapshots))
                 ),
             ],
-            interceptors=[WakeProjectionsAfterAppend(notifier)],
+            interceptors=[
+                WakeProjectionsAfterAppend(notifier),
+                ObserveActivities(command_metrics, batches),
+            ],
             workflow_runner=workflow_runner(sandbox_passthrough),
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -196,7 +204,7 @@ async def running_worker(
         )
         try:
             with (
-                shared_cache_stats(settings.redis_url.get_secret_value(), settings.cache_prefix),
+                worker_metrics(settings, [p.name for p in projections], batches),
                 metrics_endpoint(settings.metrics_host, settings.metrics_port),
             ):
                 async with (

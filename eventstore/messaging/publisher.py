@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
+from acci.eventstore import instruments
+from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.amqp import BrokerConnection, declare_exchange
 from acci.eventstore.messaging.messages import EXCHANGE, encode
 from acci.eventstore.records import RecordedEvent
@@ -45,6 +48,7 @@ class EventPublisher:
         event's metadata. Publishing the same events again is harmless: subscribers deduplicate
         on message_id.
         """
+        events = list(events)
         messages = [
             encode(event, causation_id=causation_id or _caused_by(event)) for event in events
         ]
@@ -56,11 +60,20 @@ class EventPublisher:
                 # With confirms on, this returns after the broker's ack and raises on a nack.
                 channel.basic_publish(self._exchange, key, body, properties, mandatory=False)
 
-        with self._lock:
-            self._broker.run(
-                publish,
-                doing=f"publish {len(messages)} event(s) to exchange {self._exchange!r}",
-            )
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                self._broker.run(
+                    publish,
+                    doing=f"publish {len(messages)} event(s) to exchange {self._exchange!r}",
+                )
+        except MessagingError:
+            instruments.PUBLISH_BACKLOG.failed(events)
+            raise
+        finally:
+            instruments.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        instruments.EVENTS_PUBLISHED.inc(len(messages))
+        instruments.PUBLISH_BACKLOG.published(events)
 
     def close(self) -> None:
         """Close the connection; a later publish opens a new one."""
