@@ -126,10 +126,7 @@ class CommandHandler:
                 delay = random.uniform(0, cap)  # jitter, not a secret
                 if time.monotonic() + delay >= deadline:
                     raise
-                log.info(
-                    "concurrency conflict, deciding again",
-                    extra={"command_id": str(command_id), "attempt": attempt},
-                )
+                log.info("concurrency conflict, deciding again", extra={"attempt": attempt})
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -193,7 +193,12 @@ def dev(
     # The worker's JSON logs would drown the scenario on the terminal: they go beside the
     # dev server's own log, and the output names the file.
     log_file = Path(settings.data_dir) / DEV_LOG_NAME
-    configure_logging(settings.log_level, path=log_file)
+    configure_logging(
+        settings.log_level,
+        path=log_file,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+    )
     from acci.workers.demo import DevSetup, run_demo
     from acci.workers.devserver import DevServer, DevServerError
     from acci.workers.metrics import metrics_endpoint

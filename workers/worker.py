@@ -35,7 +35,7 @@ from acci.readmodels.installed import default_projections
 from acci.readmodels.projections import Projection
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.wakeups import Appended, AppendListener, AppendNotifier
-from acci.workers.interceptors import WakeProjectionsAfterAppend
+from acci.workers.interceptors import BindLogContext, WakeProjectionsAfterAppend
 from acci.workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
@@ -186,7 +186,10 @@ async def running_worker(
                     VerifyActivities(rt.store, AggregateRepository(rt.store, rt.snapshots))
                 ),
             ],
-            interceptors=[WakeProjectionsAfterAppend(notifier)],
+            interceptors=[
+                BindLogContext(payloads=settings.log_payloads),
+                WakeProjectionsAfterAppend(notifier),
+            ],
             workflow_runner=workflow_runner(sandbox_passthrough),
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
