@@ -20,6 +20,7 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 import temporalio.activity
@@ -47,7 +48,9 @@ _TEMPORAL_FIELDS: Final = {
 _URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"']*):[^\s@\"']*@")
 _PARAM_PASSWORD: Final = re.compile(r"\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']+)", re.I)
 
-_CONTEXT: ContextVar[Mapping[str, object]] = ContextVar("acci_log_context", default={})
+_CONTEXT: ContextVar[Mapping[str, object]] = ContextVar(
+    "acci_log_context", default=MappingProxyType({})
+)
 
 
 def redact(text: str) -> str:
@@ -59,7 +62,7 @@ def bind_context(**fields: object) -> Token[Mapping[str, object]]:
     """Add ``fields`` (None values left out) to every line logged in the current context from
     now on: the rest of this task, and tasks it starts. Returns the token that undoes it."""
     bound = {k: v for k, v in fields.items() if v is not None}
-    return _CONTEXT.set({**_CONTEXT.get(), **bound})
+    return _CONTEXT.set(MappingProxyType({**_CONTEXT.get(), **bound}))
 
 
 @contextmanager
