@@ -1,4 +1,5 @@
-"""The worker's Prometheus metrics (projection lag, the shared cache tally) and their endpoint."""
+"""The worker's Prometheus metrics (projection lag, the shared cache tally); served by
+workers/http_endpoint.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from prometheus_client import REGISTRY, Gauge, start_http_server
+from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis import Redis
@@ -102,28 +103,3 @@ def shared_cache_stats(redis_url: str, prefix: str) -> Iterator[None]:
     finally:
         REGISTRY.unregister(collector)
         collector.close()
-
-
-@contextmanager
-def metrics_endpoint(host: str, port: int) -> Iterator[int | None]:
-    """Serve the process's metrics on ``http://host:port/metrics`` until the block exits.
-
-    Yields the port, or None when the port is 0 or taken (logged: metrics are worth a warning,
-    not a worker that refuses to start).
-    """
-    if port == 0:
-        yield None
-        return
-    try:
-        server, thread = start_http_server(port, addr=host)
-    except OSError as e:
-        log.warning("metrics endpoint not started", extra={"port": port, "error": str(e)})
-        yield None
-        return
-    log.info("metrics endpoint", extra={"url": f"http://{host}:{port}/metrics"})
-    try:
-        yield port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -35,8 +35,9 @@ from acci.readmodels.installed import default_projections
 from acci.readmodels.projections import Projection
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.wakeups import Appended, AppendListener, AppendNotifier
+from acci.workers.http_endpoint import http_endpoint, readiness_on_loop
 from acci.workers.interceptors import BindLogContext, WakeProjectionsAfterAppend
-from acci.workers.metrics import metrics_endpoint, observe_projection, shared_cache_stats
+from acci.workers.metrics import observe_projection, shared_cache_stats
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
 from acci.workflows.backup import BackupWorkflow, RestoreWorkflow, VerifyWorkflow
@@ -200,7 +201,11 @@ async def running_worker(
         try:
             with (
                 shared_cache_stats(settings.redis_url.get_secret_value(), settings.cache_prefix),
-                metrics_endpoint(settings.metrics_host, settings.metrics_port),
+                http_endpoint(
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    ready=readiness_on_loop(settings, client),
+                ),
             ):
                 async with (
                     AppendListener(listen_conninfo, appended),
