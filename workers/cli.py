@@ -274,7 +274,8 @@ def _show_dev_setup(settings: Settings, server: DevServer, dev: DevSetup) -> Non
 def _metrics_status(settings: Settings, served: int | None, log_file: Path) -> str:
     """The metrics URL if the endpoint is served, else why it is not."""
     if served is not None:
-        return f"http://{settings.metrics_host}:{served}/metrics"
+        base = f"http://{settings.metrics_host}:{served}"
+        return f"{base}/metrics (health: {base}/healthz, {base}/readyz)"
     if settings.metrics_port == 0:
         return "off (ACCI_METRICS_PORT=0)"
     return (

@@ -167,10 +167,10 @@ async def set_retention(client: Client, namespace: str, retention: timedelta) ->
 
 
 def history_file_bytes(settings: Settings) -> int | None:
-    """The size of the dev server's history (its SQLite file and write-ahead log) in
-    ACCI_DATA_DIR, or None if there is none (no `acci dev` ran with this data directory)."""
+    """The size of the dev server's history in ACCI_DATA_DIR (its SQLite file, and its journal
+    or write-ahead log), or None if there is none (no `acci dev` ran with this data directory)."""
     db = Path(settings.data_dir) / HISTORY_DB_NAME
     if not db.exists():
         return None
-    files = [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm"))]
+    files = [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))]
     return sum(f.stat().st_size for f in files if f.exists())
