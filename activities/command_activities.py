@@ -97,11 +97,10 @@ class CommandActivities:
         outcome = await self._handler.handle(
             command.tenant_id, parsed, command_id=command.command_id, metadata=metadata
         )
+        # The command's ids are on the line already (the worker binds them per activity).
         log.info(
             "command handled",
             extra={
-                "command_id": str(command.command_id),
-                "tenant_id": command.tenant_id,
                 "aggregate_id": outcome.aggregate_id,
                 "events": len(outcome.event_ids),
                 "duplicate": outcome.duplicate,
@@ -129,10 +128,7 @@ class CommandActivities:
             publishing.add_done_callback(_retrieve)
             raise _shutting_down(len(events))
         publishing.result()
-        log.info(
-            "published events",
-            extra={"command_id": str(command.command_id), "count": len(events)},
-        )
+        log.info("published events", extra={"count": len(events)})
 
 
 def _result(command: CommandInput, outcome: CommandOutcome) -> CommandResult:

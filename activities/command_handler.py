@@ -130,10 +130,7 @@ class CommandHandler:
                 delay = random.uniform(0, cap)  # jitter, not a secret
                 if time.monotonic() + delay >= deadline:
                     raise
-                log.info(
-                    "concurrency conflict, deciding again",
-                    extra={"command_id": str(command_id), "attempt": attempt},
-                )
+                log.info("concurrency conflict, deciding again", extra={"attempt": attempt})
                 if self._on_conflict is not None:
                     self._on_conflict(command.command_type)
                 await asyncio.sleep(delay)

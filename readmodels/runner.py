@@ -159,8 +159,9 @@ class ProjectionRunner:
         paused; ``report_seconds`` after it started if it applied anything (else it waits on);
         when no append came for ``wait_seconds``; or when ``appended`` is closed. Woken by an
         append, it lets ``gather_seconds`` pass before the next batch, so that a burst of
-        commands costs one batch, not one each; unwoken, it runs one every ``poll_seconds``. ``heartbeat`` is called after every batch and at
-        least every ``HEARTBEAT_SECONDS`` while waiting.
+        commands costs one batch, not one each; unwoken, it runs one every ``poll_seconds``.
+        ``heartbeat`` is called after every batch and at least every ``HEARTBEAT_SECONDS`` while
+        waiting.
         """
         waiting = Waiting(
             wait_seconds=wait_seconds,

@@ -1,8 +1,11 @@
-"""Does each service ACCI needs answer? Used by ``acci check-services`` and ``make``."""
+"""Does each service ACCI needs answer? Used by ``acci check-services``, ``make`` and the
+readiness checks (workers/health.py): each answer says how long it took."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import pika
 import psycopg
@@ -12,32 +15,49 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from acci.workers.settings import Settings
 
 _START_HINT = "docker compose up -d postgres redis rabbitmq"
+DEFAULT_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceCheck:
-    """One service's answer: ok, or what went wrong and how to start it."""
+    """One check's answer: ok, or what went wrong (and how to start the service); and how long
+    it took to get it."""
 
     name: str
     ok: bool
     detail: str
+    latency_ms: float = 0.0
 
 
-def _postgres(settings: Settings) -> ServiceCheck:
+def timed(check: Callable[[], ServiceCheck]) -> ServiceCheck:
+    """``check()``'s answer with the time it took."""
+    started = time.perf_counter()
+    result = check()
+    return replace(result, latency_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def postgres(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> ServiceCheck:
+    """The PostgreSQL server answers (on its ``postgres`` database: the ACCI database may not
+    exist yet, it is created on use)."""
     params = conninfo_to_dict(settings.database_url.get_secret_value())
     where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
-    params["dbname"] = "postgres"  # the ACCI database may not exist yet: it is created on use
+    params["dbname"] = "postgres"
     try:
-        with psycopg.connect(make_conninfo("", **params), connect_timeout=3) as conn:
+        with psycopg.connect(
+            make_conninfo("", **params), connect_timeout=max(1, round(timeout))
+        ) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as e:
         return ServiceCheck("PostgreSQL", False, f"{where}: {str(e).strip()}")
     return ServiceCheck("PostgreSQL", True, where)
 
 
-def _redis(settings: Settings) -> ServiceCheck:
+def redis_check(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> ServiceCheck:
+    """Redis answers a PING."""
     client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_connect_timeout=3, socket_timeout=3
+        settings.redis_url.get_secret_value(),
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
     )
     where = f"{client.connection_pool.connection_kwargs.get('host')}:"
     where += str(client.connection_pool.connection_kwargs.get("port"))
@@ -50,10 +70,12 @@ def _redis(settings: Settings) -> ServiceCheck:
     return ServiceCheck("Redis", True, where)
 
 
-def _rabbitmq(settings: Settings) -> ServiceCheck:
+def rabbitmq(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> ServiceCheck:
+    """RabbitMQ accepts a connection."""
     params = pika.URLParameters(settings.rabbitmq_url.get_secret_value())
-    params.socket_timeout = 3
-    params.blocked_connection_timeout = 3
+    params.socket_timeout = timeout
+    params.blocked_connection_timeout = timeout
+    params.stack_timeout = timeout
     params.connection_attempts = 1
     where = f"{params.host}:{params.port}"
     try:
@@ -65,7 +87,11 @@ def _rabbitmq(settings: Settings) -> ServiceCheck:
 
 def check_services(settings: Settings) -> list[ServiceCheck]:
     """PostgreSQL, Redis and RabbitMQ, each asked once."""
-    return [_postgres(settings), _redis(settings), _rabbitmq(settings)]
+    return [
+        timed(lambda: postgres(settings)),
+        timed(lambda: redis_check(settings)),
+        timed(lambda: rabbitmq(settings)),
+    ]
 
 
 def start_hint() -> str:

@@ -3,7 +3,8 @@
 
 The tenant and user verbs come from workers/cli_commands.py and cli_queries.py, ``events`` and
 ``aggregate`` from cli_history.py, the projection verbs from cli_projections.py,
-``publish-events`` from cli_events_publish.py, ``migrate-events`` from cli_migrate.py, and
+``publish-events`` from cli_events_publish.py, ``health`` from cli_health.py,
+``migrate-events`` from cli_migrate.py, and
 ``command`` and ``query`` (any installed application's types, by name) from cli_generic.py.
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +25,7 @@ from acci.workers.cli_backup import backup_app, verify_store
 from acci.workers.cli_commands import COMMAND_APPS
 from acci.workers.cli_events_publish import publish_events
 from acci.workers.cli_generic import register as register_generic_verbs
+from acci.workers.cli_health import health
 from acci.workers.cli_history import aggregate, events
 from acci.workers.cli_migrate import migrate_events
 from acci.workers.cli_projections import projections_app
@@ -83,6 +86,7 @@ def check_services() -> None:
         raise typer.Exit(2)
 
 
+app.command("health")(health)
 app.command("events")(events)
 app.command("aggregate")(aggregate)
 
@@ -195,10 +199,15 @@ def dev(
     # The worker's JSON logs would drown the scenario on the terminal: they go beside the
     # dev server's own log, and the output names the file.
     log_file = Path(settings.data_dir) / DEV_LOG_NAME
-    configure_logging(settings.log_level, path=log_file)
+    configure_logging(
+        settings.log_level,
+        path=log_file,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+    )
     from acci.workers.demo import DevSetup, run_demo
-    from acci.workers.devserver import DevServer, DevServerError
-    from acci.workers.metrics import metrics_endpoint
+    from acci.workers.devserver import DevServer, DevServerError, set_retention
+    from acci.workers.http_endpoint import http_endpoint, readiness_on_loop
     from acci.workers.metrics_temporal import metrics_runtime
     from acci.workers.schedules import apply_schedules
     from acci.workers.temporal_client import connect
@@ -215,8 +224,17 @@ def dev(
         try:
             runtime = metrics_runtime(settings.metrics_host, settings.temporal_metrics_port)
             client = await connect(settings, starting_within=30, runtime=runtime)
+            # The dev server keeps every closed run for a day by default: under a steady load
+            # its SQLite file grows by gigabytes before anything is deleted.
+            await set_retention(
+                client, settings.temporal_namespace, timedelta(hours=settings.dev_retention_hours)
+            )
             # Served here rather than by the worker, so that what is printed is what is served.
-            with metrics_endpoint(settings.metrics_host, settings.metrics_port) as served:
+            with http_endpoint(
+                settings.metrics_host,
+                settings.metrics_port,
+                ready=readiness_on_loop(settings, client),
+            ) as served:
                 worker_settings = settings.model_copy(update={"metrics_port": 0})
                 async with running_worker(worker_settings, client):
                     # The embedded default keeps its streams' loads short on a schedule too.
@@ -246,7 +264,8 @@ def _show_dev_setup(settings: Settings, server: DevServer, dev: DevSetup) -> Non
     """What ``acci dev`` started, and where to look."""
     typer.echo(
         f"ACCI is up.\n"
-        f"  Temporal            {settings.temporal_address} (data in {server.data_dir})\n"
+        f"  Temporal            {settings.temporal_address} (data in {server.data_dir},"
+        f" runs kept {settings.dev_retention_hours}h after they close)\n"
         f"  Temporal Web UI     {server.ui_url}\n"
         f"  task queue          {settings.task_queue}\n"
         f"  event store         {without_password(settings.database_url.get_secret_value())}\n"
@@ -259,7 +278,8 @@ def _show_dev_setup(settings: Settings, server: DevServer, dev: DevSetup) -> Non
 def _metrics_status(settings: Settings, served: int | None, log_file: Path) -> str:
     """The metrics URL if the endpoint is served, else why it is not."""
     if served is not None:
-        return f"http://{settings.metrics_host}:{served}/metrics"
+        base = f"http://{settings.metrics_host}:{served}"
+        return f"{base}/metrics (health: {base}/healthz, {base}/readyz)"
     if settings.metrics_port == 0:
         return "off (ACCI_METRICS_PORT=0)"
     return (

@@ -7,8 +7,17 @@ import shutil
 import socket
 import subprocess
 import sysconfig
+import threading
 import time
+from datetime import timedelta
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import IO
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
+from temporalio.client import Client
 
 from acci.workers.settings import Settings
 
@@ -19,6 +28,8 @@ SEARCH_ATTRIBUTES = {"TenantId": "Keyword", "AggregateId": "Keyword", "CommandTy
 # server's own output, and ACCI's JSON logs (the worker's and this launcher's).
 TEMPORAL_LOG_NAME = "temporal.log"
 DEV_LOG_NAME = "acci-dev.log"
+# The dev server's SQLite file (every run's history), in ACCI_DATA_DIR.
+HISTORY_DB_NAME = "temporal.db"
 
 
 class DevServerError(RuntimeError):
@@ -81,7 +92,7 @@ class DevServer:
             "--ui-port",
             str(self._settings.temporal_ui_port),
             "--db-filename",
-            str(self.data_dir / "temporal.db"),
+            str(self.data_dir / HISTORY_DB_NAME),
             "--namespace",
             self._settings.temporal_namespace,
             "--log-level",
@@ -90,10 +101,18 @@ class DevServer:
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
         log.info("starting the Temporal dev server", extra={"command": " ".join(args[1:])})
-        with open(self.data_dir / TEMPORAL_LOG_NAME, "ab") as log_file:
-            self._process = subprocess.Popen(
-                args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        assert self._process.stdout is not None
+        # Its output is copied into a rotating file, so that it stays bounded however long the
+        # server runs.
+        threading.Thread(
+            target=copy_rotating,
+            args=(self._process.stdout, self.data_dir / TEMPORAL_LOG_NAME, self._settings),
+            name="temporal-dev-server-output",
+            daemon=True,
+        ).start()
         deadline = time.monotonic() + timeout
         while not _answers(self.host, self.port):
             if self._process.poll() is not None:
@@ -117,3 +136,41 @@ class DevServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def copy_rotating(output: IO[bytes], path: Path, settings: Settings) -> None:
+    """Copy ``output``'s lines into ``path`` until it ends, rotated as ACCI's own log files are
+    (ACCI_LOG_MAX_BYTES, ACCI_LOG_BACKUPS)."""
+    handler = RotatingFileHandler(
+        path, maxBytes=settings.log_max_bytes, backupCount=settings.log_backups, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for line in output:
+            text = line.decode("utf-8", errors="replace").rstrip("\n")
+            handler.emit(logging.makeLogRecord({"msg": text, "levelno": logging.INFO}))
+    finally:
+        handler.close()
+        output.close()
+
+
+async def set_retention(client: Client, namespace: str, retention: timedelta) -> None:
+    """Keep a closed run's history in ``namespace`` for ``retention`` (the server's minimum
+    for a local namespace is one hour), then delete it."""
+    ttl = Duration()
+    ttl.FromTimedelta(retention)
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl)
+        )
+    )
+
+
+def history_file_bytes(settings: Settings) -> int | None:
+    """The size of the dev server's history in ACCI_DATA_DIR (its SQLite file, and its journal
+    or write-ahead log), or None if there is none (no `acci dev` ran with this data directory)."""
+    db = Path(settings.data_dir) / HISTORY_DB_NAME
+    if not db.exists():
+        return None
+    files = [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))]
+    return sum(f.stat().st_size for f in files if f.exists())

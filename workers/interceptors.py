@@ -1,5 +1,6 @@
 """The worker's activity interceptors: waking the projections after a command appended events,
-and observing commands and projection batches for the metrics.
+observing commands and projection batches for the metrics, and binding each activity's log
+context.
 
 The worker's activity interceptor sees each command's result; one with events calls
 ``AppendNotifier.notify`` (``readmodels/wakeups.py``), which only bumps a counter here and leaves
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -20,6 +22,7 @@ from temporalio.worker import (
 
 from acci.activities.models import CommandInput, CommandResult, ProjectionBatchInput
 from acci.readmodels.wakeups import AppendNotifier
+from acci.workers.logs import bind_context
 from acci.workers.metrics_commands import CommandMetrics, outcome_of
 from acci.workers.metrics_projections import ProjectionActivity
 
@@ -102,3 +105,48 @@ class _Observe(ActivityInboundInterceptor):
             return result
         finally:
             self._projections.ended(projection, raised=raised)
+
+
+class BindLogContext(Interceptor):
+    """Worker interceptor: every line logged while an activity runs carries its workflow id,
+    run id and activity type, and for a command its command id and type, tenant id, and
+    correlation and causation ids (its payload too when ``payloads`` is true)."""
+
+    def __init__(self, *, payloads: bool = False) -> None:
+        self._payloads = payloads
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _BindLogContext(next, self._payloads)
+
+
+class _BindLogContext(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, payloads: bool) -> None:
+        super().__init__(next)
+        self._payloads = payloads
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        fields: dict[str, object] = {
+            "workflow_id": info.workflow_id,
+            "run_id": info.workflow_run_id,
+            "activity_type": info.activity_type,
+        }
+        command = next((a for a in input.args if isinstance(a, CommandInput)), None)
+        if command is not None:
+            command_id = str(command.command_id)
+            # A command's events are correlated with and caused by the command itself
+            # (activities/command_handler.py records the same ids on them).
+            fields |= {
+                "command_id": command_id,
+                "command_type": command.command_type,
+                "tenant_id": command.tenant_id,
+                "correlation_id": command.metadata.get("correlation_id", command_id),
+                "causation_id": command.metadata.get("causation_id", command_id),
+            }
+            if self._payloads:
+                fields["payload"] = command.payload
+        # Not reset on return: the activity runs in a task of its own, so the binding ends with
+        # it, and the SDK's own line about how the activity completed (written in that task
+        # after this returns) carries it too.
+        bind_context(**fields)
+        return await super().execute_activity(input)

@@ -1,6 +1,6 @@
-"""The worker's Prometheus metrics and their endpoint.
+"""The worker's Prometheus metrics (served by ``workers/http_endpoint.py``).
 
-Everything is registered on prometheus_client's default registry, which the endpoint serves:
+Everything is registered on prometheus_client's default registry, which that endpoint serves:
 the event store's instruments (``eventstore/instruments.py``), the command metrics
 (``workers/metrics_commands.py``), the collectors read at each scrape (projections and the
 gap-free horizon from PostgreSQL, ``workers/metrics_projections.py``; the query cache's and the
@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis import Redis
@@ -104,28 +104,3 @@ def worker_metrics(
     finally:
         REGISTRY.unregister(database)
         database.close()
-
-
-@contextmanager
-def metrics_endpoint(host: str, port: int) -> Iterator[int | None]:
-    """Serve the process's metrics on ``http://host:port/metrics`` until the block exits.
-
-    Yields the port, or None when the port is 0 or taken (logged: metrics are worth a warning,
-    not a worker that refuses to start).
-    """
-    if port == 0:
-        yield None
-        return
-    try:
-        server, thread = start_http_server(port, addr=host)
-    except OSError as e:
-        log.warning("metrics endpoint not started", extra={"port": port, "error": str(e)})
-        yield None
-        return
-    log.info("metrics endpoint", extra={"url": f"http://{host}:{port}/metrics"})
-    try:
-        yield port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

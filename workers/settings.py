@@ -133,6 +133,21 @@ class Settings(BaseSettings):
     # are counted as "other" (tenants are unbounded; Prometheus series should not be).
     metrics_tenant_labels: int = Field(default=20, ge=0, le=10_000)
 
+    # Logs (workers/logs.py): a log file ACCI writes (`acci dev`'s, and the dev server's output)
+    # is rotated at log_max_bytes, log_backups old files kept. Command payloads appear in the
+    # lines of a command's activity only with log_payloads (they may hold personal data).
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_backups: int = Field(default=5, ge=1)
+    log_payloads: bool = False
+    # `acci dev`: how long the dev server keeps a closed workflow run (its history) before it
+    # deletes it, so that its SQLite file stops growing under a steady load.
+    dev_retention_hours: int = Field(default=4, ge=1)
+    # Readiness (`acci health`, the worker's /readyz): each check's time limit, and the lag a
+    # projection may have (events, and age of the oldest unapplied event) and still be ready.
+    health_timeout_ms: int = Field(default=2_000, ge=100)
+    health_max_lag_events: int = Field(default=1_000, ge=0)
+    health_max_lag_seconds: float = Field(default=60.0, ge=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -35,8 +35,9 @@ from acci.readmodels.installed import default_projections
 from acci.readmodels.projections import Projection
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.wakeups import Appended, AppendListener, AppendNotifier
-from acci.workers.interceptors import ObserveActivities, WakeProjectionsAfterAppend
-from acci.workers.metrics import metrics_endpoint, worker_metrics
+from acci.workers.http_endpoint import http_endpoint, readiness_on_loop
+from acci.workers.interceptors import BindLogContext, ObserveActivities, WakeProjectionsAfterAppend
+from acci.workers.metrics import worker_metrics
 from acci.workers.metrics_commands import CommandMetrics
 from acci.workers.metrics_projections import ProjectionActivity
 from acci.workers.runtime import open_event_store, query_cache
@@ -192,6 +193,7 @@ async def running_worker(
                 ),
             ],
             interceptors=[
+                BindLogContext(payloads=settings.log_payloads),
                 WakeProjectionsAfterAppend(notifier),
                 ObserveActivities(command_metrics, batches),
             ],
@@ -205,7 +207,11 @@ async def running_worker(
         try:
             with (
                 worker_metrics(settings, [p.name for p in projections], batches),
-                metrics_endpoint(settings.metrics_host, settings.metrics_port),
+                http_endpoint(
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    ready=readiness_on_loop(settings, client),
+                ),
             ):
                 async with (
                     AppendListener(listen_conninfo, appended),
