@@ -161,6 +161,7 @@ def worker(
     """Run a worker on the command task queue until SIGINT/SIGTERM (in-flight work finishes)."""
     setup()
     from acci.workers.temporal_client import connect
+    from acci.workers.tracing import configure_tracing
     from acci.workers.worker import running_worker
 
     overrides: dict[str, int] = {}
@@ -172,7 +173,7 @@ def worker(
 
     async def main() -> None:
         stop = _stop_on_signals()
-        client = await connect(settings)
+        client = await connect(settings, interceptors=configure_tracing(settings))
         async with running_worker(settings, client):
             await stop.wait()
 
@@ -199,6 +200,7 @@ def dev(
     from acci.workers.metrics import metrics_endpoint
     from acci.workers.schedules import apply_schedules
     from acci.workers.temporal_client import connect
+    from acci.workers.tracing import configure_tracing
     from acci.workers.worker import running_worker
 
     async def main() -> None:
@@ -210,7 +212,9 @@ def dev(
             typer.echo(f"error (unavailable): {e}", err=True)
             raise typer.Exit(1) from None
         try:
-            client = await connect(settings, starting_within=30)
+            client = await connect(
+                settings, starting_within=30, interceptors=configure_tracing(settings)
+            )
             # Served here rather than by the worker, so that what is printed is what is served.
             with metrics_endpoint(settings.metrics_host, settings.metrics_port) as served:
                 worker_settings = settings.model_copy(update={"metrics_port": 0})
@@ -270,10 +274,11 @@ def demo() -> None:
     setup()
     from acci.workers.demo import run_demo
     from acci.workers.temporal_client import connect
+    from acci.workers.tracing import configure_tracing
 
     async def main() -> None:
         settings = get_settings()
-        await run_demo(settings, await connect(settings))
+        await run_demo(settings, await connect(settings, interceptors=configure_tracing(settings)))
 
     run(main())
 

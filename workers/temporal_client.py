@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from temporalio.client import (
     Client,
+    Interceptor,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -26,11 +28,17 @@ from acci.workers.settings import Settings
 from acci.workflows.command import CommandWorkflow, command_search_attributes
 
 
-async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client:
+async def connect(
+    settings: Settings,
+    *,
+    starting_within: float = 0.0,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
     """A client of the configured Temporal server, speaking JSON via pydantic.
 
     ``starting_within``: the server was just started, and may answer on its port a moment
-    before its frontend is healthy; keep trying that long.
+    before its frontend is healthy; keep trying that long. ``interceptors``: the client's (and
+    of workers built on it), e.g. ``workers.tracing.configure_tracing``'s.
     """
     deadline = time.monotonic() + starting_within
     while True:
@@ -39,6 +47,7 @@ async def connect(settings: Settings, *, starting_within: float = 0.0) -> Client
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                interceptors=interceptors,
             )
         except RuntimeError:
             # The SDK reports an unreachable or not-yet-healthy server as a RuntimeError.
