@@ -98,10 +98,15 @@ async def test_a_command_is_one_trace_from_the_client_to_the_subscriber(
         subscriber.subscribe(["TenantCreated"], tenant_id=tenant)
         sent = command(tenant, "CreateTenant", name="Traced Corp")
         result = await execute_command(traced.client, sent, task_queue=settings.task_queue)
-        handled = await asyncio.to_thread(
-            subscriber.consume, handle, max_messages=1, idle_timeout=30
-        )
+
+        def consume() -> tuple[int, SpanContext]:
+            handled = subscriber.consume(handle, max_messages=1, idle_timeout=30)
+            return handled, trace.get_current_span().get_span_context()
+
+        handled, after = await asyncio.to_thread(consume)
         assert handled == 1
+        # The message's span stays with its handling: not current in the thread afterwards.
+        assert not after.is_valid
     finally:
         subscriber.delete(dead_letters=True)
         subscriber.close()
