@@ -33,6 +33,7 @@ from acci.workers.cli_support import JsonOption, invoke, run, setup
 from acci.workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
 from acci.workers.logs import configure_logging
 from acci.workers.settings import Settings, get_settings
+from acci.workers.tracing import shutdown_tracing
 from acci.workers.urls import where, without_password
 
 if TYPE_CHECKING:
@@ -297,6 +298,8 @@ def main() -> None:
         code = invoke(app)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    # Spans still batched are sent now: os._exit below skips the exporter's own flush at exit.
+    shutdown_tracing()
     # The Temporal SDK's native threads can abort the interpreter while it finalises, turning
     # a finished command into exit status -6. Everything is done and flushed by now: leave.
     if "temporalio.bridge" in sys.modules:

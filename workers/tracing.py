@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from temporalio.client import Client
-
 from acci.workers.settings import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from temporalio.client import Client
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
     from acci.workers.tracing_setup import Installed
@@ -95,8 +94,16 @@ def untraced(client: Client) -> Client:
     config = client.config()
     if _installed is None or _installed.interceptor not in config["interceptors"]:
         return client
+    from temporalio.client import Client
+
     config["interceptors"] = [i for i in config["interceptors"] if i is not _installed.interceptor]
     return Client(**config)
+
+
+def shutdown_tracing() -> None:
+    """Send the spans still batched and stop exporting (at the end of the process)."""
+    if _installed is not None:
+        _installed.shutdown()
 
 
 def reset_tracing() -> None:

@@ -47,11 +47,16 @@ class Installed:
 
     interceptor: TracingInterceptor
     instrumentors: tuple[Any, ...]
+    provider: TracerProvider
 
     def uninstrument(self) -> None:
         """Remove the psycopg and pika instrumentation (connections opened later are plain)."""
         for instrumentor in self.instrumentors:
             instrumentor.uninstrument()
+
+    def shutdown(self) -> None:
+        """Export the spans still batched (waiting up to OTEL_BSP_EXPORT_TIMEOUT), then stop."""
+        self.provider.shutdown()
 
 
 def exporting_provider(*, console: bool) -> TracerProvider:
@@ -92,7 +97,7 @@ def install(provider: TracerProvider, *, set_global: bool) -> Installed:
     # blocking connections: their channels are the ones traced.
     unwrap(Connection, "channel")
     interceptor = AcciTracingInterceptor(provider.get_tracer(TRACER_NAME))
-    return Installed(interceptor, (psycopg, pika))
+    return Installed(interceptor, (psycopg, pika), provider)
 
 
 class AcciTracingInterceptor(TracingInterceptor):

@@ -4,14 +4,19 @@ nothing installed when tracing is off."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import threading
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pytest
 import pytest_asyncio
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -26,8 +31,9 @@ from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command
 from acci.workers.tracing import configure_tracing, reset_tracing
 from acci.workers.worker import running_worker
-from tests.workflows.conftest import RABBITMQ_URL, Captured, eventually, unique
+from tests.workflows.conftest import RABBITMQ_URL, Captured, eventually, unique, worker_env
 from tests.workflows.helpers import command
+from tests.workflows.test_operator_doors import ACCI, run
 
 
 @dataclass
@@ -201,3 +207,70 @@ async def test_with_tracing_off_nothing_is_installed(
     assert not hasattr(psycopg.AsyncConnection.connect, "__wrapped__")
     # No provider was set: the global one is still the API's proxy to nothing.
     assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver: keeps each request's spans as (name, trace id, service name)."""
+
+    received: list[tuple[str, str, str]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.received.append((span.name, span.trace_id.hex(), service))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    received: list[tuple[str, str, str]] = []
+    handler = type("Collector", (_Collector,), {"received": received})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    thread.join(10)
+
+
+async def test_the_cli_exports_its_spans_over_otlp_and_the_worker_continues_its_trace(
+    traced: Traced, settings: Settings, collector: tuple[str, list[tuple[str, str, str]]]
+) -> None:
+    endpoint, received = collector
+    tenant = unique("traced-cli")
+    env = {
+        **worker_env(settings),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": "acci-cli-test",
+    }
+    env.pop("ACCI_TRACING", None)
+    data = json.dumps({"name": "CLI Corp"})
+    code, _out, err = await run(
+        [ACCI, "command", "CreateTenant", "--tenant", tenant, "--data", data, "--json"], env
+    )
+    assert code == 0, err
+    # Exported before the process exited (the provider flushes at exit).
+    (sent,) = [(n, t, s) for n, t, s in received if n == "StartWorkflow:CommandWorkflow"]
+    assert sent[2] == "acci-cli-test"
+    runs = await eventually(
+        lambda: [
+            s
+            for s in traced.named("RunActivity:RunCommand")
+            if (s.attributes or {}).get("acci.tenant_id") == tenant
+        ],
+        what="the worker's span of the CLI's command",
+    )
+    assert [f"{s.context.trace_id:032x}" for s in runs if s.context] == [sent[1]]
