@@ -29,20 +29,18 @@ from acci.eventstore.errors import (
 )
 from acci.eventstore.records import (
     ANY,
+    IMPLIED_BY_COMMAND,
     AppendResult,
     CommandRecord,
     RecordedEvent,
     StreamAppend,
     event_id_for,
+    with_envelope,
 )
 
 # How often a batch re-runs after losing a race on a stream key ("any version" appends can win
 # on a re-run; the others become a ConcurrencyError or a duplicate result on the first).
 RACE_RETRIES: Final = 8
-
-# Envelope fields that name the command itself are not repeated in every event's metadata: the
-# command id is a column, and messages default both to it (eventstore/messaging/messages.py).
-_IMPLIED_BY_COMMAND: Final = ("correlation_id", "causation_id")
 
 # One text for every tenant and stream, so the statement is prepared once per connection.
 _INSERT: Final = """
@@ -191,11 +189,12 @@ class Appender:
             self._check_event_type(event.event_type, event.event_version)
             data = validation.encode_json(event.data, limit=limit, what=f"event {index} data")
             envelope = {**shared, **event.metadata}
-            for key in _IMPLIED_BY_COMMAND:
+            # Implied by the command id (a column): not repeated in every event's metadata.
+            for key in IMPLIED_BY_COMMAND:
                 if envelope.get(key) == command:
                     del envelope[key]
             meta = validation.encode_json(envelope, limit=limit, what=f"event {index} metadata")
-            envelopes.append(envelope)
+            envelopes.append(with_envelope(dict(envelope), append.command_id))
             # data and meta are JSON already: splice them in rather than encode them twice.
             rows.append(
                 f'{{"i":{index + 1},"event_id":"{event_ids[index]}",'

@@ -58,6 +58,20 @@ class NewEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# Envelope fields that name the command itself: an event's metadata does not store them when they
+# equal its command id (a column), and every read gives them back (``with_envelope``), so a
+# command's events always say what caused them and what they belong to.
+IMPLIED_BY_COMMAND: Final = ("correlation_id", "causation_id")
+
+
+def with_envelope(metadata: dict[str, Any], command_id: uuid.UUID) -> dict[str, Any]:
+    """``metadata`` (changed in place) with the fields it implies set to the command id."""
+    for key in IMPLIED_BY_COMMAND:
+        if key not in metadata:
+            metadata[key] = str(command_id)
+    return metadata
+
+
 class RecordedEvent(NamedTuple):
     """A stored event, upcast to its event type's current version."""
 

@@ -30,6 +30,7 @@ from acci.eventstore.records import (
     Position,
     RecordedEvent,
     StreamAppend,
+    with_envelope,
 )
 
 _READ_STREAM: Final = (
@@ -344,5 +345,13 @@ class EventStore:
 
 
 def _recorded_event(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
-    """psycopg row factory: rows in RecordedEvent's column order become RecordedEvents."""
-    return RecordedEvent._make
+    """psycopg row factory: rows in RecordedEvent's column order become RecordedEvents, their
+    metadata with the envelope fields the command id implies."""
+    return _event_of_row
+
+
+def _event_of_row(row: Sequence[Any]) -> RecordedEvent:
+    event = RecordedEvent._make(row)
+    # The metadata dict was decoded for this row alone: completed in place, not copied.
+    with_envelope(event.metadata, event.command_id)
+    return event

@@ -36,6 +36,7 @@ from acci.workers.cli_support import JsonOption, invoke, run, setup
 from acci.workers.devserver import DEV_LOG_NAME, TEMPORAL_LOG_NAME
 from acci.workers.logs import configure_logging
 from acci.workers.settings import Settings, get_settings
+from acci.workers.tracing import shutdown_tracing
 from acci.workers.urls import where, without_password
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ def worker(
     setup()
     from acci.workers.metrics_temporal import metrics_runtime
     from acci.workers.temporal_client import connect
+    from acci.workers.tracing import configure_tracing
     from acci.workers.worker import running_worker
 
     overrides: dict[str, int] = {}
@@ -178,7 +180,7 @@ def worker(
     async def main() -> None:
         stop = _stop_on_signals()
         runtime = metrics_runtime(settings.metrics_host, settings.temporal_metrics_port)
-        client = await connect(settings, runtime=runtime)
+        client = await connect(settings, runtime=runtime, interceptors=configure_tracing(settings))
         async with running_worker(settings, client):
             await stop.wait()
 
@@ -211,6 +213,7 @@ def dev(
     from acci.workers.metrics_temporal import metrics_runtime
     from acci.workers.schedules import apply_schedules
     from acci.workers.temporal_client import connect
+    from acci.workers.tracing import configure_tracing
     from acci.workers.worker import running_worker
 
     async def main() -> None:
@@ -223,7 +226,12 @@ def dev(
             raise typer.Exit(1) from None
         try:
             runtime = metrics_runtime(settings.metrics_host, settings.temporal_metrics_port)
-            client = await connect(settings, starting_within=30, runtime=runtime)
+            client = await connect(
+                settings,
+                starting_within=30,
+                runtime=runtime,
+                interceptors=configure_tracing(settings),
+            )
             # The dev server keeps every closed run for a day by default: under a steady load
             # its SQLite file grows by gigabytes before anything is deleted.
             await set_retention(
@@ -294,10 +302,11 @@ def demo() -> None:
     setup()
     from acci.workers.demo import run_demo
     from acci.workers.temporal_client import connect
+    from acci.workers.tracing import configure_tracing
 
     async def main() -> None:
         settings = get_settings()
-        await run_demo(settings, await connect(settings))
+        await run_demo(settings, await connect(settings, interceptors=configure_tracing(settings)))
 
     run(main())
 
@@ -316,6 +325,8 @@ def main() -> None:
         code = invoke(app)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    # Spans still batched are sent now: os._exit below skips the exporter's own flush at exit.
+    shutdown_tracing()
     # The Temporal SDK's native threads can abort the interpreter while it finalises, turning
     # a finished command into exit status -6. Everything is done and flushed by now: leave.
     if "temporalio.bridge" in sys.modules:

@@ -79,13 +79,14 @@ def send(
     from acci.activities.models import CommandInput
     from acci.workers.command_delivery import await_delivery
     from acci.workers.temporal_client import connect, start_command
+    from acci.workers.tracing import configure_tracing
 
     settings = get_settings()
     if no_wait and wait_for_read_model:
         raise typer.BadParameter("--no-wait and --wait-for-read-model exclude each other")
 
     async def main() -> int:
-        client = await connect(settings)
+        client = await connect(settings, interceptors=configure_tracing(settings))
         command = CommandInput(
             command_id=command_id or uuid.uuid4(),
             tenant_id=tenant,

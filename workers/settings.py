@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +89,22 @@ class Settings(BaseSettings):
     command_publish_wait_ms: int = Field(default=5_000, ge=0)
 
     log_level: str = "INFO"
+
+    # Tracing (OpenTelemetry, workers/tracing.py): off, otlp (OTLP over HTTP to
+    # OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318) or console (spans on stderr).
+    # Unset, the standard variables decide: OTEL_TRACES_EXPORTER (otlp, console or none), else
+    # otlp if an OTLP endpoint is set, else off; OTEL_SDK_DISABLED=true turns it off whatever
+    # is set. The variables are read here so that one place decides; the SDK reads them (and
+    # the other OTEL_* ones: service name, sampler, batching) itself.
+    tracing: Literal["off", "otlp", "console"] | None = None
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
 
     # Applications to install besides those found through the `acci.apps` entry point group:
     # comma-separated import paths, each `package.module` (its `app`) or `package.module:name`.

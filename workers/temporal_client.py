@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from temporalio.client import (
     Client,
+    Interceptor,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -28,13 +30,19 @@ from acci.workflows.command import CommandWorkflow, command_search_attributes, c
 
 
 async def connect(
-    settings: Settings, *, starting_within: float = 0.0, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    starting_within: float = 0.0,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     """A client of the configured Temporal server, speaking JSON via pydantic (``DATA_CONVERTER``).
 
     ``starting_within``: the server was just started, and may answer on its port a moment
     before its frontend is healthy; keep trying that long. ``runtime``: the SDK runtime to use
     (the worker's serves the SDK's metrics; default: the SDK's default runtime).
+    ``interceptors``: the client's (and of workers built on it), e.g.
+    ``workers.tracing.configure_tracing``'s.
     """
     deadline = time.monotonic() + starting_within
     while True:
@@ -44,6 +52,7 @@ async def connect(
                 namespace=settings.temporal_namespace,
                 data_converter=DATA_CONVERTER,
                 runtime=runtime,
+                interceptors=interceptors,
             )
         except RuntimeError:
             # The SDK reports an unreachable or not-yet-healthy server as a RuntimeError.

@@ -42,6 +42,7 @@ from acci.workers.metrics_commands import CommandMetrics
 from acci.workers.metrics_projections import ProjectionActivity
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
+from acci.workers.tracing import untraced, worker_interceptors
 from acci.workflows.backup import BackupWorkflow, RestoreWorkflow, VerifyWorkflow
 from acci.workflows.command import CommandWorkflow
 from acci.workflows.event_migration import EventMigrationWorkflow
@@ -104,6 +105,8 @@ async def running_worker(
     ``sandbox_passthrough``: the modules the workflow sandbox shares instead of re-importing
     (``()``: the SDK's default sandbox, as strict as it gets).
     """
+    # Before any connection opens: only those opened afterwards are traced.
+    tracing = worker_interceptors(settings, client)
     async with open_event_store(settings) as rt, query_cache(settings) as cache:
         publisher = EventPublisher(settings.rabbitmq_url.get_secret_value())
         try:
@@ -196,6 +199,7 @@ async def running_worker(
                 BindLogContext(payloads=settings.log_payloads),
                 WakeProjectionsAfterAppend(notifier),
                 ObserveActivities(command_metrics, batches),
+                *tracing,
             ],
             workflow_runner=workflow_runner(sandbox_passthrough),
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
@@ -219,7 +223,7 @@ async def running_worker(
                     worker,
                 ):
                     await start_projections(
-                        client,
+                        untraced(client),
                         [projection_config(settings, p) for p in projections],
                         task_queue=settings.task_queue,
                     )

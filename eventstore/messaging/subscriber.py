@@ -15,6 +15,7 @@ Nothing is dropped silently.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import re
@@ -190,6 +191,14 @@ class EventSubscriber:
         """
         if max_messages is not None and max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        # In a context of its own: with tracing on, pika's instrumentation makes each message's
+        # span the current one until the next message arrives, so the last one would otherwise
+        # stay current in the caller's thread after the loop, adopting whatever it traces next.
+        return contextvars.copy_context().run(self._consume, handler, max_messages, idle_timeout)
+
+    def _consume(
+        self, handler: Handler, max_messages: int | None, idle_timeout: float | None
+    ) -> int:
         handled = 0
         failure: Exception | None = None
         channel = self._broker.run(self._prepare, doing=f"consume from {self.queue!r}")

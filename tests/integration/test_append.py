@@ -51,8 +51,9 @@ async def test_an_append_returns_its_events_as_a_read_of_them_returns_them(
     test_store: EventStore,
 ) -> None:
     """The command path publishes what the append returned instead of reading it back: it must
-    be what is stored, envelope included (a correlation id equal to the command id is implied,
-    not stored), in every stream the command touched, in global order."""
+    be what is stored, envelope included (a correlation or causation id equal to the command id
+    is implied, not stored, and read back as the command id), in every stream the command
+    touched, in global order."""
     command = uuid.uuid4()
     first, second = new_id(), new_id()
     appends = [
@@ -64,11 +65,18 @@ async def test_an_append_returns_its_events_as_a_read_of_them_returns_them(
     returned = [e for r in results for e in r.events]
     stored = await test_store.command_events("t-append", command)
     assert returned == stored
+    implied = {"correlation_id": str(command), "causation_id": "elsewhere"}
     assert [e.metadata for e in returned] == [
-        {"causation_id": "elsewhere", "user": "ü", "path": "x"},
-        {"causation_id": "elsewhere", "user": "ü"},
-        {"causation_id": "elsewhere", "user": "ü"},
+        {**implied, "user": "ü", "path": "x"},
+        {**implied, "user": "ü"},
+        {**implied, "user": "ü"},
     ]
+    # Not stored: a column says it already.
+    async with test_store.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT metadata FROM event_store.events WHERE command_id = %s", (command,)
+        )
+        assert all("correlation_id" not in row[0] for row in await cur.fetchall())
     again = await test_store.append_many(appends, metadata=shared)
     assert [r.duplicate for r in again] == [True, True]
     assert [e for r in again for e in r.events] == stored

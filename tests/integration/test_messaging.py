@@ -194,7 +194,9 @@ async def test_every_field_survives_publish_and_consume(
         event_type="Noted",
         event_version=1,
         data={"text": "héllo ✓"},
-        metadata={"correlation_id": "corr-1"},
+        # As stored (its causation implied by the command); the message's own cause, given at
+        # publish time, is in its headers.
+        metadata={"correlation_id": "corr-1", "causation_id": str(event.command_id)},
         command_id=event.command_id,
         created_at=event.created_at,
         position=event.position,
@@ -219,7 +221,7 @@ async def test_a_message_is_persistent_with_event_id_headers_and_json_body(
     assert properties.delivery_mode == PERSISTENT
     assert properties.content_type == "application/json"
     assert properties.type == "Counted"
-    assert properties.correlation_id == str(event.command_id)  # no correlation id in metadata
+    assert properties.correlation_id == str(event.command_id)  # implied by the command id
     assert properties.timestamp == int(event.created_at.timestamp())
     assert properties.headers == {
         "tenant_id": tenant,
@@ -232,7 +234,7 @@ async def test_a_message_is_persistent_with_event_id_headers_and_json_body(
         "transaction_id": event.transaction_id,
         "command_id": str(event.command_id),
         "correlation_id": str(event.command_id),
-        # A command's events are caused by it: the store does not repeat its id in metadata.
+        # A command's events are caused by it (the store implies it, it does not store it).
         "causation_id": str(event.command_id),
     }
     assert json.loads(body) == {
@@ -244,7 +246,10 @@ async def test_a_message_is_persistent_with_event_id_headers_and_json_body(
         "event_type": "Counted",
         "event_version": 2,
         "data": {"value": 7},
-        "metadata": {},
+        "metadata": {
+            "correlation_id": str(event.command_id),
+            "causation_id": str(event.command_id),
+        },
         "command_id": str(event.command_id),
         "created_at": event.created_at.isoformat(),
         "position": f"{event.transaction_id}:{event.global_position}",
