@@ -37,6 +37,10 @@ Redis keys go under a prefix of this run's own (``bench-read-<hex>``), deleted a
    that changed rows (after the cache invalidation); the moment is taken when that read
    returns, so it is at most that read (~1 ms) after the commit. Both clocks are this
    machine's. p50/p99 per rate, with the commands' own round trips (send to result) beside.
+2b. Idle cost. On a fresh dev server, a worker with nothing to do: how many history events each
+   projection workflow adds per minute over a window (120 s; --quick 30 s), with the default
+   ``ACCI_PROJECTION_IDLE_MS`` against the 1 s wait it replaced (the baseline), one after the
+   other.
 3. Query latency. ``GetTenantDetails`` (each tenant in turn) and ``ListTenants`` (limit 50;
    five sorts and filters in turn) through the query bus (``open_query_bus``): uncached (no
    cache) against cached (Redis, warmed first: every ask is a hit), one ask at a time, rounds
@@ -73,9 +77,9 @@ from harness import (
 )
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
-from acci.activities.models import CommandInput, CommandResult
+from acci.activities.models import CommandInput, CommandResult, projection_workflow_id
 from acci.domain.events import DomainEvent
 from acci.domain.tenant_events import (
     TenantCreated,
@@ -137,11 +141,12 @@ class Sizes:
     max_seconds: float  # the closed-loop run that finds the highest rate
     query_rounds: int
     query_asks: int  # asks per query type, side and round
+    idle_seconds: float = 120.0  # how long idle projections are watched (each side)
 
     @classmethod
     def for_run(cls, *, quick: bool) -> Sizes:
         if quick:
-            return cls(20_000, 50, 2, 5.0, 25, 5.0, 2, 100)
+            return cls(20_000, 50, 2, 5.0, 25, 5.0, 2, 100, 30.0)
         return cls(200_000, 100, 3, 20.0, 300, 15.0, 5, 400)
 
 
@@ -816,6 +821,65 @@ async def lag_part(
     return rows
 
 
+# -- 2b. what an idle projection costs Temporal ----------------------------------------------
+
+IDLE_BASELINE_MS = 1_000  # ACCI_PROJECTION_IDLE_MS before it waited 10 minutes
+
+
+async def idle_part(settings: Settings, sizes: Sizes) -> list[Row]:
+    """History events an idle projection workflow adds per minute: the default idle wait against
+    the 1 s one it replaced, each measured over the same window on the same dev server."""
+    window = sizes.idle_seconds
+    per_minute: dict[int, float] = {}
+    async with dev_server() as env:
+        client = env.client
+        for idle_ms in (IDLE_BASELINE_MS, settings.projection_idle_ms):
+            log(f"idle projections: ACCI_PROJECTION_IDLE_MS={idle_ms}, {window:.0f} s")
+            worker_settings = settings.model_copy(
+                update={
+                    "temporal_address": str(client.service_client.config.target_host),
+                    "task_queue": f"idle-bench-{uuid.uuid4().hex[:8]}",
+                    "projection_idle_ms": idle_ms,
+                }
+            )
+            async with running_worker(worker_settings, client):
+                handles = [
+                    client.get_workflow_handle(projection_workflow_id(p)) for p in PROJECTIONS
+                ]
+                await _settled(handles)
+                before = [await _history_length(h) for h in handles]
+                await asyncio.sleep(window)  # the measurement window itself
+                after = [await _history_length(h) for h in handles]
+            grown = [a - b for a, b in zip(after, before, strict=True)]
+            per_minute[idle_ms] = sum(grown) / len(grown) * 60 / window
+    now, before_ = per_minute[settings.projection_idle_ms], per_minute[IDLE_BASELINE_MS]
+    return [
+        Row(
+            "2b. Idle cost",
+            f"history events per idle projection per minute, idle wait"
+            f" {settings.projection_idle_ms / 1000:.0f} s ({window:.0f} s window)",
+            f"{now:.2f}/min",
+            f"{before_:.1f}/min (idle wait 1 s)",
+            ratio=f"{now / before_:.3f}x" if before_ else "-",
+            target=verdict("≤ 1 per minute", now <= 1.0),
+        )
+    ]
+
+
+async def _settled(handles: Sequence[WorkflowHandle[Any, Any]]) -> None:
+    """Until every projection's first batch has reported (its run is past the start)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if all([await _history_length(h) >= 11 for h in handles]):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the projections did not settle within 60 s")
+
+
+async def _history_length(handle: WorkflowHandle[Any, Any]) -> int:
+    return (await handle.describe()).history_length
+
+
 # -- 3. query latency ---------------------------------------------------------------------------
 
 LISTS = (
@@ -906,7 +970,7 @@ async def delete_cache_keys(settings: Settings) -> None:
         await redis.aclose()
 
 
-async def run(sizes: Sizes, *, catch_up_only: bool) -> tuple[list[Row], list[str]]:
+async def run(sizes: Sizes, *, catch_up_only: bool, lag_only: bool) -> tuple[list[Row], list[str]]:
     server_url = os.environ.get(
         "ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
@@ -926,15 +990,19 @@ async def run(sizes: Sizes, *, catch_up_only: bool) -> tuple[list[Row], list[str
         # (a timed-out call opens the cache's circuit breaker: no invalidation costs then).
         patient = settings.model_copy(update={"cache_socket_timeout_ms": 5_000})
         async with open_event_store(settings) as rt, query_cache(patient) as cache:
+            if lag_only:
+                lag = await lag_part(settings, rt.store, sizes, notes)
+                return lag + await idle_part(settings, sizes), notes
             batch = settings.projection_batch_size
             catch_up, tenants = await catch_up_part(rt.store, cache, sizes, batch, notes)
             if catch_up_only:
                 return catch_up, notes
             queries = await query_part(settings, sizes, tenants)
             lag = await lag_part(settings, rt.store, sizes, notes)
+            idle = await idle_part(settings, sizes)
     finally:
         await delete_cache_keys(settings)
-    return catch_up + lag + queries, notes
+    return catch_up + lag + idle + queries, notes
 
 
 def main() -> None:
@@ -943,13 +1011,22 @@ def main() -> None:
     parser.add_argument(
         "--catch-up-only", action="store_true", help="part 1 only (no Temporal, no queries)"
     )
+    parser.add_argument(
+        "--lag-only",
+        action="store_true",
+        help="parts 2 and 2b only: real-time lag and what idle projections cost Temporal",
+    )
     args = parser.parse_args()
     quiet = WarningCounter()
     for name in ("temporalio.activity", "temporalio.workflow", "readmodels", "workers"):
         logging.getLogger(name).addFilter(quiet)
     t0 = time.perf_counter()
     rows, notes = asyncio.run(
-        run(Sizes.for_run(quick=args.quick), catch_up_only=args.catch_up_only)
+        run(
+            Sizes.for_run(quick=args.quick),
+            catch_up_only=args.catch_up_only,
+            lag_only=args.lag_only,
+        )
     )
     notes.append(f"Warnings logged (and hidden) during the run: {quiet.count} (0 expected).")
     log(f"done in {time.perf_counter() - t0:.0f} s")

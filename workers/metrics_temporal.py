@@ -18,6 +18,14 @@ _lock = threading.Lock()
 _made: dict[str, Runtime | None] = {}
 
 
+def prometheus_config(address: str) -> PrometheusConfig:
+    """How the SDK's metrics are served at ``address`` (``host:port``): the names Prometheus
+    expects (counters end in ``_total``, durations are in seconds), as the dashboard reads them."""
+    return PrometheusConfig(
+        bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+    )
+
+
 def metrics_runtime(host: str, port: int) -> Runtime | None:
     """The process's runtime serving SDK metrics on ``http://host:port/metrics``.
 
@@ -33,14 +41,7 @@ def metrics_runtime(host: str, port: int) -> Runtime | None:
         address = f"{host}:{port}"
         try:
             runtime: Runtime | None = Runtime(
-                telemetry=TelemetryConfig(
-                    metrics=PrometheusConfig(
-                        bind_address=address,
-                        # Conventional names: counters end in _total, durations are seconds.
-                        counters_total_suffix=True,
-                        durations_as_seconds=True,
-                    )
-                )
+                telemetry=TelemetryConfig(metrics=prometheus_config(address))
             )
         except Exception as e:  # the core reports a taken port as a plain exception
             log.warning("Temporal SDK metrics not served", extra={"port": port, "error": str(e)})

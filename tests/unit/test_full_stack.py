@@ -223,7 +223,7 @@ REQUIRED = {
     "gap-free horizon": "acci_event_horizon_lag_events",
     "backups": "acci_backup_last_success_timestamp_seconds",
     "workflow task latency": "temporal_workflow_task_schedule_to_start_latency_bucket",
-    "command step failures": "temporal_local_activity_execution_failed",
+    "command step failures": "temporal_local_activity_execution_failed_total",
 }
 
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import Runtime, TelemetryConfig
 
 from acci.domain.errors import DomainError
+from acci.workers.converter import DATA_CONVERTER
+from acci.workers.metrics_temporal import prometheus_config
 from acci.workers.settings import Settings
 from acci.workers.worker import running_worker
 from tests.stack_files import PROMETHEUS_SERIES, dashboard, exported_names, expressions
@@ -39,14 +40,13 @@ async def endpoints(settings: Settings, temporal_address: str) -> AsyncIterator[
     """A worker with both metrics endpoints on free ports, after an accepted and a rejected
     command (so labelled families have samples)."""
     sdk_port, acci_port = free_port(), free_port()
-    # The SDK's metrics belong to the runtime of the worker's client, as in `acci worker`.
-    runtime = Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}"))
-    )
+    # The SDK's metrics belong to the runtime of the worker's client, configured as
+    # `acci worker` configures its own (a runtime of its own: one is process-wide).
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=prometheus_config(f"127.0.0.1:{sdk_port}")))
     client = await Client.connect(
         temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         runtime=runtime,
     )
     settings = settings.model_copy(update={"metrics_host": "127.0.0.1", "metrics_port": acci_port})

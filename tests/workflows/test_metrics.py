@@ -143,7 +143,10 @@ async def test_tenant_labels_are_bounded(worker: Client, settings: Settings) -> 
         dict(labels)["tenant"] for name, labels in samples if name == "acci_tenant_commands_total"
     }
     assert "other" in tenants
-    assert len(tenants - {"other"}) <= TENANT_LABELS
+    # The counter is the process's: workers of earlier test modules labelled their own tenants.
+    # This module's worker (its tenants are m-…) gave no more than its bound their own label.
+    ours = {t for t in tenants if t.startswith("m-")}
+    assert 0 < len(ours) <= TENANT_LABELS, ours
 
 
 async def test_a_paused_projection_shows_its_growing_lag(
