@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from temporalio import activity
@@ -82,10 +83,13 @@ class ProjectionActivities:
         runners: Iterable[ProjectionRunner],
         appended: Appended | None = None,
         on_report: Callable[[ProjectionBatchResult], None] | None = None,
+        quiet: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self._runners = {runner.name: runner for runner in runners}
         self._appended = appended or Appended()
         self._on_report = on_report
+        # What a waiting batch's polls of the store run inside (tracing keeps them untraced).
+        self._quiet = quiet
 
     def _runner(self, name: str) -> ProjectionRunner:
         try:
@@ -108,6 +112,7 @@ class ProjectionActivities:
             report_seconds=request.report_seconds,
             gather_seconds=request.gather_seconds,
             poll_seconds=request.poll_seconds,
+            quiet=self._quiet,
             appended=self._appended,
             parking=Parking(
                 event_id=request.park_event_id,

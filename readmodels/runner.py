@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 from psycopg import AsyncConnection, sql
@@ -147,6 +148,7 @@ class ProjectionRunner:
         report_seconds: float = 0.0,
         gather_seconds: float = 0.0,
         poll_seconds: float = 0.0,
+        quiet: Callable[[], AbstractContextManager[object]] = nullcontext,
         appended: Appended | None = None,
         parking: Parking = NO_PARKING,
         heartbeat: Callable[[], None] | None = None,
@@ -159,7 +161,8 @@ class ProjectionRunner:
         paused; ``report_seconds`` after it started if it applied anything (else it waits on);
         when no append came for ``wait_seconds``; or when ``appended`` is closed. Woken by an
         append, it lets ``gather_seconds`` pass before the next batch, so that a burst of
-        commands costs one batch, not one each; unwoken, it runs one every ``poll_seconds``.
+        commands costs one batch, not one each; unwoken, it runs one every ``poll_seconds``
+        (inside ``quiet()``).
         ``heartbeat`` is called after every batch and at least every ``HEARTBEAT_SECONDS`` while
         waiting.
         """
@@ -168,6 +171,7 @@ class ProjectionRunner:
             report_seconds=report_seconds,
             gather_seconds=gather_seconds,
             poll_seconds=poll_seconds,
+            quiet=quiet,
             appended=appended,
             heartbeat=heartbeat,
         )

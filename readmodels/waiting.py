@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -42,7 +43,9 @@ class Waiting:
     The poll is for appends no wake-up announces (a process that appends without waking the
     workers: a restore, an event migration, a script): one cheap read each, inside the
     activity, so a long ``wait_seconds`` costs the workflow's history nothing while no event is
-    left waiting for longer than the poll.
+    left waiting for longer than the poll. Each poll's batch runs inside ``quiet()``: tracing
+    passes one that keeps a poll's statements out of the waiting activity's trace (hundreds of
+    empty reads would bury the batches that applied something).
     """
 
     wait_seconds: float = 0.0
@@ -51,6 +54,7 @@ class Waiting:
     poll_seconds: float = 0.0
     appended: Appended | None = None
     heartbeat: Callable[[], None] | None = None
+    quiet: Callable[[], AbstractContextManager[object]] = nullcontext
 
 
 async def run_batches(
@@ -67,9 +71,11 @@ async def run_batches(
     start = loop.time()
     applied = 0
     appended, heartbeat = waiting.appended, waiting.heartbeat
+    polled = False
     while True:
         since = appended.generation if appended is not None else 0
-        report = await batches.run(limit=limit, parking=parking)
+        with waiting.quiet() if polled else nullcontext():
+            report = await batches.run(limit=limit, parking=parking)
         applied += report.applied
         if heartbeat is not None:
             heartbeat()
@@ -91,7 +97,8 @@ async def run_batches(
         wait = waiting.wait_seconds
         deadline = start + (min(waiting.report_seconds, wait) if applied else wait)
         poll = loop.time() + waiting.poll_seconds if waiting.poll_seconds > 0 else deadline
-        if await _wait(appended, since, min(deadline, poll), heartbeat):
+        polled = not await _wait(appended, since, min(deadline, poll), heartbeat)
+        if not polled:
             if waiting.gather_seconds > 0:
                 await asyncio.sleep(waiting.gather_seconds)
         elif loop.time() >= deadline or (appended is not None and appended.closed):

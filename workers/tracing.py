@@ -15,6 +15,8 @@ same interceptors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Literal
 
 from acci.workers.settings import Settings
@@ -98,6 +100,17 @@ def untraced(client: Client) -> Client:
 
     config["interceptors"] = [i for i in config["interceptors"] if i is not _installed.interceptor]
     return Client(**config)
+
+
+def untraced_polls() -> Callable[[], AbstractContextManager[object]]:
+    """What a waiting projection batch runs its polls of the store inside: nothing when tracing
+    is off; when on, no current span, so that a poll's statements (one read a second while the
+    batch waits, up to ``ACCI_PROJECTION_IDLE_MS``) are not recorded in the batch's trace."""
+    if _installed is None:
+        return nullcontext
+    from opentelemetry import trace
+
+    return lambda: trace.use_span(trace.INVALID_SPAN)
 
 
 def shutdown_tracing() -> None:

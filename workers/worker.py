@@ -42,7 +42,7 @@ from acci.workers.metrics_commands import CommandMetrics
 from acci.workers.metrics_projections import ProjectionActivity
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
-from acci.workers.tracing import untraced, worker_interceptors
+from acci.workers.tracing import untraced, untraced_polls, worker_interceptors
 from acci.workflows.backup import BackupWorkflow, RestoreWorkflow, VerifyWorkflow
 from acci.workflows.command import CommandWorkflow
 from acci.workflows.event_migration import EventMigrationWorkflow
@@ -151,6 +151,7 @@ async def running_worker(
             ],
             appended=appended,
             on_report=batches.reported,
+            quiet=untraced_polls(),
         )
         snapshot_activities = SnapshotActivities(
             pool=rt.pool,

@@ -139,7 +139,7 @@ async def test_an_idle_projection_adds_nothing_to_its_history_and_still_sees_una
     # One report for it (an activity and a workflow task: six events), no more.
     assert settled - before <= 6
     # Then idle: the batch activity keeps heartbeating, and the history stands still.
-    first = await eventually(lambda: _heartbeat_time(handle), what="the batch's first heartbeat")
+    first = await eventually(lambda: heartbeat_time(handle), what="the batch's first heartbeat")
     await eventually(
         lambda: _heartbeat_after(handle, first, seconds=12),
         within=60,
@@ -161,7 +161,7 @@ async def _has_row(pool: AsyncConnectionPool, tenant: str) -> bool:
         return await cur.fetchone() is not None
 
 
-async def _heartbeat_time(handle: WorkflowHandle[ProjectionWorkflow, None]) -> datetime | None:
+async def heartbeat_time(handle: WorkflowHandle[ProjectionWorkflow, None]) -> datetime | None:
     """When the waiting batch last heartbeated (None: no batch running, or no beat yet)."""
     pending = (await handle.describe()).raw_description.pending_activities
     if len(pending) != 1 or not pending[0].HasField("last_heartbeat_time"):
@@ -172,7 +172,7 @@ async def _heartbeat_time(handle: WorkflowHandle[ProjectionWorkflow, None]) -> d
 async def _heartbeat_after(
     handle: WorkflowHandle[ProjectionWorkflow, None], first: datetime, *, seconds: float
 ) -> bool:
-    latest = await _heartbeat_time(handle)
+    latest = await heartbeat_time(handle)
     return latest is not None and (latest - first).total_seconds() >= seconds
 
 

@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -25,6 +26,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
+from acci.activities.models import projection_workflow_id
 from acci.eventstore.messaging.messages import ReceivedEvent
 from acci.eventstore.messaging.subscriber import EventSubscriber
 from acci.workers.settings import Settings
@@ -33,6 +35,7 @@ from acci.workers.tracing import configure_tracing, reset_tracing
 from acci.workers.worker import running_worker
 from tests.workflows.conftest import RABBITMQ_URL, Captured, eventually, unique, worker_env
 from tests.workflows.helpers import command
+from tests.workflows.test_operator_console import heartbeat_time
 from tests.workflows.test_operator_doors import ACCI, run
 
 
@@ -274,3 +277,30 @@ async def test_the_cli_exports_its_spans_over_otlp_and_the_worker_continues_its_
         what="the worker's span of the CLI's command",
     )
     assert [f"{s.context.trace_id:032x}" for s in runs if s.context] == [sent[1]]
+
+
+async def test_a_waiting_projection_batch_leaves_its_polls_of_the_store_out_of_its_trace(
+    traced: Traced,
+) -> None:
+    handles = [
+        traced.client.get_workflow_handle(projection_workflow_id(name))
+        for name in ("tenants", "users", "tenant_activity")
+    ]
+
+    async def all_waiting() -> list[datetime] | None:
+        beats = [await heartbeat_time(h) for h in handles]
+        return None if None in beats else [b for b in beats if b is not None]
+
+    first = await eventually(all_waiting, what="every projection's batch to be waiting")
+    before = [s for s in traced.spans.get_finished_spans() if _statement(s)]
+
+    async def polled_a_while() -> bool:
+        beats = await all_waiting()
+        return beats is not None and all(
+            (b - a).total_seconds() >= 6 for a, b in zip(first, beats, strict=True)
+        )
+
+    # Six seconds of waiting: six polls of the store by each batch (ACCI_PROJECTION_POLL_MS).
+    await eventually(polled_a_while, within=60, what="six seconds of the batches' heartbeats")
+    after = [s for s in traced.spans.get_finished_spans() if _statement(s)]
+    assert [_statement(s) for s in after[len(before) :]] == []
