@@ -112,6 +112,7 @@ from acci.workers.runtime import open_event_store, open_query_bus, query_cache
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command
 from acci.workers.worker import running_worker
+from acci.workflows.projection import ProjectionWorkflow
 
 DB = "acci_bench_readside"
 ROLES = ("owner", "admin", "member", "viewer")
@@ -667,7 +668,8 @@ class Lag:
                     command_id=uuid.uuid4(),
                     tenant_id=tenant,
                     command_type="CreateTenant",
-                    payload={"name": f"Lag tenant {tenant}"},
+                    # Room for every registration of the run (the default seat limit is 100).
+                    payload={"name": f"Lag tenant {tenant}", "settings": {"max_users": 100_000}},
                 ),
                 task_queue=self.task_queue,
             )
@@ -867,13 +869,21 @@ async def idle_part(settings: Settings, sizes: Sizes) -> list[Row]:
 
 
 async def _settled(handles: Sequence[WorkflowHandle[Any, Any]]) -> None:
-    """Until every projection's first batch has reported (its run is past the start)."""
+    """Until every projection's batch has got going: it reported, or it waits (heartbeating)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if all([await _history_length(h) >= 11 for h in handles]):
+        if all([await _going(h) for h in handles]):
             return
         await asyncio.sleep(0.2)
     raise RuntimeError("the projections did not settle within 60 s")
+
+
+async def _going(handle: WorkflowHandle[Any, Any]) -> bool:
+    pending = (await handle.describe()).raw_description.pending_activities
+    if any(p.HasField("last_heartbeat_time") for p in pending):
+        return True
+    status = await handle.query(ProjectionWorkflow.status)
+    return status.updated_at is not None
 
 
 async def _history_length(handle: WorkflowHandle[Any, Any]) -> int:

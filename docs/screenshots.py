@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from playwright.async_api import async_playwright
 from psycopg import sql
 from temporalio.client import Client, WorkflowFailureError
 
@@ -107,9 +107,11 @@ async def photograph(chromium: str, pages: dict[str, tuple[str, str]]) -> None:
     """Each page (name: (url, text it shows once loaded)) to ``OUT/<name>.png``."""
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        page = await browser.new_page(viewport={"width": 1440, "height": 960})
+        page = await browser.new_page(viewport={"width": 1600, "height": 900})
         for name, (url, shows) in pages.items():
             await page.goto(url)
+            if name == "workflows":
+                await show_search_attributes(page)
             # The UI is a single-page app that keeps polling: wait for what the picture is of.
             try:
                 await page.get_by_text(shows).first.wait_for(timeout=30_000)
@@ -119,6 +121,19 @@ async def photograph(chromium: str, pages: dict[str, tuple[str, str]]) -> None:
             await page.screenshot(path=str(out))
             print(f"{out.relative_to(OUT.parent.parent)}  <-  {url}")
         await browser.close()
+
+
+async def show_search_attributes(page: Page) -> None:
+    """Add the command's search attributes to the list's columns (the UI keeps the choice in
+    the browser): a command run then reads as its type, tenant and aggregate in the list."""
+    await page.get_by_text("CommandWorkflow").first.wait_for(timeout=30_000)
+    await page.get_by_role("button", name="Configure Columns").click()
+    for column in ("CommandType", "TenantId", "AggregateId"):
+        await page.get_by_role("button", name=f"Add {column} column").click()
+    for column in ("Run ID", "Start", "End"):
+        await page.get_by_role("button", name=f"Remove {column} column").click()
+    await page.reload()
+    await page.get_by_role("columnheader", name="CommandType").wait_for(timeout=30_000)
 
 
 def drop_database() -> None:

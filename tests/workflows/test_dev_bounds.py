@@ -16,7 +16,7 @@ from temporalio.client import Client
 from acci.workers.devserver import copy_rotating
 from acci.workers.settings import Settings
 from tests.workflows.conftest import free_port, worker_env
-from tests.workflows.test_operator_doors import ACCI, run
+from tests.workflows.test_operator_doors import ACCI, acci_dev, run
 
 
 async def test_acci_dev_sets_its_retention_and_acci_health_reports_the_history_size(
@@ -32,17 +32,8 @@ async def test_acci_dev_sets_its_retention_and_acci_health_reports_the_history_s
         "ACCI_DEV_RETENTION_HOURS": "2",
         "ACCI_METRICS_PORT": str(metrics_port),
     }
-    with (tmp_path / "stderr.log").open("wb") as errors:
-        process = await asyncio.create_subprocess_exec(
-            ACCI, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=errors
-        )
-        assert process.stdout is not None
+    async with acci_dev(env, tmp_path) as (process, output):
         try:
-            output = b""
-            while b"Press Ctrl-C to stop." not in output:
-                line = await asyncio.wait_for(process.stdout.readline(), 120)
-                assert line, (tmp_path / "stderr.log").read_text()
-                output += line
             assert b"runs kept 2h after they close" in output
             client = await Client.connect(f"127.0.0.1:{port}")
             described = await client.workflow_service.describe_namespace(

@@ -9,7 +9,8 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -190,14 +191,12 @@ async def test_acci_dev_runs_the_demo_and_keeps_runs_across_restarts(
         assert out.count("[re-sent: first result]") >= 6
 
 
-async def test_acci_dev_stops_cleanly_on_ctrl_c(settings: Settings, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **worker_env(settings),
-        "ACCI_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-        "ACCI_TEMPORAL_UI_PORT": str(free_port()),
-        "ACCI_DATA_DIR": str(tmp_path / "data"),
-    }
+@asynccontextmanager
+async def acci_dev(
+    env: dict[str, str], tmp_path: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, bytes]]:
+    """``acci dev`` started with ``env`` and its output up to "Press Ctrl-C to stop."; killed
+    at the end if the block has not stopped it (its stderr goes to ``tmp_path/stderr.log``)."""
     with (tmp_path / "stderr.log").open("wb") as errors:
         process = await asyncio.create_subprocess_exec(
             ACCI, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=errors
@@ -209,12 +208,25 @@ async def test_acci_dev_stops_cleanly_on_ctrl_c(settings: Settings, tmp_path: Pa
                 line = await asyncio.wait_for(process.stdout.readline(), 120)
                 assert line, (tmp_path / "stderr.log").read_text()
                 output += line
-            assert f"127.0.0.1:{port}".encode() in output
-            process.send_signal(signal.SIGINT)
-            code = await asyncio.wait_for(process.wait(), 60)
+            yield process, output
         finally:
             if process.returncode is None:
                 process.kill()
+                await process.wait()
+
+
+async def test_acci_dev_stops_cleanly_on_ctrl_c(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **worker_env(settings),
+        "ACCI_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "ACCI_TEMPORAL_UI_PORT": str(free_port()),
+        "ACCI_DATA_DIR": str(tmp_path / "data"),
+    }
+    async with acci_dev(env, tmp_path) as (process, output):
+        assert f"127.0.0.1:{port}".encode() in output
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 60)
     assert code == 0, (tmp_path / "stderr.log").read_text()
     # The dev server went down with it.
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
