@@ -44,6 +44,27 @@ NON_RETRYABLE_TYPES: Final = (
     "NotFoundError",
 )
 
+# A projection workflow's start whose input does not decode (workflows/projection.py).
+PROJECTION_INPUT_ERROR: Final = "ProjectionValidationError"
+
+# The failures that are an answer, not a fault: bad input, a broken rule, lost races, an
+# operator's request for something that is not there, and a refused principal (issue 14). Their
+# type and message say everything: the Web UI shows them without a stack trace
+# (workers/converter.py) and the log without a traceback (workers/logs.py). A failed rebuild or
+# backup is non-retryable too, but a fault: it keeps its traces.
+REJECTION_TYPES: Final = frozenset(
+    {*NON_RETRYABLE_TYPES, PROJECTION_INPUT_ERROR, "AuthorizationError"}
+)
+
+# A rejected command's family in one word: the outcome label of its metrics and the end of its
+# run's current details ("RegisterUser acme/eve rejected: validation").
+REJECTION_FAMILIES: Final = {
+    "CommandValidationError": "validation",
+    "DomainError": "domain",
+    "ConcurrencyError": "concurrency",
+    "AuthorizationError": "authorization",
+}
+
 
 def application_error(
     exc: CommandError | store.EventStoreError | QueryError,

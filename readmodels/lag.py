@@ -24,6 +24,21 @@ LAG_CAP: Final = 10_000
 # age name the stall (pg_stat_activity for a session, pg_prepared_xacts for a prepared one;
 # neither when it ended since the snapshot). Head, counts and horizon come from one statement:
 # one snapshot, one round trip; pg_locks and the activity views are read only when needed.
+# The transaction at the gap-free horizon (the ``horizon`` CTE before it), if it is still open:
+# its backend's pid (NULL for a prepared transaction) and how long it has been open. What holds
+# every gap-free reader back, named.
+HOLDER: Final = (
+    "holder AS ("
+    " SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start) AS seconds"
+    " FROM pg_stat_activity AS a, horizon"
+    " WHERE a.backend_xid::text::bigint = (horizon.xid::text::bigint & 4294967295)"
+    " UNION ALL"
+    " SELECT NULL, extract(epoch FROM clock_timestamp() - p.prepared)"
+    " FROM pg_prepared_xacts AS p, horizon"
+    " WHERE p.transaction::text::bigint = (horizon.xid::text::bigint & 4294967295)"
+    " LIMIT 1)"
+)
+
 LAG_STATEMENT: Final = (
     sql.SQL(
         "WITH horizon AS MATERIALIZED (SELECT {horizon} AS xid),"
@@ -39,15 +54,7 @@ LAG_STATEMENT: Final = (
         " count(*) FILTER (WHERE transaction_id < (SELECT xid FROM horizon)) AS readable,"
         " coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS seconds"
         " FROM pending),"
-        " holder AS ("
-        " SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start) AS seconds"
-        " FROM pg_stat_activity AS a, horizon"
-        " WHERE a.backend_xid::text::bigint = (horizon.xid::text::bigint & 4294967295)"
-        " UNION ALL"
-        " SELECT NULL, extract(epoch FROM clock_timestamp() - p.prepared)"
-        " FROM pg_prepared_xacts AS p, horizon"
-        " WHERE p.transaction::text::bigint = (horizon.xid::text::bigint & 4294967295)"
-        " LIMIT 1)"
+        " {holder}"
         " SELECT c.events, c.readable, c.seconds,"
         " (SELECT transaction_id FROM head), (SELECT global_position FROM head),"
         " c.events > c.readable,"
@@ -55,7 +62,7 @@ LAG_STATEMENT: Final = (
         " CASE WHEN c.events > c.readable THEN (SELECT seconds FROM holder) END"
         " FROM counted AS c"
     )
-    .format(horizon=sql.SQL(HORIZON))
+    .format(horizon=sql.SQL(HORIZON), holder=sql.SQL(HOLDER))
     .as_string(None)
 )
 

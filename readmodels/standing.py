@@ -16,7 +16,7 @@ from psycopg import sql
 
 from acci.eventstore.global_order import HORIZON
 from acci.eventstore.records import Position
-from acci.readmodels.lag import LAG_CAP, LAG_STATEMENT, Lag, lag_of_row, lag_params
+from acci.readmodels.lag import HOLDER, LAG_CAP, LAG_STATEMENT, Lag, lag_of_row, lag_params
 
 # Committed events that gap-free readers cannot reach yet (those of transactions at or after
 # the horizon, capped), and how long the transaction at the horizon has been open: the store's
@@ -26,18 +26,10 @@ _HORIZON_STALL: Final = (
         "WITH horizon AS MATERIALIZED (SELECT {horizon} AS xid),"
         " held AS (SELECT 1 FROM event_store.events"
         " WHERE transaction_id >= (SELECT xid FROM horizon) LIMIT %(cap)s),"
-        " holder AS ("
-        " SELECT extract(epoch FROM clock_timestamp() - a.xact_start) AS seconds"
-        " FROM pg_stat_activity AS a, horizon"
-        " WHERE a.backend_xid::text::bigint = (horizon.xid::text::bigint & 4294967295)"
-        " UNION ALL"
-        " SELECT extract(epoch FROM clock_timestamp() - p.prepared)"
-        " FROM pg_prepared_xacts AS p, horizon"
-        " WHERE p.transaction::text::bigint = (horizon.xid::text::bigint & 4294967295)"
-        " LIMIT 1)"
+        " {holder}"
         " SELECT (SELECT count(*) FROM held), (SELECT seconds FROM holder)"
     )
-    .format(horizon=sql.SQL(HORIZON))
+    .format(horizon=sql.SQL(HORIZON), holder=sql.SQL(HOLDER))
     .as_string(None)
 )
 

@@ -20,11 +20,12 @@ from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.schema import prepare_database
 
-# Tests never serve metrics on the default port: it belongs to a `make demo` or worker running
-# beside them (a test run once made the demo's endpoint fail to start). This reaches every
-# Settings() built in the test process and every `acci` process started with os.environ; a test
-# that wants the endpoint passes a free port.
+# Tests never serve metrics on the default ports (ACCI's, the Temporal SDK's): they belong to a
+# `make demo` or worker running beside them (a test run once made the demo's endpoint fail to
+# start). This reaches every Settings() built in the test process and every `acci` process
+# started with os.environ; a test that wants an endpoint passes a free port.
 os.environ["ACCI_METRICS_PORT"] = "0"
+os.environ["ACCI_TEMPORAL_METRICS_PORT"] = "0"
 
 # The server the tests use; each module gets a database of its own on it.
 SERVER_URL = os.environ.get(

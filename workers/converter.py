@@ -10,16 +10,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
 
-from acci.activities.errors import NON_RETRYABLE_TYPES
-from acci.workflows.command import INPUT_ERROR_TYPE as COMMAND_INPUT_ERROR
-from acci.workflows.projection import INPUT_ERROR_TYPE as PROJECTION_INPUT_ERROR
-
-# The failures that are an answer, not a fault: bad input, a broken rule, lost races, an
-# operator's request for something that is not there, and (issue 14) a refused principal. Their
-# type and message say everything; a traceback would only point at ACCI's own raise statement.
-REJECTION_TYPES: Final = frozenset(
-    {*NON_RETRYABLE_TYPES, COMMAND_INPUT_ERROR, PROJECTION_INPUT_ERROR, "AuthorizationError"}
-)
+from acci.activities.errors import REJECTION_TYPES
 
 
 class RejectionFailureConverter(DefaultFailureConverter):

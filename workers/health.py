@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from acci.readmodels.installed import projection_names
 from acci.readmodels.lag import measure_lag
 from acci.workers.checks import ServiceCheck, rabbitmq, redis_check, timed
 from acci.workers.devserver import history_file_bytes
+from acci.workers.logs import redact
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import connect
 from acci.workers.urls import where, without_password
@@ -51,7 +52,11 @@ class HealthReport:
     failing: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "failing", [c.name for c in self.checks if not c.ok])
+        # A service's error may quote its URL (libpq quotes a malformed one whole): every
+        # detail is shown with its passwords taken out, in this one place.
+        shown = [replace(c, detail=redact(c.detail)) for c in self.checks]
+        object.__setattr__(self, "checks", shown)
+        object.__setattr__(self, "failing", [c.name for c in shown if not c.ok])
 
     @property
     def ready(self) -> bool:
@@ -135,7 +140,7 @@ async def _projection(
 async def _database(settings: Settings, limit: float) -> list[ServiceCheck]:
     """PostgreSQL on the ACCI database, the event store, and each projection."""
     url = settings.database_url.get_secret_value()
-    target = where(url) if "://" in url else without_password(url)
+    target = where(without_password(url)) if "://" in url else without_password(url)
     started = time.perf_counter()
     try:
         # One connection of its own, not the pool's: its error says why, and a pool busy with

@@ -12,11 +12,12 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
@@ -32,24 +33,42 @@ Readiness = Callable[[], dict[str, Any]]
 """Answers ``/readyz``: the report as JSON, with ``status`` "ready" or not."""
 
 
+# A report this recent answers a probe without checking again.
+_FRESH_SECONDS: Final = 1.0
+
+
 def readiness_on_loop(settings: Settings, client: Client | None = None) -> Readiness:
     """Readiness checked on the calling thread's running event loop (the worker's), from the
     endpoint's threads; a loop too busy to answer in time is reported as not ready."""
     loop = asyncio.get_running_loop()
     # Each check has its own limit; this one bounds the whole report.
-    limit = settings.health_timeout_ms / 1000 * 4 + 1
+    limit = readiness_limit(settings)
+    # Probes that come together (an orchestrator, a load balancer, a person) share one round of
+    # checks: each round opens connections to every service, and they should not pile up.
+    lock = threading.Lock()
+    latest: list[tuple[float, dict[str, Any]]] = []
 
     def check() -> dict[str, Any]:
-        future = asyncio.run_coroutine_threadsafe(readiness(settings, client=client), loop)
-        try:
-            report: HealthReport = future.result(limit)
-        except FutureTimeout:
-            future.cancel()
-            late = f"the readiness checks did not finish within {limit:.0f}s"
-            report = HealthReport([ServiceCheck("worker", False, late, limit * 1000)])
-        return report.as_json()
+        with lock:
+            if latest and time.monotonic() - latest[0][0] < _FRESH_SECONDS:
+                return latest[0][1]
+            future = asyncio.run_coroutine_threadsafe(readiness(settings, client=client), loop)
+            try:
+                report: HealthReport = future.result(limit)
+            except FutureTimeout:
+                future.cancel()
+                late = f"the readiness checks did not finish within {limit:.0f}s"
+                report = HealthReport([ServiceCheck("worker", False, late, limit * 1000)])
+            latest[:] = [(time.monotonic(), report.as_json())]
+            return latest[0][1]
 
     return check
+
+
+def readiness_limit(settings: Settings) -> float:
+    """The longest ``/readyz`` takes to answer, in seconds: a probe should wait longer (the
+    database's checks run one after another within three limits, the rest beside them)."""
+    return settings.health_timeout_ms / 1000 * 4 + 1
 
 
 class _Handler(BaseHTTPRequestHandler):

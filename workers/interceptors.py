@@ -10,6 +10,7 @@ on that counter apply the new events at once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -98,11 +99,14 @@ class _Observe(ActivityInboundInterceptor):
 
     async def _batch(self, input: ExecuteActivityInput, projection: str) -> Any:
         self._projections.started(projection)
-        raised = True
+        raised = False
         try:
-            result = await super().execute_activity(input)
-            raised = False
-            return result
+            return await super().execute_activity(input)
+        except asyncio.CancelledError:
+            raise  # cancelled (a worker stopping): not a failing projection
+        except BaseException:
+            raised = True
+            raise
         finally:
             self._projections.ended(projection, raised=raised)
 

@@ -28,6 +28,8 @@ import temporalio.workflow
 from opentelemetry import trace
 from temporalio.exceptions import ApplicationError
 
+from acci.activities.errors import REJECTION_TYPES
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 # Libraries that narrate every connection step at INFO: only their warnings are worth a line.
 _CHATTY = ("pika",)
@@ -121,7 +123,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class RejectionsWithoutTraceback(logging.Filter):
-    """Logs a rejected command (a non-retryable ``ApplicationError``) without its traceback.
+    """Logs a rejection (an ``ApplicationError`` of ``REJECTION_TYPES``) without its traceback.
 
     The Temporal SDK logs every failed activity with its traceback. Bad input or a broken
     business rule is the command's answer, not a fault in the worker: the error's type and
@@ -130,7 +132,7 @@ class RejectionsWithoutTraceback(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ApplicationError) and error.non_retryable:
+        if isinstance(error, ApplicationError) and error.type in REJECTION_TYPES:
             record.exc_info = None
             record.exc_text = None
             record.error_type = error.type

@@ -11,7 +11,6 @@ metrics have an endpoint of their own (``workers/metrics_temporal.py``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -25,8 +24,6 @@ from acci.readmodels.cache import shared_stats
 from acci.workers.metrics_projections import DatabaseMetrics, ProjectionActivity
 from acci.workers.metrics_queries import shared_query_times
 from acci.workers.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 class SharedCacheStats(Collector):

@@ -14,6 +14,7 @@ from typing import Final
 from prometheus_client import Counter, Histogram
 from temporalio.exceptions import ApplicationError
 
+from acci.activities.errors import REJECTION_FAMILIES
 from acci.domain import COMMAND_TYPES
 
 COMMANDS: Final = Counter(
@@ -43,14 +44,10 @@ TENANT_COMMANDS: Final = Counter(
 
 # The ApplicationError types of activities/errors.py, by outcome. AuthorizationError has no
 # source yet: it counts as soon as a command raises one.
-OUTCOME_BY_ERROR_TYPE: Final = {
-    "CommandValidationError": "validation",
-    "DomainError": "domain",
-    "ConcurrencyError": "concurrency",
-    "AuthorizationError": "authorization",
-}
+OUTCOME_BY_ERROR_TYPE: Final = REJECTION_FAMILIES
 OUTCOMES: Final = ("ok", "resent", *OUTCOME_BY_ERROR_TYPE.values(), "infrastructure")
-OTHER: Final = "other"
+# Not a valid tenant id (no parentheses allowed), so no tenant is mistaken for the rest.
+OTHER: Final = "(other)"
 UNKNOWN_TYPE: Final = "unknown"
 
 
@@ -73,11 +70,12 @@ class BoundedLabel:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, value: str) -> str:
+    def __call__(self, value: str, *, may_claim: bool = True) -> str:
+        """``value``'s label; a value not labelled yet takes a free slot only if ``may_claim``."""
         if value in self._seen:
             return value
         with self._lock:
-            if len(self._seen) < self._limit:
+            if may_claim and len(self._seen) < self._limit:
                 self._seen.add(value)
                 return value
         return OTHER
@@ -94,7 +92,9 @@ class CommandMetrics:
         kind = command_type if command_type in COMMAND_TYPES else UNKNOWN_TYPE
         COMMANDS.labels(kind, outcome).inc()
         COMMAND_SECONDS.labels(kind).observe(seconds)
-        TENANT_COMMANDS.labels(self._tenant(tenant_id), outcome).inc()
+        # A malformed command's tenant id is the sender's word only: it takes no label slot.
+        tenant = self._tenant(tenant_id, may_claim=outcome != "validation")
+        TENANT_COMMANDS.labels(tenant, outcome).inc()
 
     def conflict(self, command_type: str) -> None:
         """A command lost a race on its stream and decides again (CommandHandler's hook)."""

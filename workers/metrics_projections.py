@@ -3,8 +3,10 @@
 Lag is measured when Prometheus asks, from each checkpoint to the newest committed event, so a
 paused projection's lag grows while it is paused (a gauge set after each batch would freeze).
 State combines the checkpoint (paused) with what this worker's projection activities last saw
-(failing, stopped). The scrape reads on a connection of its own, outside the worker's pool,
-with short timeouts: a slow database makes the scrape short of these families, never slow.
+(failing, stopped); a worker that never ran a projection leaves its state to the one that
+does (aggregate across workers with ``max by (projection, state)``). The scrape reads on a
+connection of its own, outside the worker's pool, with short timeouts: a slow database makes
+the scrape short of these families, never slow.
 """
 
 from __future__ import annotations
@@ -31,16 +33,22 @@ STATES: Final = ("running", "paused", "failing", "stopped")
 class ProjectionActivity:
     """What this worker's projection activities last saw of each projection (thread-safe).
 
-    A projection is failing while its latest batch reported a failing event or raised, and
-    stopped when no batch of it is running here and none ran for ``stopped_after`` seconds.
+    A projection is failing while a batch of it failed here (reported a failing event, or
+    raised) within the last ``failing_for`` seconds and none has succeeded here since: a
+    failing projection is retried every few seconds (at most ``ACCI_PROJECTION_RETRY_MAX_MS``
+    apart), so the state holds while it fails and clears once another worker runs it well. It
+    is stopped when a batch of it ran here once, none is running now, and none ran for
+    ``stopped_after`` seconds. A projection no batch of which ever ran here has no state from
+    this worker (another worker runs it), unless its checkpoint says paused.
     """
 
-    def __init__(self, *, stopped_after: float = 300.0) -> None:
+    def __init__(self, *, stopped_after: float = 300.0, failing_for: float = 120.0) -> None:
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
         self._last_seen: dict[str, float] = {}
-        self._failing: set[str] = set()
+        self._failed_at: dict[str, float] = {}
         self._stopped_after = stopped_after
+        self._failing_for = failing_for
 
     def started(self, projection: str) -> None:
         """A batch activity of ``projection`` started."""
@@ -54,27 +62,31 @@ class ProjectionActivity:
             self._running[projection] = max(0, self._running.get(projection, 0) - 1)
             self._last_seen[projection] = time.monotonic()
             if raised:
-                self._failing.add(projection)
+                self._failed_at[projection] = time.monotonic()
 
     def reported(self, result: ProjectionBatchResult) -> None:
         """A batch's report (ProjectionActivities' ``on_report``)."""
         with self._lock:
             self._last_seen[result.projection] = time.monotonic()
             if result.failure is not None:
-                self._failing.add(result.projection)
+                self._failed_at[result.projection] = time.monotonic()
             else:
-                self._failing.discard(result.projection)
+                self._failed_at.pop(result.projection, None)
 
-    def state(self, projection: str, *, paused: bool) -> str:
-        """``projection``'s state, given whether its checkpoint is paused."""
+    def state(self, projection: str, *, paused: bool) -> str | None:
+        """``projection``'s state, given whether its checkpoint is paused (None: this worker
+        has never run a batch of it, and it is not paused)."""
         if paused:
             return "paused"
+        now = time.monotonic()
         with self._lock:
-            if projection in self._failing:
+            failed = self._failed_at.get(projection)
+            if failed is not None and now - failed <= self._failing_for:
                 return "failing"
             seen = self._last_seen.get(projection)
-            idle = seen is None or time.monotonic() - seen > self._stopped_after
-            if self._running.get(projection, 0) == 0 and idle:
+            if seen is None:
+                return None
+            if self._running.get(projection, 0) == 0 and now - seen > self._stopped_after:
                 return "stopped"
         return "running"
 
@@ -124,11 +136,13 @@ class DatabaseMetrics(Collector):
             lag_seconds.add_metric([s.projection], s.lag.seconds)
             dead.add_metric([s.projection], s.dead_letters)
             current = self._state(s)
+            if current is None:
+                continue  # never run here: the worker that runs it says
             for name in STATES:
                 state.add_metric([s.projection, name], 1.0 if name == current else 0.0)
         return [lag_events, lag_seconds, state, dead, horizon_events, horizon_seconds]
 
-    def _state(self, standing: ProjectionStanding) -> str:
+    def _state(self, standing: ProjectionStanding) -> str | None:
         return self._activity.state(standing.projection, paused=standing.status == "paused")
 
     def _connection(self) -> psycopg.Connection[Any]:

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from acci.activities.command_activities import CommandActivities
-    from acci.activities.errors import NON_RETRYABLE_TYPES
+    from acci.activities.errors import NON_RETRYABLE_TYPES, REJECTION_FAMILIES
     from acci.activities.models import COMMAND_WORKFLOW, CommandInput, CommandResult
     from acci.domain.errors import CommandValidationError
     from acci.workflows.inputs import NO_INPUT, decode_input
@@ -61,12 +61,6 @@ _KEYWORD_MAX: Final = 256
 INPUT_ERROR_TYPE: Final = CommandValidationError.__name__
 # Temporal keeps a summary short (the Web UI shows one line of it).
 _SUMMARY_MAX: Final = 200
-_FAMILY_WORDS: Final = {
-    "CommandValidationError": "validation",
-    "DomainError": "domain",
-    "ConcurrencyError": "concurrency",
-    "AuthorizationError": "authorization",
-}
 
 
 @workflow.defn(name=COMMAND_WORKFLOW)
@@ -132,7 +126,7 @@ def _payload_aggregate(command: CommandInput) -> str | None:
 
 def rejection_family(error_type: str | None) -> str:
     """A rejection's family in one word (``CommandValidationError`` → ``validation``)."""
-    return _FAMILY_WORDS.get(error_type or "", error_type or "failed")
+    return REJECTION_FAMILIES.get(error_type or "", error_type or "failed")
 
 
 def command_search_attributes(

@@ -23,7 +23,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from acci.activities.errors import NON_RETRYABLE_TYPES
+    from acci.activities.errors import NON_RETRYABLE_TYPES, PROJECTION_INPUT_ERROR
     from acci.activities.models import (
         PROJECTION_WORKFLOW,
         DeadLetterAction,
@@ -49,7 +49,7 @@ else:
     ProjectionArgument = RawValue
 
 # The failure type of a start whose input does not decode.
-INPUT_ERROR_TYPE: Final = "ProjectionValidationError"
+INPUT_ERROR_TYPE: Final = PROJECTION_INPUT_ERROR
 
 # The batch activity is retried here a few times for a database blip or a lost worker; a longer
 # outage comes back to the loop as a failure, shown by the status query, and is retried there

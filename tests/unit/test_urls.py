@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from acci.workers.checks import ServiceCheck
+from acci.workers.health import HealthReport
 from acci.workers.urls import where, without_password
 
 
@@ -28,3 +30,15 @@ def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
 
 def test_where_keeps_only_the_host_and_path() -> None:
     assert where("amqp://guest:guest@127.0.0.1:5672/%2F") == "127.0.0.1:5672/%2F"
+
+
+def test_a_url_shown_by_the_health_checks_has_no_password_in_its_query_either() -> None:
+    shown = where(without_password("postgresql://acci@db:5432/acci?password=s3cret&sslmode=off"))
+    assert "s3cret" not in shown and shown == "db:5432/acci?sslmode=off"
+
+
+def test_a_health_report_shows_no_password_a_service_error_quotes() -> None:
+    failed = ServiceCheck("PostgreSQL", False, "invalid URI: postgresql://acci:s3cret@db/acci")
+    report = HealthReport([failed])
+    assert "s3cret" not in str(report.as_json())
+    assert report.failing == ["PostgreSQL"]

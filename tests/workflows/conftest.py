@@ -87,8 +87,9 @@ def settings(database_url: str, temporal_address: str) -> Iterator[Settings]:
         db_pool_max_size=30,
         # Modules reuse tenant ids in databases of their own: not in one cache namespace.
         cache_prefix=f"acci-test-{uuid.uuid4().hex[:12]}",
-        # No metrics endpoint: the default port belongs to a running `make demo`.
+        # No metrics endpoints: the default ports belong to a running `make demo`.
         metrics_port=0,
+        temporal_metrics_port=0,
     )
     yield settings
     delete_keys(settings.cache_prefix)
@@ -111,6 +112,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ACCI_RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
         "ACCI_CACHE_PREFIX": settings.cache_prefix,
         "ACCI_METRICS_PORT": str(settings.metrics_port),
+        "ACCI_TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
         "ACCI_BACKUP_DIR": str(settings.backup_dir),
     }
 

@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
@@ -20,6 +21,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from acci.activities.command_handler import CommandHandler
 from acci.activities.models import SnapshotJobInput, projection_workflow_id
+from acci.domain.errors import CommandValidationError, DomainError
 from acci.domain.tenant_commands import CreateTenant
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
@@ -79,14 +81,15 @@ async def test_a_rejected_command_shows_its_type_and_message_without_a_stack_tra
         task_queue=q,
     )
     duplicate = await start_command(worker, command(t, "CreateTenant", name="Again"), task_queue=q)
-    for sent, family in ((rejected, "validation"), (duplicate, "domain")):
-        try:
+    for sent, family, error in (
+        (rejected, "validation", CommandValidationError),
+        (duplicate, "domain", DomainError),
+    ):
+        with pytest.raises(error):
             await command_result(sent.handle)
-        except Exception:
-            pass
         failure = await failure_of(sent.handle)
         top = failure.application_failure_info
-        assert top.type in ("CommandValidationError", "DomainError") and top.non_retryable
+        assert top.type == error.__name__ and top.non_retryable
         assert failure.message  # the one-line reason, first thing on the page
         assert [link.stack_trace for link in chain(failure)] == [""] * len(chain(failure))
         details = await current_details(sent.handle)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from acci.activities.models import projection_workflow_id
 from acci.eventstore.messaging.messages import ReceivedEvent
 from acci.eventstore.messaging.subscriber import EventSubscriber
+from acci.workers.logs import ContextFields, JsonFormatter
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command
 from acci.workers.tracing import configure_tracing, reset_tracing
@@ -70,6 +73,29 @@ async def traced(settings: Settings, temporal_env: WorkflowEnvironment) -> Async
         reset_tracing()
 
 
+@contextmanager
+def logged(name: str) -> Iterator[list[dict[str, Any]]]:
+    """The JSON lines logger ``name`` writes in the block, formatted as the worker's are."""
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(self.format(record)))
+
+    handler = Collect()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFields())
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _parent(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
@@ -106,7 +132,8 @@ async def test_a_command_is_one_trace_from_the_client_to_the_subscriber(
     try:
         subscriber.subscribe(["TenantCreated"], tenant_id=tenant)
         sent = command(tenant, "CreateTenant", name="Traced Corp")
-        result = await execute_command(traced.client, sent, task_queue=settings.task_queue)
+        with logged("acci.activities.command_activities") as lines:
+            result = await execute_command(traced.client, sent, task_queue=settings.task_queue)
 
         def consume() -> tuple[int, SpanContext]:
             handled = subscriber.consume(handle, max_messages=1, idle_timeout=30)
@@ -173,6 +200,11 @@ async def test_a_command_is_one_trace_from_the_client_to_the_subscriber(
     assert attributes.get("acci.command_id") == str(sent.command_id)
     assert attributes.get("acci.aggregate_id") == tenant
     assert attributes.get("acci.events") == 1
+    # The activity's log lines lead to the trace: its trace id and the activity's span id.
+    (handled_line,) = [line for line in lines if line["msg"] == "command handled"]
+    assert handled_line["trace_id"] == f"{start.context.trace_id:032x}"
+    assert handled_line["span_id"] == f"{_id(run_activity):016x}"
+    assert handled_line["command_id"] == str(sent.command_id)
 
 
 async def test_projection_batches_are_traces_of_their_own_with_their_statements(
