@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -38,7 +37,6 @@ from acci.workers.tracing import configure_tracing, reset_tracing
 from acci.workers.worker import running_worker
 from tests.workflows.conftest import RABBITMQ_URL, Captured, eventually, unique, worker_env
 from tests.workflows.helpers import command
-from tests.workflows.test_operator_console import heartbeat_time
 from tests.workflows.test_operator_doors import ACCI, run
 
 
@@ -319,20 +317,40 @@ async def test_a_waiting_projection_batch_leaves_its_polls_of_the_store_out_of_i
         for name in ("tenants", "users", "tenant_activity")
     ]
 
-    async def all_waiting() -> list[datetime] | None:
-        beats = [await heartbeat_time(h) for h in handles]
-        return None if None in beats else [b for b in beats if b is not None]
+    async def waiting(for_seconds: float) -> list[Waiting] | None:
+        """Each projection's batch, if every one has waited (heartbeating) that long."""
+        batches = [await _waiting_batch(h) for h in handles]
+        if any(b is None or b.waited < for_seconds for b in batches):
+            return None
+        return [b for b in batches if b is not None]
 
-    first = await eventually(all_waiting, what="every projection's batch to be waiting")
+    # Settled: every batch has waited long enough to be past any report it had to make (a
+    # batch that applied something returns within a second).
+    first = await eventually(lambda: waiting(3), what="every projection's batch to be waiting")
     before = [s for s in traced.spans.get_finished_spans() if _statement(s)]
-
-    async def polled_a_while() -> bool:
-        beats = await all_waiting()
-        return beats is not None and all(
-            (b - a).total_seconds() >= 6 for a, b in zip(first, beats, strict=True)
-        )
-
-    # Six seconds of waiting: six polls of the store by each batch (ACCI_PROJECTION_POLL_MS).
-    await eventually(polled_a_while, within=60, what="six seconds of the batches' heartbeats")
+    # Six more seconds of waiting: six polls of the store by each batch (ACCI_PROJECTION_POLL_MS).
+    last = await eventually(
+        lambda: waiting(max(b.waited for b in first) + 6),
+        within=60,
+        what="six more seconds of waiting",
+    )
     after = [s for s in traced.spans.get_finished_spans() if _statement(s)]
+    # The same batches all along: nothing but polls ran in the window.
+    assert [b.activity_id for b in last] == [b.activity_id for b in first]
     assert [_statement(s) for s in after[len(before) :]] == []
+
+
+@dataclass(frozen=True)
+class Waiting:
+    activity_id: str
+    waited: float  # seconds since the batch activity started, as of its last heartbeat
+
+
+async def _waiting_batch(handle: Any) -> Waiting | None:
+    pending = (await handle.describe()).raw_description.pending_activities
+    if len(pending) != 1 or not pending[0].HasField("last_heartbeat_time"):
+        return None
+    batch = pending[0]
+    started = batch.last_started_time.ToDatetime()
+    waited = (batch.last_heartbeat_time.ToDatetime() - started).total_seconds()
+    return Waiting(batch.activity_id, waited)
