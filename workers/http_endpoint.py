@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
@@ -33,10 +33,6 @@ Readiness = Callable[[], dict[str, Any]]
 """Answers ``/readyz``: the report as JSON, with ``status`` "ready" or not."""
 
 
-# A report this recent answers a probe without checking again.
-_FRESH_SECONDS: Final = 1.0
-
-
 def readiness_on_loop(settings: Settings, client: Client | None = None) -> Readiness:
     """Readiness checked on the calling thread's running event loop (the worker's), from the
     endpoint's threads; a loop too busy to answer in time is reported as not ready."""
@@ -44,13 +40,16 @@ def readiness_on_loop(settings: Settings, client: Client | None = None) -> Readi
     # Each check has its own limit; this one bounds the whole report.
     limit = readiness_limit(settings)
     # Probes that come together (an orchestrator, a load balancer, a person) share one round of
-    # checks: each round opens connections to every service, and they should not pile up.
+    # checks: each round opens connections to every service, and they should not pile up. A
+    # probe that waited while a round ran takes that round's answer; one that finds no round
+    # running starts a new one, so an answer is never older than the probe.
     lock = threading.Lock()
     latest: list[tuple[float, dict[str, Any]]] = []
 
     def check() -> dict[str, Any]:
+        arrived = time.monotonic()
         with lock:
-            if latest and time.monotonic() - latest[0][0] < _FRESH_SECONDS:
+            if latest and latest[0][0] >= arrived:
                 return latest[0][1]
             future = asyncio.run_coroutine_threadsafe(readiness(settings, client=client), loop)
             try:
