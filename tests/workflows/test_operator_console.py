@@ -127,8 +127,11 @@ async def test_an_idle_projection_adds_nothing_to_its_history_and_still_sees_una
     handle = worker.get_workflow_handle_for(
         ProjectionWorkflow.run, projection_workflow_id("tenants")
     )
-    # Settle: whatever the earlier tests sent has been applied and reported.
+    # Settle: whatever the earlier tests sent has been applied and reported, and the next batch
+    # waits (heartbeating): no workflow task is left in flight to add to the history.
     await eventually(lambda: _caught_up(handle), what="the tenants projection to be caught up")
+    await eventually(lambda: _waited(handle, 2), what="the batch to wait past its report")
+    applied = (await handle.query(ProjectionWorkflow.status)).applied_total
     before = (await handle.describe()).history_length
     # A command handled outside any worker (as a script, a restore or another deployment
     # would append) wakes no one: the waiting batch finds it by its poll, in the same activity.
@@ -137,18 +140,35 @@ async def test_an_idle_projection_adds_nothing_to_its_history_and_still_sees_una
         tenant, CreateTenant(tenant_id=tenant, name="Quiet"), command_id=uuid.uuid4()
     )
     await eventually(lambda: _has_row(pool, tenant), what="the unannounced append applied")
-    await eventually(lambda: _caught_up(handle), what="the batch to report it")
+    await eventually(lambda: _reported_more(handle, applied), what="the batch to report it")
+    await eventually(lambda: _waited(handle, 2), what="the next batch to wait past its report")
+    first = await eventually(lambda: heartbeat_time(handle), what="the next batch waiting")
     settled = (await handle.describe()).history_length
     # One report for it (an activity and a workflow task: six events), no more.
     assert settled - before <= 6
     # Then idle: the batch activity keeps heartbeating, and the history stands still.
-    first = await eventually(lambda: heartbeat_time(handle), what="the batch's first heartbeat")
     await eventually(
         lambda: _heartbeat_after(handle, first, seconds=12),
         within=60,
         what="twelve seconds of the batch's heartbeats",
     )
     assert (await handle.describe()).history_length == settled
+
+
+async def _waited(handle: WorkflowHandle[ProjectionWorkflow, None], seconds: float) -> bool:
+    """Whether the running batch has waited ``seconds`` (heartbeating) since it started: past
+    the second within which a batch that applied something reports it."""
+    pending = (await handle.describe()).raw_description.pending_activities
+    if len(pending) != 1 or not pending[0].HasField("last_heartbeat_time"):
+        return False
+    batch = pending[0]
+    beat, started = batch.last_heartbeat_time.ToDatetime(), batch.last_started_time.ToDatetime()
+    return (beat - started).total_seconds() >= seconds
+
+
+async def _reported_more(handle: WorkflowHandle[ProjectionWorkflow, None], applied: int) -> bool:
+    status = await handle.query(ProjectionWorkflow.status)
+    return status.applied_total > applied and status.lag_events == 0
 
 
 async def _caught_up(handle: WorkflowHandle[ProjectionWorkflow, None]) -> bool:

@@ -182,8 +182,12 @@ async def test_a_worker_killed_mid_batch_again_and_again_applies_every_event_exa
     worker_processes: list[TunedWorkerProcess],
 ) -> None:
     tenants: list[str] = []
+    # Enough events a round for two backlog transactions or more: the first commit moves the
+    # checkpoint and the next is still open when the kill lands (with one transaction for the
+    # whole round, a loaded machine could see it neither open nor moved in between).
+    per_round = 2 * BACKLOG_BATCH // 100 + 1
     for round_number in range(3):
-        tenants += await append_busy_tenants(store, f"killed-r{round_number}", 10)
+        tenants += await append_busy_tenants(store, f"killed-r{round_number}", per_round)
         before = await checkpoints(pool)
         head = await newest_committed(pool)
         assert head is not None
