@@ -25,11 +25,8 @@ from acci.eventstore.backup.export import create_backup
 from acci.eventstore.backup.manifest import BackupError, Manifest
 from acci.eventstore.backup.restore import (
     PointInTime,
-    apply_full,
-    apply_tenant,
-    begin_writing,
     load_chain,
-    stage,
+    restore_chain,
     verify_files,
 )
 from acci.eventstore.errors import translated
@@ -146,12 +143,10 @@ class BackupActivities:
             async with heartbeating(f"restoring {scope}"):
                 with translated():
                     async with self._store.pool.connection() as conn, conn.transaction():
-                        await begin_writing(conn)
-                        staged = await stage(conn, chain, until, tenant=tenant)
-                        if tenant is None:
-                            await apply_full(conn)
-                        else:
-                            await apply_tenant(conn, tenant, restore_id)
+                        staged = await restore_chain(
+                            conn, chain, until, tenant=tenant, restore_id=restore_id
+                        )
+                        if tenant is not None:
                             refreshed = await refresh_tenant(
                                 conn, self._store, tenant, default_projections()
                             )

@@ -7,7 +7,8 @@ its parent's checkpoint). ``stage`` loads the chain into temporary tables, cut a
 time asked for (a position, or a time: whole transactions, as all events of an append share
 their time), and checks the row counts against the manifests and that every stream is
 contiguous from 1. Only then ``apply_tenant`` replaces one tenant's events, commands and
-snapshots (the rest of the store untouched), or ``apply_full`` fills an empty store. Run twice,
+snapshots (the rest of the store untouched), or ``apply_full`` fills an empty store;
+``restore_chain`` runs these steps in order. Run twice,
 a restore gives the same store; killed, its transaction rolls back and it is run again.
 
 A command of the tenant whose events the restore removes is recorded in
@@ -308,6 +309,26 @@ async def apply_full(conn: AsyncConnection[Any]) -> None:
         "SELECT setval(pg_get_serial_sequence('event_store.events', 'global_position'),"
         " greatest((SELECT max(global_position) FROM event_store.events), 1))"
     )
+
+
+async def restore_chain(
+    conn: AsyncConnection[Any],
+    chain: Sequence[tuple[Path, Manifest]],
+    until: PointInTime,
+    *,
+    tenant: str | None = None,
+    restore_id: str = "restore",
+) -> Staged:
+    """The whole restore in the caller's transaction: the writer lock, the chain staged and
+    checked (cut at ``until``), then ``tenant``'s rows replaced (recorded as ``restore_id``)
+    or, without a tenant, an empty store filled. Returns what was staged."""
+    await begin_writing(conn)
+    staged = await stage(conn, chain, until, tenant=tenant)
+    if tenant is None:
+        await apply_full(conn)
+    else:
+        await apply_tenant(conn, tenant, restore_id)
+    return staged
 
 
 async def _check_transaction_ids(conn: AsyncConnection[Any]) -> None:

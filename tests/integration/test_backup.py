@@ -35,10 +35,9 @@ from acci.eventstore.backup.manifest import (
 )
 from acci.eventstore.backup.restore import (
     PointInTime,
-    apply_full,
-    apply_tenant,
     begin_writing,
     load_chain,
+    restore_chain,
     stage,
     verify_files,
 )
@@ -122,9 +121,13 @@ async def restore_tenant(
     chain = load_chain(root, backup.backup_id)
     verify_files(chain)
     async with pool.connection() as conn, conn.transaction():
-        await begin_writing(conn)
-        await stage(conn, chain, until or PointInTime())
-        await apply_tenant(conn, tenant, f"test-{uuid.uuid4().hex[:6]}")
+        await restore_chain(
+            conn,
+            chain,
+            until or PointInTime(),
+            tenant=tenant,
+            restore_id=f"test-{uuid.uuid4().hex[:6]}",
+        )
         await refresh_tenant(conn, store, tenant, default_projections())
 
 
@@ -221,9 +224,7 @@ async def test_a_full_restore_into_a_new_database_equals_the_store(
         chain = load_chain(tmp_path, full.backup_id)
         verify_files(chain)
         async with target.connection() as conn, conn.transaction():
-            await begin_writing(conn)
-            staged = await stage(conn, chain, PointInTime())
-            await apply_full(conn)
+            staged = await restore_chain(conn, chain, PointInTime())
         assert staged.events == len(everything)
         assert await rows(target) == everything
         # New appends continue after the restored positions.
@@ -304,9 +305,8 @@ async def test_a_transaction_that_commits_late_during_a_backup_is_in_the_next_on
         await conn.execute("DELETE FROM event_store.events WHERE tenant_id = %s", (tenant,))
     assert await rows(pool, tenant) == []
     async with pool.connection() as conn, conn.transaction():
-        await begin_writing(conn)
-        await stage(conn, load_chain(tmp_path, second.backup_id), PointInTime())
-        await apply_tenant(conn, tenant, "late-test")
+        chain = load_chain(tmp_path, second.backup_id)
+        await restore_chain(conn, chain, PointInTime(), tenant=tenant, restore_id="late-test")
     assert await rows(pool, tenant) == everything
 
 
@@ -359,9 +359,7 @@ async def test_after_a_tenant_restore_the_next_backup_of_its_scope_is_full_and_r
     async with create_pool(other_database, min_size=1, max_size=2) as target:
         await prepare_database(target)
         async with target.connection() as conn, conn.transaction():
-            await begin_writing(conn)
-            await stage(conn, load_chain(tmp_path, after.backup_id), PointInTime())
-            await apply_full(conn)
+            await restore_chain(conn, load_chain(tmp_path, after.backup_id), PointInTime())
         assert await rows(target, tenant) == after_restore
 
 
