@@ -53,87 +53,99 @@ class Applied:
 
 def snapshot_schedule(settings: Settings) -> Schedule:
     """The snapshot job's Schedule as the settings describe it."""
-    if settings.snapshot_schedule_cron:
-        spec = ScheduleSpec(
-            cron_expressions=[settings.snapshot_schedule_cron],
-            time_zone_name=settings.snapshot_schedule_time_zone,
-        )
-    else:
-        every = timedelta(seconds=settings.snapshot_schedule_interval_s)
-        spec = ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=every)],
-            time_zone_name=settings.snapshot_schedule_time_zone,
-        )
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            SNAPSHOT_WORKFLOW,
-            SnapshotJobInput(),
-            id="acci-snapshot-job",  # Temporal adds the scheduled time to each run's id
-            task_queue=settings.task_queue,
+    return _job(
+        settings,
+        SNAPSHOT_WORKFLOW,
+        SnapshotJobInput(),
+        run_id="acci-snapshot-job",
+        spec=_spec(
+            cron=settings.snapshot_schedule_cron,
+            every_s=settings.snapshot_schedule_interval_s,
+            time_zone=settings.snapshot_schedule_time_zone,
         ),
-        spec=spec,
-        policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP,
-            catchup_window=timedelta(seconds=settings.snapshot_schedule_catchup_window_s),
-        ),
-        state=ScheduleState(
-            paused=settings.snapshot_schedule_paused,
-            note="applied by acci schedules apply (ACCI_SNAPSHOT_SCHEDULE_* settings)",
-        ),
+        catchup_s=settings.snapshot_schedule_catchup_window_s,
+        paused=settings.snapshot_schedule_paused,
+        named="ACCI_SNAPSHOT_SCHEDULE_*",
     )
 
 
 def backup_schedule(settings: Settings, tenant: str | None, *, full: bool) -> Schedule:
     """A backup Schedule: full at ``backup_full_cron``, or incremental every
     ``backup_incremental_interval_s``, of every tenant (``tenant`` None) or of one."""
-    if full:
-        spec = ScheduleSpec(
-            cron_expressions=[settings.backup_full_cron],
-            time_zone_name=settings.backup_schedule_time_zone,
-        )
-    else:
-        every = timedelta(seconds=settings.backup_incremental_interval_s)
-        spec = ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=every)],
-            time_zone_name=settings.backup_schedule_time_zone,
-        )
-    base = BACKUP_FULL_SCHEDULE if full else BACKUP_INCREMENTAL_SCHEDULE
-    schedule_id = backup_schedule_id(base, tenant)
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            BACKUP_WORKFLOW,
-            BackupInput(tenant=tenant, full=full, schedule=schedule_id),
-            id=f"{schedule_id}-run",  # Temporal adds the scheduled time to each run's id
-            task_queue=settings.task_queue,
+    schedule_id = backup_schedule_id(
+        BACKUP_FULL_SCHEDULE if full else BACKUP_INCREMENTAL_SCHEDULE, tenant
+    )
+    return _job(
+        settings,
+        BACKUP_WORKFLOW,
+        BackupInput(tenant=tenant, full=full, schedule=schedule_id),
+        run_id=f"{schedule_id}-run",
+        spec=_spec(
+            cron=settings.backup_full_cron if full else None,
+            every_s=settings.backup_incremental_interval_s,
+            time_zone=settings.backup_schedule_time_zone,
         ),
-        spec=spec,
-        policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP,
-            catchup_window=timedelta(seconds=settings.snapshot_schedule_catchup_window_s),
-        ),
-        state=ScheduleState(
-            paused=settings.backup_schedule_paused,
-            note="applied by acci schedules apply (ACCI_BACKUP_* settings)",
-        ),
+        catchup_s=settings.snapshot_schedule_catchup_window_s,
+        paused=settings.backup_schedule_paused,
+        named="ACCI_BACKUP_*",
     )
 
 
 def verify_schedule(settings: Settings) -> Schedule:
     """``acci verify`` of every tenant, every ``verify_schedule_interval_s`` (paused by
     default: it reads the whole store)."""
-    every = timedelta(seconds=settings.verify_schedule_interval_s)
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            VERIFY_WORKFLOW,
-            VerifyInput(sample=settings.verify_snapshot_sample),
-            id=f"{VERIFY_SCHEDULE}-run",
-            task_queue=settings.task_queue,
+    return _job(
+        settings,
+        VERIFY_WORKFLOW,
+        VerifyInput(sample=settings.verify_snapshot_sample),
+        run_id=f"{VERIFY_SCHEDULE}-run",
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=settings.verify_schedule_interval_s))
+            ]
         ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        catchup_s=None,
+        paused=settings.verify_schedule_paused,
+        named="ACCI_VERIFY_*",
+    )
+
+
+def _spec(*, cron: str | None, every_s: int, time_zone: str) -> ScheduleSpec:
+    """At ``cron`` if given, else every ``every_s`` seconds, in ``time_zone``."""
+    if cron:
+        return ScheduleSpec(cron_expressions=[cron], time_zone_name=time_zone)
+    every = timedelta(seconds=every_s)
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)], time_zone_name=time_zone)
+
+
+def _job(
+    settings: Settings,
+    workflow: str,
+    arg: object,
+    *,
+    run_id: str,
+    spec: ScheduleSpec,
+    catchup_s: int | None,
+    paused: bool,
+    named: str,
+) -> Schedule:
+    """A Schedule that starts ``workflow`` with ``arg`` (runs ``run_id`` plus the scheduled
+    time) on ACCI's task queue; a run still going when the next is due is skipped, and runs
+    missed while Temporal was down are caught up within ``catchup_s`` (None: the SDK's)."""
+    policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
+    if catchup_s is not None:
+        policy = SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(seconds=catchup_s)
+        )
+    return Schedule(
+        # Temporal adds the scheduled time to each run's id.
+        action=ScheduleActionStartWorkflow(
+            workflow, arg, id=run_id, task_queue=settings.task_queue
+        ),
+        spec=spec,
+        policy=policy,
         state=ScheduleState(
-            paused=settings.verify_schedule_paused,
-            note="applied by acci schedules apply (ACCI_VERIFY_* settings)",
+            paused=paused, note=f"applied by acci schedules apply ({named} settings)"
         ),
     )
 
