@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
@@ -49,12 +50,41 @@ async def new_worker(
 
 
 async def holding(
-    pool: AsyncConnectionPool, statement: str, release: asyncio.Event, held: asyncio.Event
+    pool: AsyncConnectionPool,
+    statement: sql.Composable,
+    release: asyncio.Event,
+    held: asyncio.Event,
 ) -> None:
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(statement)
         held.set()
         await release.wait()
+
+
+async def killed_waiting_on(
+    table: str,
+    worker: WorkerProcess,
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    command: list[str],
+) -> str:
+    """Hold ``table`` locked, start ``acci <command>`` (``--no-wait --json``), kill ``worker``
+    once the job waits for the lock, then let go; the job's workflow id."""
+    release, held = asyncio.Event(), asyncio.Event()
+    statement = sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+        sql.Identifier(*table.split("."))
+    )
+    lock = asyncio.create_task(holding(pool, statement, release, held))
+    await held.wait()
+    _, out, _ = await acci(settings, *command)
+    workflow_id = str(json.loads(out)["workflow_id"])
+    await eventually(
+        lambda: waiting_on_lock(pool, table), within=60, what=f"the job to wait for {table}"
+    )
+    worker.kill()
+    release.set()
+    await lock
+    return workflow_id
 
 
 async def waiting_on_lock(pool: AsyncConnectionPool, relation: str) -> bool:
@@ -77,21 +107,13 @@ async def test_a_backup_killed_before_its_manifest_is_never_listed_and_the_retry
     first = await new_worker(settings, tmp_path, workers)
     tenant = await a_tenant(settings)
     # The backup writes its events file, then waits to read the commands: killed there.
-    release, held = asyncio.Event(), asyncio.Event()
-    lock = asyncio.create_task(
-        holding(pool, "LOCK TABLE event_store.commands IN ACCESS EXCLUSIVE MODE", release, held)
+    workflow_id = await killed_waiting_on(
+        "event_store.commands",
+        first,
+        pool,
+        settings,
+        ["backup", "create", "--tenant", tenant, "--no-wait", "--json"],
     )
-    await held.wait()
-    _, out, _ = await acci(settings, "backup", "create", "--tenant", tenant, "--no-wait", "--json")
-    workflow_id = json.loads(out)["workflow_id"]
-    await eventually(
-        lambda: waiting_on_lock(pool, "event_store.commands"),
-        within=60,
-        what="the backup to wait for the commands table",
-    )
-    first.kill()
-    release.set()
-    await lock
     unfinished = [p for p in (settings.backup_dir / f"tenant-{tenant}").iterdir()]
     assert len(unfinished) == 1 and not (unfinished[0] / "manifest.json").exists()
     _, out, _ = await acci(settings, "backup", "list", "--tenant", tenant, "--json")
@@ -122,32 +144,13 @@ async def test_a_restore_killed_in_its_transaction_is_retried_and_completes(
     await acci(settings, "tenant", "rename", "--tenant", tenant, "--name", "Later")
     changed = await events(pool, tenant)
     # The restore stages the chain, then waits to replace the tenant's events: killed there.
-    release, held = asyncio.Event(), asyncio.Event()
-    lock = asyncio.create_task(
-        holding(
-            pool, "LOCK TABLE event_store.removed_commands IN ACCESS EXCLUSIVE MODE", release, held
-        )
-    )
-    await held.wait()
-    _, out, _ = await acci(
+    workflow_id = await killed_waiting_on(
+        "event_store.removed_commands",
+        first,
+        pool,
         settings,
-        "backup",
-        "restore",
-        backup["backup_id"],
-        "--tenant",
-        tenant,
-        "--no-wait",
-        "--json",
+        ["backup", "restore", backup["backup_id"], "--tenant", tenant, "--no-wait", "--json"],
     )
-    workflow_id = json.loads(out)["workflow_id"]
-    await eventually(
-        lambda: waiting_on_lock(pool, "event_store.removed_commands"),
-        within=60,
-        what="the restore to reach the tenant's rows",
-    )
-    first.kill()
-    release.set()
-    await lock
     assert await events(pool, tenant) == changed  # its transaction rolled back: nothing changed
 
     await new_worker(settings, tmp_path, workers)
