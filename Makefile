@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services test lint demo bench chaos clean
+.PHONY: install services tools test lint demo bench chaos clean
 
 $(STAMP): pyproject.toml examples/invoicing/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: services lint
+# promtool (Debian's prometheus package) checks the worker's metrics and the Prometheus config
+# in the tests: installed when missing (about 10 s), else the tests fail saying so.
+tools:
+	@command -v promtool >/dev/null 2>&1 \
+	  || apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 \
+	  || { apt-get update >/dev/null 2>&1 \
+	       && apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1; } \
+	  || echo "make: promtool is missing and Debian's prometheus package did not install;" \
+	       "the tests that need it will fail" >&2
+
+test: services lint tools
 	$(BIN)/pytest
 
 chaos: services

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +142,15 @@ def exported_names(exposition: Iterable[str]) -> set[str]:
             elif line and not line.startswith("#"):
                 names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
     return names
+
+
+def promtool() -> str:
+    """promtool's path (Debian's ``prometheus`` package, which ``make test`` installs when it is
+    missing): a check that needs it fails loudly without it, never skips."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is missing: `make test` installs it (Debian's prometheus package)",
+            pytrace=False,
+        )
+    return path

@@ -8,8 +8,6 @@ endpoints (prometheus_client's parser, and ``promtool check metrics`` where it i
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -27,6 +25,7 @@ from acci.workers.metrics_commands import OTHER
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command
 from acci.workers.worker import running_worker
+from tests.stack_files import promtool
 from tests.workflows.conftest import RABBITMQ_URL, eventually, free_port, worker_env
 from tests.workflows.helpers import command, send
 from tests.workflows.test_durability import WorkerProcess
@@ -78,13 +77,9 @@ def value(
 
 
 def promtool_check(text: str) -> None:
-    """``promtool check metrics`` on ``text`` (CI installs it: there, it must be found)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        assert os.environ.get("CI") != "true", "CI installs Debian's prometheus: no promtool"
-        return
+    """``promtool check metrics`` on ``text``."""
     checked = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60
+        [promtool(), "check", "metrics"], input=text.encode(), capture_output=True, timeout=60
     )
     assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
 
