@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from acci.workers import urls
+
 
 class Settings(BaseSettings):
     """Every knob ACCI has; nothing else in the code reads the environment."""
@@ -22,6 +24,17 @@ class Settings(BaseSettings):
     # PostgreSQL ends it after this long.
     db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
     db_statement_timeout_ms: int = Field(default=60_000, ge=0)
+    # Tenant-scoped work (command handling, tenant-scoped queries) connects as acci_app, a role
+    # without BYPASSRLS that owns nothing (migration 012), and sees one tenant per transaction.
+    # Unset: database_url with its user replaced by acci_app and no password (the embedded
+    # default's trust auth); give the full URL, password included, wherever passwords are asked.
+    app_database_url: SecretStr | None = None
+
+    # Payload encryption (README, "Security"): the master key that wraps every tenant's data
+    # key, as 32 bytes in URL-safe base64, and the id it is known by (recorded with each wrapped
+    # key, so a rotation knows what to re-wrap). Unset: nothing can be encrypted.
+    master_key: SecretStr | None = None
+    master_key_id: str = Field(default="local-1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
     # A current load that folds at least this many events past the stream's newest snapshot
     # writes a snapshot in the background (eventstore/repository.py), so loads stay bounded
@@ -164,6 +177,14 @@ class Settings(BaseSettings):
     health_timeout_ms: int = Field(default=2_000, ge=100)
     health_max_lag_events: int = Field(default=1_000, ge=0)
     health_max_lag_seconds: float = Field(default=60.0, ge=0)
+
+
+def app_database_url(settings: Settings) -> str:
+    """The URL tenant-scoped work connects with (``ACCI_APP_DATABASE_URL``, or its default)."""
+    app = settings.app_database_url
+    return urls.app_database_url(
+        settings.database_url.get_secret_value(), app.get_secret_value() if app else None
+    )
 
 
 @lru_cache(maxsize=1)

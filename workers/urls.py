@@ -6,6 +6,8 @@ import re
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from psycopg.conninfo import make_conninfo
+
 # libpq also takes "host=… password=…" strings, and a URL may carry ?password=…
 _PASSWORD_PARAM: Final = re.compile(r"""\s*\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S*)""")
 
@@ -25,3 +27,12 @@ def without_password(url: str) -> str:
 def where(url: str) -> str:
     """host:port/path of a URL, without its credentials."""
     return url.rpartition("@")[2]
+
+
+def app_database_url(database_url: str, app_url: str | None, *, role: str = "acci_app") -> str:
+    """Where tenant-scoped work connects: ``app_url`` if given, else ``database_url`` as the
+    app role, with no password (a server that trusts local connections, as the embedded
+    default does; set the app URL with its password anywhere else)."""
+    if app_url:
+        return app_url
+    return make_conninfo(without_password(database_url), user=role)
