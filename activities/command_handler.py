@@ -107,7 +107,7 @@ class CommandHandler:
         fingerprint = command.fingerprint(tenant_id)
         # A command already stored returns its first outcome: deciding it again against the
         # state it produced would refuse it ("already exists") or double it.
-        earlier = await self._store.command_record(command_id)
+        earlier = await self._store.command_record(command_id, tenant_id)
         if earlier is not None:
             return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
         # The envelope is the system's to write: clients cannot set these (activities.models

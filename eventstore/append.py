@@ -37,6 +37,7 @@ from acci.eventstore.records import (
     event_id_for,
     with_envelope,
 )
+from acci.eventstore.tenant_scope import scoped, set_tenant
 
 # How often a batch re-runs after losing a race on a stream key ("any version" appends can win
 # on a re-run; the others become a ConcurrencyError or a duplicate result on the first).
@@ -87,9 +88,13 @@ _HEAD: Final = (
     " ORDER BY sequence_number DESC LIMIT 1"
 )
 
+# Whether any tenant's command has this id (migration 012: a function the app role may call,
+# though it cannot see other tenants' commands).
+_COMMAND_ID_TAKEN: Final = "SELECT event_store.command_id_taken(%s)"
+
 Rows = list[tuple[Any, ...]]
 CommandEvents = Callable[[str, uuid.UUID], Coroutine[Any, Any, list[RecordedEvent]]]
-CommandRecords = Callable[[uuid.UUID], Coroutine[Any, Any, CommandRecord | None]]
+CommandRecords = Callable[[uuid.UUID, str], Coroutine[Any, Any, CommandRecord | None]]
 
 
 class _Refused(Exception):
@@ -256,16 +261,20 @@ class Appender:
         )
 
     async def _execute(self, params: Sequence[dict[str, Any]]) -> list[Rows]:
-        async with self._pool.connection() as conn:
-            if len(params) == 1:  # one statement is its own transaction: no BEGIN/COMMIT trips
+        if len(params) == 1:  # one pipelined implicit transaction: no BEGIN/COMMIT trips
+            async with scoped(self._pool, params[0]["tenant_id"]) as conn:
                 cur = await conn.execute(_INSERT, params[0])
                 rows = await cur.fetchall()
                 if not rows:
                     raise _Refused
                 return [rows]
+        async with self._pool.connection() as conn:
             async with conn.transaction():
                 async with conn.pipeline():
-                    cursors = [await conn.execute(_INSERT, p) for p in params]
+                    cursors = []
+                    for p in params:  # each statement in its own stream's tenant
+                        await set_tenant(conn, p["tenant_id"])
+                        cursors.append(await conn.execute(_INSERT, p))
                 stored = [await cur.fetchall() for cur in cursors]
                 if not all(stored):
                     raise _Refused  # leaves the transaction: the whole batch rolls back
@@ -282,10 +291,13 @@ class Appender:
         again = []
         for i in pending:
             append = appends[i]
-            record = await self._command_record(append.command_id)
+            record = await self._command_record(append.command_id, append.tenant_id)
             if record is not None:
                 results[i] = await self._stored(append, record, params[i]["command_type"])
                 continue
+            if await self._command_id_taken(append.command_id):
+                # Stored by another tenant's command, which this role may not see.
+                raise CommandIdReusedError(append.command_id)
             version = await self._version(append)
             if append.expected_version != ANY and version != append.expected_version:
                 raise ConcurrencyError(
@@ -316,9 +328,16 @@ class Appender:
                     return AppendResult.of_events(mine, duplicate=True)
         raise CommandIdReusedError(append.command_id)
 
-    async def _version(self, append: StreamAppend) -> int:
+    async def _command_id_taken(self, command_id: uuid.UUID) -> bool:
         with translated():
             async with self._pool.connection() as conn:
+                cur = await conn.execute(_COMMAND_ID_TAKEN, (command_id,))
+                row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def _version(self, append: StreamAppend) -> int:
+        with translated():
+            async with scoped(self._pool, append.tenant_id) as conn:
                 cur = await conn.execute(
                     _HEAD, (append.tenant_id, append.aggregate_id, append.aggregate_type)
                 )

@@ -65,9 +65,10 @@ def create_pool(
     idle_in_transaction_timeout_ms: int = 30_000,
     statement_timeout_ms: int = 60_000,
     open: bool = False,
+    pool_class: type[AsyncConnectionPool] = AsyncConnectionPool,
 ) -> AsyncConnectionPool:
     """An autocommit connection pool; open it with ``await pool.open()`` or ``async with``."""
-    return AsyncConnectionPool(
+    return pool_class(
         conninfo(
             database_url,
             idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms,

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
 from acci.eventstore.errors import translated
+from acci.eventstore.tenant_scope import scoped
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).
@@ -97,7 +98,7 @@ async def read_tail(
         "until": until,
     }
     with translated():
-        async with pool.connection() as conn:
+        async with scoped(pool, tenant_id) as conn:
             cur = await conn.execute(LOAD, params)
             rows = await cur.fetchall()
     if rows and rows[0][1] is None:  # no event has a NULL type: the snapshot row

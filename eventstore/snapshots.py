@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
 from acci.eventstore.errors import translated
+from acci.eventstore.tenant_scope import scoped
 
 _SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
 
@@ -20,7 +21,7 @@ _SNAPSHOT_NAMESPACE: Final = uuid.UUID("5d0bb7a4-4e2c-4c1c-9a43-0d5a2f7f7c11")
 _SAVE: Final = (
     "INSERT INTO snapshots.aggregate_snapshots (snapshot_id, aggregate_id, aggregate_type,"
     " sequence_number, schema_version, state, metadata, tenant_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s) ON CONFLICT DO NOTHING"
+    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s) ON CONFLICT DO NOTHING RETURNING 1"
 )
 
 _LOAD: Final = (
@@ -84,7 +85,7 @@ class SnapshotStore:
             f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
         )
         with translated():
-            async with self._pool.connection() as conn:
+            async with scoped(self._pool, tenant_id) as conn:
                 cur = await conn.execute(
                     _SAVE,
                     (
@@ -98,7 +99,7 @@ class SnapshotStore:
                         tenant_id,
                     ),
                 )
-                return cur.rowcount == 1
+                return await cur.fetchone() is not None
 
     async def load(
         self,
@@ -122,7 +123,7 @@ class SnapshotStore:
             else validation.version(at_or_below, "snapshot version")
         )
         with translated():
-            async with self._pool.connection() as conn:
+            async with scoped(self._pool, tenant_id) as conn:
                 cur = await conn.execute(
                     _LOAD, (tenant_id, aggregate_id, aggregate_type, schema_version, ceiling)
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ from acci.eventstore.records import (
     StreamAppend,
     with_envelope,
 )
+from acci.eventstore.tenant_scope import scoped
 
 _READ_STREAM: Final = (
     sql.SQL(
@@ -156,11 +158,17 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def command_record(self, command_id: uuid.UUID) -> CommandRecord | None:
-        """What the store knows of a command that stored events (None: it stored none)."""
+    async def command_record(
+        self, command_id: uuid.UUID, tenant_id: str | None = None
+    ) -> CommandRecord | None:
+        """What the store knows of a command that stored events (None: it stored none).
+
+        With ``tenant_id`` the read is scoped to that tenant: as the app role (row-level
+        security) another tenant's command is not seen; as the tables' owner it still is.
+        """
         if not isinstance(command_id, uuid.UUID):
             raise EventStoreValidationError(f"command id {command_id!r} is not a UUID")
-        row = await self._fetchone(_COMMAND_RECORD, (command_id,))
+        row = await self._fetchone(_COMMAND_RECORD, (command_id,), tenant_id=tenant_id)
         if row is None:
             return None
         command_id, tenant_id, aggregate_type, aggregate_id, command_type, fingerprint, ids = row
@@ -181,7 +189,7 @@ class EventStore:
         if not isinstance(command_id, uuid.UUID):
             raise EventStoreValidationError(f"command id {command_id!r} is not a UUID")
         params = {"tenant_id": tenant_id, "command_id": command_id}
-        return await self._fetch_events(_COMMAND_EVENTS, params)
+        return await self._fetch_events(_COMMAND_EVENTS, params, tenant_id=tenant_id)
 
     async def command_result(self, tenant_id: str, command_id: uuid.UUID) -> AppendResult | None:
         """What an earlier append of this command stored in the stream it was addressed to (its
@@ -198,7 +206,9 @@ class EventStore:
         validation.tenant_id(tenant_id)
         validation.aggregate_id(aggregate_id)
         validation.type_name(aggregate_type, "aggregate type")
-        row = await self._fetchone(_STREAM_VERSION, (tenant_id, aggregate_id, aggregate_type))
+        row = await self._fetchone(
+            _STREAM_VERSION, (tenant_id, aggregate_id, aggregate_type), tenant_id=tenant_id
+        )
         return int(row[0]) if row else 0
 
     async def read_stream(
@@ -227,7 +237,7 @@ class EventStore:
             "to_version": validation.MAX_VERSION if to_version is None else to_version,
             "until": until,
         }
-        return await self._fetch_events(_READ_STREAM, params)
+        return await self._fetch_events(_READ_STREAM, params, tenant_id=tenant_id)
 
     async def read_all(
         self,
@@ -259,7 +269,7 @@ class EventStore:
             params["event_types"] = types
         query = READ_ALL[(tenant_id is not None, types is not None)]
         with instruments.READ_ALL_BATCH_SECONDS.time():
-            return await self._fetch_events(query, params)
+            return await self._fetch_events(query, params, tenant_id=tenant_id)
 
     async def read_tenant_in(
         self,
@@ -294,26 +304,40 @@ class EventStore:
         ``read_all`` back, the head is ahead of what readers can reach (a stall shows as lag).
         """
         params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
-        row = await self._fetchone(HEAD[(tenant_id is not None, False)], params)
+        row = await self._fetchone(
+            HEAD[(tenant_id is not None, False)], params, tenant_id=tenant_id
+        )
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
     async def readable_head(self, *, tenant_id: str | None = None) -> Position:
         """The position of the newest event ``read_all`` can reach now (the start if none)."""
         params = {} if tenant_id is None else {"tenant_id": validation.tenant_id(tenant_id)}
-        row = await self._fetchone(HEAD[(tenant_id is not None, True)], params)
+        row = await self._fetchone(HEAD[(tenant_id is not None, True)], params, tenant_id=tenant_id)
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
+    def _connection(
+        self, tenant_id: str | None
+    ) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A pooled connection; with a tenant, scoped to it (row-level security as acci_app)."""
+        return self._pool.connection() if tenant_id is None else scoped(self._pool, tenant_id)
+
     async def _fetchone(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any]
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any],
+        *,
+        tenant_id: str | None = None,
     ) -> tuple[Any, ...] | None:
         with translated():
-            async with self._pool.connection() as conn:
+            async with self._connection(tenant_id) as conn:
                 cur = await conn.execute(query, params)
                 return await cur.fetchone()
 
-    async def _fetch_events(self, query: str, params: Mapping[str, object]) -> list[RecordedEvent]:
+    async def _fetch_events(
+        self, query: str, params: Mapping[str, object], *, tenant_id: str | None = None
+    ) -> list[RecordedEvent]:
         with translated():
-            async with self._pool.connection() as conn:
+            async with self._connection(tenant_id) as conn:
                 cur = conn.cursor(row_factory=_recorded_event)
                 await cur.execute(query, params)
                 events = await cur.fetchall()

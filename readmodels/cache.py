@@ -7,10 +7,9 @@ lists that span tenants. After a projection commits, the generations of the tena
 and its global one, are incremented; answers read from other read models stay cached. Readers
 read the generations *before* they read PostgreSQL and write their answer under them; if a
 change was committed and invalidated in between, the (old) answer lands under generations that
-nobody reads any more. Deleting keys instead would let exactly that slow reader re-populate the
-old value after the delete. Old generations' entries simply expire with their TTL. Every answer's
-key also carries its read models' *epochs* (``…:<projection>:#``), bumped when a rebuild switches
-a read model to a new version: then every answer read from it, of every tenant, is unreachable.
+nobody reads any more (deleting keys would let that slow reader re-populate the old value); old
+entries expire with their TTL. Keys also carry their read models' *epochs* (``…:<projection>:#``),
+bumped when a rebuild switches a read model's version: every answer read from it is unreachable.
 
 The cache never makes a query fail: when Redis does not answer (quickly), the query reads
 PostgreSQL, the outage is logged once, counted, and Redis is left alone for a short while.
@@ -238,13 +237,19 @@ class QueryCache:
         return self._down_since is None
 
     async def get_or_load(
-        self, query: Query[R], load: Callable[[], Awaitable[R]], *, fresh: bool = False
+        self,
+        query: Query[R],
+        load: Callable[[], Awaitable[R]],
+        *,
+        fresh: bool = False,
+        scope: str | None = None,
     ) -> R:
         """The cached answer to ``query``, or ``load()``'s, which is then cached.
 
         ``fresh`` skips the cached answer (a read-your-writes query) but still caches the new one.
-        """
-        key, cached = await self._lookup(query, fresh=fresh)
+        ``scope``: the tenant the answer was read in, if not the query's own (a tenant's user's
+        part of a query that spans tenants: cached apart, invalidated with their tenant)."""
+        key, cached = await self._lookup(query, fresh=fresh, scope=scope)
         if cached is not None:
             return cached
         result = await load()
@@ -295,12 +300,13 @@ class QueryCache:
             else:
                 self._succeeded()
 
-    async def _lookup(self, query: Query[R], *, fresh: bool) -> tuple[str | None, R | None]:
-        # The key (None: leave Redis alone) and the cached answer, if there is one to serve.
+    async def _lookup(
+        self, query: Query[R], *, fresh: bool, scope: str | None
+    ) -> tuple[str | None, R | None]:  # the key (None: leave Redis alone), a cached answer
         if not self._may_try():
             return None, None
         name = type(query).__name__
-        scope = query.tenant_scope or GLOBAL_SCOPE
+        scope = scope or query.tenant_scope or GLOBAL_SCOPE
         head, tail = self._entry_key_parts(query, scope)
         generations = [
             self._generation_key(p, s) for p in query.projections for s in (scope, EPOCH_SCOPE)

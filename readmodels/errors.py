@@ -20,6 +20,12 @@ class QueryValidationError(QueryError):
     code: ClassVar[str] = "validation"
 
 
+class QueryAuthorizationError(QueryError):
+    """The principal asking may not read what the query asks for (another tenant's data)."""
+
+    code: ClassVar[str] = "authorization"
+
+
 class NotFoundError(QueryError):
     """The thing asked for does not exist (in this tenant)."""
 

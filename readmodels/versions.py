@@ -26,6 +26,7 @@ from acci.readmodels.changes.change import SCHEMA
 from acci.readmodels.db import translated
 from acci.readmodels.errors import ReadModelError
 from acci.readmodels.read_model import ReadModel, rebuild_checkpoint
+from acci.readmodels.row_security import secure_tables, secure_views
 from acci.readmodels.versioned import physical_table
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ async def ensure_read_models(pool: AsyncConnectionPool, read_models: Sequence[Re
                 await conn.execute(LOCK)
                 if await live_version(conn, model.name) is None:
                     await _first_version(conn, model)
+                await _secure_live(conn, model)
                 await _drop_expired(conn, model)
 
 
@@ -151,14 +153,25 @@ async def _drop_expired(conn: AsyncConnection[Any], model: ReadModel) -> None:
             )
 
 
+async def _secure_live(conn: AsyncConnection[Any], model: ReadModel) -> None:
+    """The live version's tables and views under the tenant policy: a database created before
+    migration 012 gets it at its next start (a no-op after that)."""
+    version = await live_version(conn, model.name)
+    if version is not None:
+        await secure_tables(conn, model, version)
+        await secure_views(conn, model, version)
+
+
 async def _relkinds(conn: AsyncConnection[Any], tables: Sequence[str]) -> dict[str, str]:
     cur = await conn.execute(_RELKINDS, (SCHEMA, list(tables)))
     return {name: kind for name, kind in await cur.fetchall()}
 
 
 async def create_tables(conn: AsyncConnection[Any], model: ReadModel, version: int) -> None:
-    """Run version ``version``'s DDL (the read model's own code: never input)."""
+    """Run version ``version``'s DDL (the read model's own code: never input), and put the
+    tenant policy on its tables."""
     await conn.execute(model.create_statement(version))
+    await secure_tables(conn, model, version)
 
 
 async def drop_tables(conn: AsyncConnection[Any], model: ReadModel, version: int) -> None:
@@ -186,6 +199,7 @@ async def replace_views(conn: AsyncConnection[Any], model: ReadModel, version: i
                 view, sql.Literal(f"read model {model.name}, live version {version}")
             )
         )
+    await secure_views(conn, model, version)
 
 
 async def start_version(conn: AsyncConnection[Any], model: ReadModel, version: int) -> None:

@@ -59,7 +59,7 @@ async def stored_events(store: EventStore, command: CommandInput) -> list[Record
         parsed = parse(command)
     except CommandError:
         return []  # the workflow refuses it; nothing of it can be stored
-    record = await store.command_record(command.command_id)
+    record = await store.command_record(command.command_id, command.tenant_id)
     aggregate_type = aggregate_for_command(parsed).aggregate_type
     fingerprint = parsed.fingerprint(command.tenant_id)
     if record is None or not record.may_be(

@@ -9,26 +9,36 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from acci.domain.principals import Principal
 from acci.eventstore.db import create_pool, ensure_database
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
-from acci.readmodels.bus import QueryBus, pooled_query_bus
+from acci.readmodels.bus import IN_PROCESS, QueryBus, pooled_query_bus
 from acci.readmodels.cache import QueryCache
 from acci.readmodels.query_times import QueryTimer
 from acci.readmodels.schema import prepare_database
 from acci.workers.apps import app_names, load_applications
-from acci.workers.settings import Settings
+from acci.workers.settings import Settings, app_database_url
 
 
 @dataclass(frozen=True, slots=True)
-class EventStoreRuntime:
+class Stores:
     """An open pool and the stores built on it."""
 
     pool: AsyncConnectionPool
     store: EventStore
     snapshots: SnapshotStore
     repository: AggregateRepository
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreRuntime(Stores):
+    """The stores as the tables' owner (cross-tenant work: projections, jobs, operators'
+    tools), and ``app``: the same stores as acci_app, for tenant-scoped work (command
+    handling), where row-level security lets a transaction see only its own tenant."""
+
+    app: Stores
 
 
 @asynccontextmanager
@@ -40,29 +50,42 @@ async def open_event_store(
     load_applications(app_names(settings.apps))
     url = settings.database_url.get_secret_value()
     await ensure_database(url)
-    pool = create_pool(
+    async with _pool(settings, url) as pool:
+        if migrate_schema:
+            await prepare_database(pool)  # creates acci_app (migration 012) on a new server
+        async with _pool(settings, app_database_url(settings)) as app_pool:
+            owner, app = _stores(settings, pool), _stores(settings, app_pool)
+            try:
+                yield EventStoreRuntime(
+                    owner.pool, owner.store, owner.snapshots, owner.repository, app=app
+                )
+            finally:
+                # Snapshots being written in the background, before the pools close.
+                await app.repository.drain()
+                await owner.repository.drain()
+
+
+def _pool(settings: Settings, url: str) -> AsyncConnectionPool:
+    return create_pool(
         url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         idle_in_transaction_timeout_ms=settings.db_idle_in_transaction_timeout_ms,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-    async with pool:
-        if migrate_schema:
-            await prepare_database(pool)
-        store = EventStore(
-            pool,
-            max_payload_bytes=settings.max_payload_bytes,
-            max_events_per_append=settings.max_events_per_append,
-        )
-        snapshots = SnapshotStore(pool)
-        repository = AggregateRepository(
-            store, snapshots, snapshot_after=settings.snapshot_after_events
-        )
-        try:
-            yield EventStoreRuntime(pool, store, snapshots, repository)
-        finally:
-            await repository.drain()  # snapshots being written, before the pool closes
+
+
+def _stores(settings: Settings, pool: AsyncConnectionPool) -> Stores:
+    store = EventStore(
+        pool,
+        max_payload_bytes=settings.max_payload_bytes,
+        max_events_per_append=settings.max_events_per_append,
+    )
+    snapshots = SnapshotStore(pool)
+    repository = AggregateRepository(
+        store, snapshots, snapshot_after=settings.snapshot_after_events
+    )
+    return Stores(pool, store, snapshots, repository)
 
 
 def query_cache(settings: Settings) -> QueryCache:
@@ -88,7 +111,11 @@ def query_timer(settings: Settings) -> QueryTimer:
 
 @asynccontextmanager
 async def open_query_bus(
-    settings: Settings, *, pool_max_size: int = 8, cached: bool = True
+    settings: Settings,
+    *,
+    pool_max_size: int = 8,
+    cached: bool = True,
+    principal: Principal = IN_PROCESS,
 ) -> AsyncIterator[QueryBus]:
     """The query bus on the configured PostgreSQL, through the Redis cache if ``cached`` (its
     answers' times go to the shared tally in Redis that the worker serves, cached or not): the
@@ -97,6 +124,8 @@ async def open_query_bus(
     load_applications(app_names(settings.apps))
     async with pooled_query_bus(
         settings.database_url.get_secret_value(),
+        app_database_url=app_database_url(settings),
+        principal=principal,
         cache=query_cache(settings) if cached else None,
         timer=query_timer(settings),
         pool_max_size=pool_max_size,

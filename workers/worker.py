@@ -117,13 +117,14 @@ async def running_worker(
         command_metrics = CommandMetrics(tenant_labels=settings.metrics_tenant_labels)
         batches = ProjectionActivity()
         activities = CommandActivities(
+            # Tenant-scoped: as acci_app, each transaction sees only its command's tenant.
             handler=CommandHandler(
-                rt.store,
-                rt.repository,
+                rt.app.store,
+                rt.app.repository,
                 conflict_budget_seconds=settings.command_conflict_budget_ms / 1000,
                 on_conflict=command_metrics.conflict,
             ),
-            store=rt.store,
+            store=rt.app.store,
             publisher=publisher,
         )
         projections = default_projections() if projections is None else list(projections)
