@@ -37,19 +37,27 @@ from acci.eventstore.records import (
     event_id_for,
     with_envelope,
 )
-from acci.eventstore.tenant_scope import scoped, set_tenant
+from acci.eventstore.tenant_scope import scoped
 
 # How often a batch re-runs after losing a race on a stream key ("any version" appends can win
 # on a re-run; the others become a ConcurrencyError or a duplicate result on the first).
 RACE_RETRIES: Final = 8
 
 # One text for every tenant and stream, so the statement is prepared once per connection.
+# It scopes its own transaction to the tenant (row-level security, migration 012), as the load
+# does (eventstore/loading.py): `scope` sets acci.tenant_id and the head is read in a LATERAL
+# subquery of its row, so after it; the inserts take their rows from the head, so after it too
+# (the policies' WITH CHECK would refuse them, not let them through, were it otherwise).
 _INSERT: Final = """
-WITH head AS (
-    SELECT sequence_number FROM event_store.events
-     WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
-       AND aggregate_type = %(aggregate_type)s
-     ORDER BY sequence_number DESC LIMIT 1
+WITH scope AS MATERIALIZED (
+    SELECT set_config('acci.tenant_id', %(tenant_id)s, true) AS tenant_id
+), head AS (
+    SELECT h.sequence_number FROM scope CROSS JOIN LATERAL (
+        SELECT sequence_number FROM event_store.events
+         WHERE tenant_id = scope.tenant_id AND aggregate_id = %(aggregate_id)s
+           AND aggregate_type = %(aggregate_type)s
+         ORDER BY sequence_number DESC LIMIT 1
+    ) AS h
 ), stream AS MATERIALIZED (
     -- Materialized: the version is read once (inlined, the head's index scan ran twice: once
     -- for the expected-version check, once for the new sequence numbers).
@@ -261,20 +269,17 @@ class Appender:
         )
 
     async def _execute(self, params: Sequence[dict[str, Any]]) -> list[Rows]:
-        if len(params) == 1:  # one pipelined implicit transaction: no BEGIN/COMMIT trips
-            async with scoped(self._pool, params[0]["tenant_id"]) as conn:
+        async with self._pool.connection() as conn:
+            if len(params) == 1:  # one statement is its own transaction: no BEGIN/COMMIT trips
                 cur = await conn.execute(_INSERT, params[0])
                 rows = await cur.fetchall()
                 if not rows:
                     raise _Refused
                 return [rows]
-        async with self._pool.connection() as conn:
             async with conn.transaction():
                 async with conn.pipeline():
-                    cursors = []
-                    for p in params:  # each statement in its own stream's tenant
-                        await set_tenant(conn, p["tenant_id"])
-                        cursors.append(await conn.execute(_INSERT, p))
+                    # Each statement scopes the transaction to its own stream's tenant.
+                    cursors = [await conn.execute(_INSERT, p) for p in params]
                 stored = [await cur.fetchall() for cur in cursors]
                 if not all(stored):
                     raise _Refused  # leaves the transaction: the whole batch rolls back

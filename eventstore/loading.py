@@ -13,44 +13,51 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
 from acci.eventstore.errors import translated
-from acci.eventstore.tenant_scope import scoped
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).
 # The JSON comes as text: the registry hands it to pydantic whole (EventRegistry.decode_json),
 # which costs a third less than the driver's json.loads followed by validation of the dict.
 #
-# Why each part of the UNION has its own ORDER BY: a top-level ORDER BY over a UNION ALL whose
-# parts have WHERE clauses is planned as Append + Sort (PostgreSQL plans such parts as separate
-# subqueries with no wanted order, so their index order is thrown away), and a 100,000-event
-# stream then sorted every row again, spilling 13 MB to disk. Ordered parts let the planner
-# merge them (Merge Append): the events come straight from the stream-key index scan, already
-# in sequence order, and the one-row snapshot part is "sorted" for free. The outer ORDER BY is
-# what guarantees the order; the snapshot's sequence number is below every event's, so it
-# comes first.
+# The statement scopes its own transaction to the tenant (row-level security, migration 012):
+# `scope` sets acci.tenant_id, and each read is a LATERAL subquery of scope's row, so it runs
+# after the setting (the policy's check is a one-time filter on scope's row). Were it ever to
+# run first, the policy would see no tenant and return no row: a load fails closed, never shows
+# another tenant. A separate set_config statement cost a pipelined round of its own: 1.4-1.8x a
+# short load (bench/rls_bench.py).
+#
+# No ORDER BY over the whole: it made the events part sort every row again (a LATERAL join
+# hides the index order from the planner; a 100,000-event stream spilled to disk). The order is
+# that of the UNION ALL's parts (the snapshot's one row, then the events from the stream-key
+# index scan, ordered within their subquery), and the fold checks it: every event's sequence
+# number must follow the one before (eventstore/repository.py), so a misordered or gapped
+# stream fails its load instead of folding wrongly.
 LOAD: Final = """
-WITH snapshot AS MATERIALIZED (
-    SELECT sequence_number, state FROM snapshots.aggregate_snapshots
-     WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
-       AND aggregate_type = %(aggregate_type)s AND schema_version = %(schema_version)s
-       AND sequence_number <= %(to_version)s
-     ORDER BY sequence_number DESC LIMIT 1
+WITH scope AS MATERIALIZED (
+    SELECT set_config('acci.tenant_id', %(tenant_id)s, true) AS tenant_id
+), snapshot AS MATERIALIZED (
+    SELECT s.sequence_number, s.state FROM scope CROSS JOIN LATERAL (
+        SELECT sequence_number, state FROM snapshots.aggregate_snapshots
+         WHERE tenant_id = scope.tenant_id AND aggregate_id = %(aggregate_id)s
+           AND aggregate_type = %(aggregate_type)s AND schema_version = %(schema_version)s
+           AND sequence_number <= %(to_version)s
+         ORDER BY sequence_number DESC LIMIT 1
+    ) AS s
 )
-SELECT sequence_number, event_type, event_version, data FROM (
-    (SELECT sequence_number, NULL::text AS event_type, NULL::integer AS event_version,
-            state::text AS data
-       FROM snapshot)
-    UNION ALL
-    (SELECT sequence_number, event_type, event_version, data::text
-       FROM event_store.events
-      WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
-        AND aggregate_type = %(aggregate_type)s
-        AND sequence_number > coalesce((SELECT sequence_number FROM snapshot), 0)
-        AND sequence_number <= %(to_version)s
-        AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)
-      ORDER BY sequence_number)
-) AS stream
-ORDER BY sequence_number
+(SELECT sequence_number, NULL::text AS event_type, NULL::integer AS event_version,
+        state::text AS data
+   FROM snapshot)
+UNION ALL
+(SELECT e.sequence_number, e.event_type, e.event_version, e.data::text
+   FROM scope CROSS JOIN LATERAL (
+       SELECT sequence_number, event_type, event_version, data FROM event_store.events
+        WHERE tenant_id = scope.tenant_id AND aggregate_id = %(aggregate_id)s
+          AND aggregate_type = %(aggregate_type)s
+          AND sequence_number > coalesce((SELECT sequence_number FROM snapshot), 0)
+          AND sequence_number <= %(to_version)s
+          AND (%(until)s::timestamptz IS NULL OR created_at <= %(until)s::timestamptz)
+        ORDER BY sequence_number OFFSET 0
+   ) AS e)
 """
 
 StoredEvent = tuple[int, str, int, str]
@@ -98,7 +105,7 @@ async def read_tail(
         "until": until,
     }
     with translated():
-        async with scoped(pool, tenant_id) as conn:
+        async with pool.connection() as conn:  # the statement scopes itself to the tenant
             cur = await conn.execute(LOAD, params)
             rows = await cur.fetchall()
     if rows and rows[0][1] is None:  # no event has a NULL type: the snapshot row

@@ -73,7 +73,7 @@ class AggregateRepository:
         aggregate = cls.from_events(
             aggregate_id,
             tenant_id,
-            self._decoded(tail.events(), where),
+            self._decoded(tail.events(), where, after=tail.snapshot_version),
             state=state,
             version=tail.snapshot_version,
         )
@@ -131,15 +131,25 @@ class AggregateRepository:
         while self._writing:
             await asyncio.gather(*self._writing, return_exceptions=True)
 
-    def _decoded(self, events: Iterator[StoredEvent], where: str) -> Iterator[DomainEvent]:
-        """Each stored event upcast and decoded as the fold reaches it.
+    def _decoded(
+        self, events: Iterator[StoredEvent], where: str, *, after: int
+    ) -> Iterator[DomainEvent]:
+        """Each stored event upcast and decoded as the fold reaches it, each checked to follow
+        the one before it (the first: ``after``, the snapshot's version) in the stream.
 
         A generator, so a long stream is folded while it is decoded: no list of every decoded
         event is built first and held beside the rows (issue 9 measured folding while decoding
         19 % faster on a 100,000-event stream).
         """
         decode = self._store.registry.decode_json
+        expected = after + 1
         for sequence_number, event_type, event_version, data in events:
+            if sequence_number != expected:
+                raise EventStoreValidationError(
+                    f"{where}: read stored event {sequence_number} where {expected} was due"
+                    " (the stream is out of order or has a gap; run `acci verify`)"
+                )
+            expected += 1
             try:
                 event = decode(event_type, event_version, data)
             except UnknownEventTypeError as e:

@@ -41,6 +41,7 @@ from acci.eventstore.backup.manifest import (
 )
 from acci.eventstore.global_order import WRITER_LOCK
 from acci.eventstore.records import Position
+from acci.eventstore.tenant_scope import set_tenant
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ _TABLES: Final = {
     "commands": ("event_store.commands", COMMAND_COLUMNS),
     "snapshots": ("snapshots.aggregate_snapshots", SNAPSHOT_COLUMNS),
 }
+_AS_RESTORER: Final = "SET LOCAL ROLE acci_restore"
 # As the writer trigger (migration 005) would: this transaction writes events.
 _WRITER: Final = (
     "SELECT pg_advisory_xact_lock_shared(%s, %s), set_config('acci.event_writer',"
@@ -321,13 +323,21 @@ async def restore_chain(
 ) -> Staged:
     """The whole restore in the caller's transaction: the writer lock, the chain staged and
     checked (cut at ``until``), then ``tenant``'s rows replaced (recorded as ``restore_id``)
-    or, without a tenant, an empty store filled. Returns what was staged."""
+    or, without a tenant, an empty store filled. Returns what was staged.
+
+    A tenant's restore runs as ``acci_restore`` (migration 015) with the transaction scoped to
+    the tenant: row-level security keeps every statement of it inside that tenant. The caller's
+    role is back when it returns."""
     await begin_writing(conn)
-    staged = await stage(conn, chain, until, tenant=tenant)
     if tenant is None:
+        staged = await stage(conn, chain, until)
         await apply_full(conn)
-    else:
-        await apply_tenant(conn, tenant, restore_id)
+        return staged
+    await conn.execute(_AS_RESTORER)
+    await set_tenant(conn, tenant)
+    staged = await stage(conn, chain, until, tenant=tenant)
+    await apply_tenant(conn, tenant, restore_id)
+    await conn.execute("RESET ROLE")
     return staged
 
 

@@ -213,3 +213,28 @@ async def test_queries_carry_the_principal(database_url: str, written: dict[str,
         everyone = await bus.ask(ListTenants(), principal=system)
         assert sorted(t.tenant_id for t in everyone.items) == [A, B]
         assert (await bus.ask(GetTenantDetails(tenant_id=B), principal=system)).tenant_id == B
+
+
+def test_a_tenant_restore_s_role_rewrites_its_tenant_only(
+    database_url: str, written: dict[str, Any]
+) -> None:
+    # The role a tenant's restore switches to (migration 015): it may delete and insert
+    # history, but only inside the tenant its transaction is scoped to.
+    with psycopg.connect(database_url) as owner:
+        role = owner.execute(
+            "SELECT rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = 'acci_restore'"
+        ).fetchone()
+        assert role == (False, False)
+        with owner.transaction(force_rollback=True):
+            theirs = count(owner, "event_store.events", f"tenant_id = '{B}'")
+            mine = count(owner, "event_store.events", f"tenant_id = '{A}'")
+            owner.execute("SET LOCAL ROLE acci_restore")
+            set_tenant(owner, A)
+            assert owner.execute("DELETE FROM event_store.events").rowcount == mine
+            assert owner.execute("DELETE FROM snapshots.aggregate_snapshots").rowcount == 1
+            with pytest.raises(pg_errors.InsufficientPrivilege):
+                with owner.transaction():
+                    owner.execute("DELETE FROM read_models.tenants_v1")
+            owner.execute("RESET ROLE")
+            assert count(owner, "event_store.events", f"tenant_id = '{B}'") == theirs > 0
+            assert count(owner, "event_store.events", f"tenant_id = '{A}'") == 0
