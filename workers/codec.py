@@ -140,7 +140,7 @@ def keyring_codec(settings: Settings) -> EncryptionCodec:
     """The codec of the configured master keys (the current one and the previous ones),
     whether or not ACCI_PAYLOAD_CODEC is on: the codec endpoint still decodes histories
     written while it was. Raises ``CodecError`` without a usable master key."""
-    if settings.master_key is None:
+    if settings.master_key is None or not settings.master_key.get_secret_value():
         raise CodecError(
             "the payload codec needs ACCI_MASTER_KEY (32 bytes, URL-safe base64); set it, or"
             " turn ACCI_PAYLOAD_CODEC off"

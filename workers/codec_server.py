@@ -67,7 +67,8 @@ def codec_endpoint(settings: Settings) -> CodecEndpoint:
     token = settings.codec_auth_token
     return CodecEndpoint(
         codec=keyring_codec(settings),
-        token=token.get_secret_value() if token else None,
+        # An empty token (a compose file's unset variable) asks for none, not for "Bearer ".
+        token=token.get_secret_value() or None if token else None,
         origins=ui_origins(settings),
     )
 
