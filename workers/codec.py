@@ -38,10 +38,12 @@ class CodecError(ValueError):
 
 
 def master_key_bytes(encoded: str) -> bytes:
-    """The 32 bytes of a master key given as URL-safe base64 (``ACCI_MASTER_KEY``)."""
+    """The 32 bytes of a master key given as URL-safe base64, padding optional
+    (``ACCI_MASTER_KEY``), read as the event store's encryption reads it."""
+    text = encoded.strip()
     try:
-        key = base64.urlsafe_b64decode(encoded.strip().encode("ascii"))
-    except (binascii.Error, ValueError, UnicodeEncodeError):
+        key = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
         raise CodecError("a master key is not URL-safe base64") from None
     if len(key) != 32:
         raise CodecError(f"a master key must be 32 bytes, not {len(key)}")

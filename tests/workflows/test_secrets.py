@@ -104,14 +104,19 @@ class Run:
     env: dict[str, str]
     worker_log: Path
     codec_url: str
+    closed_port: int = 0
     workflow_ids: dict[str, str] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
 
 
-async def _acci(run: Run, name: str, *args: str) -> None:
+async def _acci(run: Run, name: str, *args: str, env: dict[str, str] | None = None) -> None:
     process = await asyncio.create_subprocess_exec(
-        ACCI, *args, env=run.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        ACCI,
+        *args,
+        env=run.env | (env or {}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode is not None
@@ -212,6 +217,16 @@ async def scenario(
         await _acci(run, "get", "tenant", "get", "-t", tenant, "--json")
         await _acci(run, "health", "health", "--json")
         await _acci(run, "cache", "cache", "stats")
+        # Errors that name the service they could not reach (nothing listens on `closed`).
+        closed = run.closed_port = free_port()
+        await _acci(
+            run,
+            "redis-down",
+            *("cache", "stats"),
+            env={"ACCI_REDIS_URL": f"redis://:{REDIS_SECRET}@127.0.0.1:{closed}/0"},
+        )
+        down = make_conninfo(database_url, port=closed, password=PG_SECRET)
+        await _acci(run, "db-down", "tenant", "get", "-t", tenant, env={"ACCI_DATABASE_URL": down})
         run.texts["/metrics"] = await asyncio.to_thread(
             _get, f"http://127.0.0.1:{metrics_port}/metrics"
         )
@@ -244,6 +259,8 @@ def test_the_commands_ran_one_accepted_two_rejected(scenario: Run) -> None:
     assert codes["get"] == 0 and NAME in scenario.texts["acci get (stdout and stderr)"]
     assert "error (validation)" in scenario.texts["acci invalid (stdout and stderr)"]
     assert "error (domain)" in scenario.texts["acci denied (stdout and stderr)"]
+    assert codes["redis-down"] == codes["db-down"] == 1
+    assert f":{scenario.closed_port}" in scenario.texts["acci db-down (stdout and stderr)"]
 
 
 def test_no_configured_secret_is_in_any_output_metrics_or_history(scenario: Run) -> None:
