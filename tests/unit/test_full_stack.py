@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -365,3 +366,40 @@ def test_the_web_ui_can_decode_payloads_through_the_codec_endpoint() -> None:
     # The codec endpoint decodes with the worker's keys.
     for key in ("ACCI_MASTER_KEY", "ACCI_MASTER_KEY_ID", "ACCI_PREVIOUS_MASTER_KEYS"):
         assert environment(codec)[key] == environment(worker)[key], key
+
+
+def test_a_local_acci_gets_the_compose_services_urls_with_their_passwords_from_the_env_file(
+    tmp_path: Path,
+) -> None:
+    example = env_file(ENV_EXAMPLE)
+    filled = tmp_path / ".env"
+    filled.write_text(ENV_EXAMPLE.read_text().replace("ACCI_MASTER_KEY=\n", "ACCI_MASTER_KEY=k\n"))
+    out = subprocess.run(
+        ["sh", str(ROOT / "ops" / "compose-env.sh"), str(filled)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    exported = dict(re.findall(r"^export (\w+)='([^']*)'$", out, re.MULTILINE))
+    assert len(exported) == len(out.splitlines())
+    worker = environment(services()["acci-worker"])
+    # Every URL and key the compose worker is given, pointed at the published ports instead.
+    assert {k for k in worker if k.endswith("_URL") or "KEY" in k} - set(exported) == {
+        "ACCI_PREVIOUS_MASTER_KEYS"  # empty in the example: left unset
+    }
+    assert exported["ACCI_MASTER_KEY"] == "k"
+    assert "ACCI_CODEC_AUTH_TOKEN" not in exported  # empty: not exported as ""
+    settings = Settings(**{k.removeprefix("ACCI_").lower(): v for k, v in exported.items()})
+    assert settings.redis_url.get_secret_value() == (
+        f"redis://:{example['REDIS_PASSWORD']}@127.0.0.1:6379/0"
+    )
+    for url in (settings.database_url, settings.app_database_url):
+        assert url is not None
+        parts = urlsplit(url.get_secret_value())
+        assert (parts.hostname, parts.port) == ("127.0.0.1", 5432)
+        assert parts.password in (example["POSTGRES_PASSWORD"], example["ACCI_APP_DB_PASSWORD"])
+    amqp = urlsplit(settings.rabbitmq_url.get_secret_value())
+    assert (amqp.username, amqp.password) == (
+        example["RABBITMQ_USER"],
+        example["RABBITMQ_PASSWORD"],
+    )
