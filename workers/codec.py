@@ -78,10 +78,11 @@ class EncryptionCodec(PayloadCodec):
     decode instead of being read with the wrong key.
     """
 
-    def __init__(self, *, key_id: str, keys: Mapping[str, bytes]) -> None:
+    def __init__(self, *, key_id: str, keys: Mapping[str, bytes], encrypt: bool = True) -> None:
         if key_id not in keys:
             raise CodecError(f"no key for the current key id {key_id!r}")
         self._key_id = key_id
+        self.encrypts = encrypt
         self._ciphers = {kid: AESGCM(derive_codec_key(key)) for kid, key in keys.items()}
 
     @property
@@ -90,6 +91,8 @@ class EncryptionCodec(PayloadCodec):
         return self._key_id
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not self.encrypts:
+            return list(payloads)
         return [self.encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -128,17 +131,23 @@ class EncryptionCodec(PayloadCodec):
 
 
 def codec_from_settings(settings: Settings) -> EncryptionCodec | None:
-    """The codec the settings ask for (ACCI_PAYLOAD_CODEC), or None when it is off.
+    """The codec the settings ask for (ACCI_PAYLOAD_CODEC), or None.
 
-    Raises ``CodecError`` when it is on without a usable master key, so that a worker or a
-    client fails at start rather than writing clear payloads or unreadable ones.
+    On, it encrypts and decrypts; it raises ``CodecError`` without a usable master key, so that
+    a worker or a client fails at start rather than writing clear payloads or unreadable ones.
+    Off, with a master key, it only decrypts: runs started while it was on (a projection's
+    long-running workflow, a command being retried) go on after it is turned off, and their
+    histories still read. Off without a (usable) key: None.
     """
-    if not settings.payload_codec:
-        return None
-    return keyring_codec(settings)
+    if settings.payload_codec:
+        return keyring_codec(settings)
+    try:
+        return keyring_codec(settings, encrypt=False)
+    except CodecError:
+        return None  # nothing to decrypt with; a malformed key is reported where it is used
 
 
-def keyring_codec(settings: Settings) -> EncryptionCodec:
+def keyring_codec(settings: Settings, *, encrypt: bool = True) -> EncryptionCodec:
     """The codec of the configured master keys (the current one and the previous ones),
     whether or not ACCI_PAYLOAD_CODEC is on: the codec endpoint still decodes histories
     written while it was. Raises ``CodecError`` without a usable master key."""
@@ -156,4 +165,4 @@ def keyring_codec(settings: Settings) -> EncryptionCodec:
             keys[key_id] = master_key_bytes(key)
         except CodecError as e:
             raise CodecError(f"master key id {key_id!r}: {e}") from None
-    return EncryptionCodec(key_id=settings.master_key_id, keys=keys)
+    return EncryptionCodec(key_id=settings.master_key_id, keys=keys, encrypt=encrypt)

@@ -86,13 +86,17 @@ DATA_CONVERTER: Final[DataConverter] = dataclasses.replace(
 
 def data_converter(settings: Settings) -> DataConverter:
     """The converter to give every ``Client`` (and so every worker) that talks to ACCI's
-    workflows: ``DATA_CONVERTER``, with the payload codec when ACCI_PAYLOAD_CODEC is on.
+    workflows: ``DATA_CONVERTER``, with the payload codec when ACCI_PAYLOAD_CODEC is on (and
+    decrypting only, when it is off but a master key is set).
 
     Raises ``workers.codec.CodecError`` when the codec is on without a usable master key.
     """
     codec = codec_from_settings(settings)
     if codec is None:
         return DATA_CONVERTER
+    if not codec.encrypts:
+        # Off, but histories written while it was on still decode (codec_from_settings).
+        return dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
     return dataclasses.replace(
         DATA_CONVERTER,
         payload_codec=codec,

@@ -141,3 +141,14 @@ async def test_without_the_codec_a_rejection_keeps_its_message_and_loses_its_sta
     await DATA_CONVERTER.encode_failure(error, failure)
     assert failure.message == "bad" and failure.stack_trace == ""
     assert not failure.HasField("encoded_attributes")
+
+
+async def test_turned_off_with_the_key_still_set_the_codec_reads_but_no_longer_writes() -> None:
+    key = new_key()
+    (sealed,) = await data_converter(codec_settings(key)).encode(["while on"])
+    off = data_converter(Settings(master_key=SecretStr(key), master_key_id="k2"))
+    assert await off.decode([sealed], [str]) == ["while on"]
+    (clear,) = await off.encode(["after"])
+    assert clear.metadata["encoding"] == b"json/plain"
+    # Without a usable key there is nothing to read with, and nothing refuses to start.
+    assert data_converter(Settings(master_key=SecretStr("not a key"))) is DATA_CONVERTER
