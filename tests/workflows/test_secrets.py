@@ -105,6 +105,7 @@ class Run:
     worker_log: Path
     codec_url: str
     closed_port: int = 0
+    summary: str = ""
     workflow_ids: dict[str, str] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
@@ -211,6 +212,7 @@ async def scenario(
             lambda: "codec endpoint" in codec_out.read_text(), what="the codec endpoint"
         )
         tenant, missing = unique("secrets"), unique("secrets-missing")
+        run.summary = f"CreateTenant {tenant}"  # the run's summary (user metadata)
         await _command(run, "create", "tenant", "create", "-t", tenant, "--name", NAME)
         await _command(run, "invalid", "tenant", "create", "-t", unique("bad"), "--name", "")
         await _command(run, "denied", "tenant", "suspend", "-t", missing, "--reason", REASON)
@@ -276,6 +278,7 @@ def test_with_the_codec_on_no_history_holds_a_payload_in_clear(scenario: Run) ->
         history = scenario.texts[f"history of {name} (decoded)"]
         assert "binary/encrypted" in history
         assert NAME not in history and REASON not in history
+        assert scenario.summary not in history
         # The rejection's message is encrypted too; its type is not.
         assert "Encoded failure" in history or name == "create"
 
@@ -284,7 +287,7 @@ async def test_the_codec_endpoint_shows_the_payloads_to_a_holder_of_the_token(
     scenario: Run,
 ) -> None:
     created = readable(await show(scenario, scenario.workflow_ids["create"], codec=True))
-    assert NAME in created
+    assert NAME in created and scenario.summary in created
     denied = readable(await show(scenario, scenario.workflow_ids["denied"], codec=True))
     assert REASON in denied
     _assert_no_secret({"decoded history": created + denied})
