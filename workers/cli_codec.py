@@ -62,7 +62,9 @@ def codec_server(
 def describe(settings: Settings, url: str) -> str:
     """The endpoint's address and how to use it, as ``acci codec-server`` and ``acci dev``
     print it (the token's value never: only whether one is asked for)."""
-    token = settings.codec_auth_token is not None
+    from acci.workers.codec_server import auth_token
+
+    token = auth_token(settings) is not None
     auth = ' --codec-auth "Bearer $ACCI_CODEC_AUTH_TOKEN"' if token else ""
     return (
         f"  codec endpoint      {url} (token {'required' if token else 'not required'},"

@@ -62,14 +62,17 @@ def ui_origins(settings: Settings) -> frozenset[str]:
     return frozenset({f"http://localhost:{port}", f"http://127.0.0.1:{port}"})
 
 
+def auth_token(settings: Settings) -> str | None:
+    """The token the endpoint asks for: ACCI_CODEC_AUTH_TOKEN, None when unset or empty (a
+    compose file's unset variable asks for no token, not for ``Bearer `` and nothing)."""
+    token = settings.codec_auth_token
+    return (token.get_secret_value() or None) if token else None
+
+
 def codec_endpoint(settings: Settings) -> CodecEndpoint:
     """The endpoint of the configured master keys (``CodecError`` without one)."""
-    token = settings.codec_auth_token
     return CodecEndpoint(
-        codec=keyring_codec(settings),
-        # An empty token (a compose file's unset variable) asks for none, not for "Bearer ".
-        token=token.get_secret_value() or None if token else None,
-        origins=ui_origins(settings),
+        codec=keyring_codec(settings), token=auth_token(settings), origins=ui_origins(settings)
     )
 
 

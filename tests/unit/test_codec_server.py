@@ -117,3 +117,11 @@ def test_a_malformed_body_or_an_unknown_path_is_a_clear_error(url: str) -> None:
     assert status == 400 and "payloads" in answer["error"]
     status, _, answer = post(f"{url}/other", b"{}", BEARER)
     assert status == 404
+
+
+def test_an_empty_token_setting_asks_for_no_token_rather_than_an_empty_one(
+    settings: Settings,
+) -> None:
+    empty = settings.model_copy(update={"codec_auth_token": SecretStr("")})
+    assert codec_endpoint(empty).authorized(None)
+    assert not codec_endpoint(settings).authorized("Bearer ")
