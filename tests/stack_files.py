@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 OPS = ROOT / "ops"
 PROMETHEUS_CONFIG = OPS / "prometheus" / "prometheus.yml"
 GRAFANA = OPS / "grafana"
@@ -28,7 +30,7 @@ def load_yaml(path: Path) -> Any:
 
 
 def compose() -> dict[str, Any]:
-    data = load_yaml(ROOT / "docker-compose.yml")
+    data = load_yaml(COMPOSE_FILE)
     assert isinstance(data, dict)
     return data
 
@@ -37,6 +39,44 @@ def services() -> dict[str, dict[str, Any]]:
     found = compose()["services"]
     assert isinstance(found, dict)
     return found
+
+
+# Compose's interpolation: ${NAME}, ${NAME:-default}, ${NAME:?error} ($$ is a literal $).
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
+
+
+def variables(text: str) -> set[str]:
+    """The names of the variables compose interpolates into ``text``."""
+    return set(_VARIABLE.findall(text.replace("$$", "")))
+
+
+def only_variables(value: str) -> bool:
+    """Whether ``value`` is nothing but variable references (``${PASSWORD:?...}``)."""
+    return bool(value) and not _VARIABLE.sub("", value.replace("$$", "")).strip()
+
+
+def with_placeholders(value: str) -> str:
+    """``value`` with each variable reference replaced by ``VALUE`` (to parse a URL)."""
+    return _VARIABLE.sub("VALUE", value.replace("$$", "$"))
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """A compose env file's ``NAME=value`` lines (comments and blank lines left out)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep, f"{path.name}: {line!r} is not NAME=value"
+            found[name.strip()] = value.strip()
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a mapping (compose also takes a list of NAME=value)."""
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(str(item).partition("=")[::2] for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
 
 
 def container_ports(service: dict[str, Any]) -> set[int]:

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from acci.workers.cli_backup import backup_app, verify_store
+from acci.workers.cli_codec import codec_server, open_dev_codec
+from acci.workers.cli_codec import describe as describe_codec
 from acci.workers.cli_commands import COMMAND_APPS
 from acci.workers.cli_events_publish import publish_events
 from acci.workers.cli_generic import register as register_generic_verbs
@@ -64,6 +67,7 @@ app.command("verify")(verify_store)
 app.add_typer(schedules_app, name="schedules")
 app.command("publish-events")(publish_events)
 app.command("migrate-events")(migrate_events)
+app.command("codec-server")(codec_server)
 register_generic_verbs(app)  # `acci command` and `acci query`
 
 
@@ -217,8 +221,13 @@ def dev(
     from acci.workers.worker import running_worker
 
     async def main() -> None:
+        with ExitStack() as stack:
+            # Before the dev server, which is told where its Web UI decodes payloads.
+            await serve(open_dev_codec(stack, settings))
+
+    async def serve(codec_url: str | None) -> None:
         stop = _stop_on_signals()
-        server = DevServer(settings)
+        server = DevServer(settings, codec_endpoint=codec_url)
         try:
             await asyncio.to_thread(server.start)
         except DevServerError as e:
@@ -255,6 +264,8 @@ def dev(
                         " (Temporal dev server)",
                     )
                     _show_dev_setup(settings, server, where_to_look)
+                    if codec_url is not None:
+                        typer.echo(describe_codec(settings, codec_url))
                     if demo:
                         await run_demo(settings, client, dev=where_to_look)
                     if exit_after:

@@ -13,6 +13,7 @@ from acci.domain.errors import CommandError
 from acci.eventstore.errors import EventStoreError
 from acci.readmodels.errors import QueryError
 from acci.workers.apps import ApplicationLoadError, app_names, load_applications
+from acci.workers.codec import CodecError
 from acci.workers.logs import configure_logging
 from acci.workers.settings import get_settings
 
@@ -43,6 +44,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except (CommandError, QueryError, EventStoreError) as e:
         kind = getattr(e, "code", None) or type(e).__name__
         typer.echo(f"error ({kind}): {e}", err=True)
+        raise typer.Exit(1) from None
+    except CodecError as e:
+        typer.echo(f"error (configuration): {e}", err=True)
         raise typer.Exit(1) from None
     except RuntimeError as e:
         # The Temporal client reports an unreachable server as a RuntimeError.

@@ -63,8 +63,10 @@ def _answers(host: str, port: int) -> bool:
 class DevServer:
     """``temporal server start-dev`` with a SQLite file (runs survive a restart) and the Web UI."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, codec_endpoint: str | None = None) -> None:
         self._settings = settings
+        # The remote codec endpoint its Web UI decodes payloads through (the codec is on).
+        self._codec_endpoint = codec_endpoint
         self._process: subprocess.Popen[bytes] | None = None
         self.host, self.port = _split_address(settings.temporal_address)
         self.data_dir = Path(settings.data_dir).resolve()
@@ -100,6 +102,8 @@ class DevServer:
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
+        if self._codec_endpoint is not None:
+            args += ["--ui-codec-endpoint", self._codec_endpoint]
         log.info("starting the Temporal dev server", extra={"command": " ".join(args[1:])})
         self._process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True

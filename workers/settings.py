@@ -35,6 +35,22 @@ class Settings(BaseSettings):
     # key, so a rotation knows what to re-wrap). Unset: nothing can be encrypted.
     master_key: SecretStr | None = None
     master_key_id: str = Field(default="local-1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # Master keys retired by a rotation, still needed to read what was written under them:
+    # comma-separated id=key pairs (ACCI_PREVIOUS_MASTER_KEYS='local-0=base64...').
+    previous_master_keys: SecretStr | None = None
+
+    # Temporal payload codec (workers/codec.py): command inputs, results and failure messages
+    # encrypted in Temporal's history under a key derived from master_key (required when on).
+    # Every process that talks to the workflows (worker, CLI, acci dev) must agree on it.
+    payload_codec: bool = False
+    # `acci codec-server` (and `acci dev` with the codec on): the remote codec endpoint the Web
+    # UI and `temporal workflow show --codec-endpoint` decode payloads through. With a token
+    # set, every request must carry `Authorization: Bearer <token>`; cors_origins are the Web
+    # UI origins a browser may call it from (empty: the dev UI's, on temporal_ui_port).
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = Field(default=8081, ge=0, le=65535)
+    codec_auth_token: SecretStr | None = None
+    codec_cors_origins: list[str] = Field(default_factory=list)
 
     # A current load that folds at least this many events past the stream's newest snapshot
     # writes a snapshot in the background (eventstore/repository.py), so loads stay bounded

@@ -24,7 +24,7 @@ from acci.activities.errors import command_error
 from acci.activities.models import CommandInput, CommandResult, command_workflow_id
 from acci.domain.errors import CommandError
 from acci.eventstore.errors import CommandIdReusedError
-from acci.workers.converter import DATA_CONVERTER
+from acci.workers.converter import data_converter
 from acci.workers.settings import Settings
 from acci.workflows.command import CommandWorkflow, command_search_attributes, command_summary
 
@@ -36,7 +36,8 @@ async def connect(
     runtime: Runtime | None = None,
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """A client of the configured Temporal server, speaking JSON via pydantic (``DATA_CONVERTER``).
+    """A client of the configured Temporal server, with ACCI's data converter
+    (``workers.converter.data_converter``: JSON via pydantic, the payload codec if it is on).
 
     ``starting_within``: the server was just started, and may answer on its port a moment
     before its frontend is healthy; keep trying that long. ``runtime``: the SDK runtime to use
@@ -44,13 +45,14 @@ async def connect(
     ``interceptors``: the client's (and of workers built on it), e.g.
     ``workers.tracing.configure_tracing``'s.
     """
+    converter = data_converter(settings)  # a codec without its key fails here, first
     deadline = time.monotonic() + starting_within
     while True:
         try:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=DATA_CONVERTER,
+                data_converter=converter,
                 runtime=runtime,
                 interceptors=interceptors,
             )

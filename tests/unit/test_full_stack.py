@@ -3,7 +3,10 @@ Prometheus config, Grafana's provisioning and the ACCI dashboard (parsed; no Doc
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,22 +16,29 @@ from acci.workers.http_endpoint import readiness_limit
 from acci.workers.settings import Settings
 from acci.workflows.command import SEARCH_ATTRIBUTES
 from tests.stack_files import (
+    COMPOSE_FILE,
     DASHBOARD,
+    ENV_EXAMPLE,
     GRAFANA,
     PROMETHEUS_CONFIG,
     PROMETHEUS_SERIES,
     ROOT,
     container_ports,
     dashboard,
+    env_file,
+    environment,
     expressions,
     host_path,
     load_yaml,
     metric_names,
     mounts,
+    only_variables,
     panels,
     promtool,
     published,
     services,
+    variables,
+    with_placeholders,
 )
 
 
@@ -268,3 +278,128 @@ def test_the_worker_image_exposes_both_metrics_ports() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     [expose] = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("EXPOSE")]
     assert {default("metrics_port"), default("temporal_metrics_port")} <= set(map(int, expose))
+
+
+# Secrets and exposure (issue 14 §6): parsed from the files, as the rest of this module.
+
+# Environment variables that hold a password, a token or a key (ACCI_MASTER_KEY_ID does not).
+_SECRET_NAME = re.compile(r"(PASS|PASSWORD|PWD|SECRET|TOKEN|_KEY|_KEYS)$")
+_URL_USERINFO = re.compile(r"://([^/@\s]*)@")
+
+
+def test_no_service_trusts_a_connection_without_its_password() -> None:
+    assert not re.search(r"\btrust\b", COMPOSE_FILE.read_text().lower())
+    for script in (ROOT / "ops").rglob("*"):
+        if script.is_file() and script.suffix in {".sh", ".conf", ".sql", ".yml", ".yaml"}:
+            assert not re.search(r"\btrust\b", script.read_text().lower()), script
+    env = environment(services()["postgres"])
+    assert env["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert set(env["POSTGRES_INITDB_ARGS"].split()) >= {
+        "--auth-host=scram-sha-256",
+        "--auth-local=scram-sha-256",
+    }
+
+
+def test_every_published_port_is_on_localhost_only() -> None:
+    for name, service in services().items():
+        assert service.get("network_mode") != "host", name
+        for port in published(service):
+            assert re.fullmatch(r"127\.0\.0\.1:\d+:\d+(/(tcp|udp))?", port), f"{name}: {port}"
+
+
+def test_every_password_token_and_key_comes_from_the_env_file() -> None:
+    for name, service in services().items():
+        for key, value in environment(service).items():
+            if _SECRET_NAME.search(key):
+                assert only_variables(value), f"{name}: {key} is not a ${{VARIABLE}}"
+            for userinfo in _URL_USERINFO.findall(value):
+                _, has_password, password = userinfo.partition(":")
+                if has_password:
+                    assert only_variables(password), f"{name}: {key} has a literal password"
+        for argument in map(str, service.get("command", [])):
+            assert "--requirepass" not in argument or "$$REDIS_PASSWORD" in argument, name
+
+
+def test_the_env_file_is_ignored_and_its_example_names_every_variable_with_placeholders() -> None:
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".env"], check=False)
+    assert ignored.returncode == 0, ".env must be in .gitignore"
+    example = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "-q", ".env.example"], check=False
+    )
+    assert example.returncode == 1, ".env.example must be committed"
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    names = env_file(ENV_EXAMPLE)
+    assert set(names) == variables(COMPOSE_FILE.read_text())
+    for name, value in names.items():
+        if _SECRET_NAME.search(name):
+            assert value == "" or value.startswith("change-me"), f"{name} is no placeholder"
+
+
+def test_the_app_role_logs_in_with_its_own_password_set_by_the_init_script() -> None:
+    found = services()
+    postgres, worker = found["postgres"], found["acci-worker"]
+    script = host_path(postgres, "/docker-entrypoint-initdb.d/10-acci-app-role.sh")
+    assert script is not None and script.is_file()
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "ALTER ROLE acci_app PASSWORD :'app_password'" in text
+    assert "NOBYPASSRLS" in text and "ACCI_APP_DB_PASSWORD" in text
+    assert variables(environment(postgres)["ACCI_APP_DB_PASSWORD"]) == {"ACCI_APP_DB_PASSWORD"}
+    migration = ROOT / "eventstore" / "migrations" / "012_row_level_security.sql"
+    assert "CREATE ROLE acci_app" in migration.read_text()
+    app_url = urlsplit(with_placeholders(environment(worker)["ACCI_APP_DATABASE_URL"]))
+    assert (app_url.username, app_url.hostname) == ("acci_app", "postgres")
+    assert variables(environment(worker)["ACCI_APP_DATABASE_URL"]) == {"ACCI_APP_DB_PASSWORD"}
+
+
+def test_the_web_ui_can_decode_payloads_through_the_codec_endpoint() -> None:
+    found = services()
+    codec, ui, worker = found["acci-codec"], found["temporal-ui"], found["acci-worker"]
+    assert codec["command"][0] == "codec-server"
+    port = default("codec_server_port")
+    assert codec["command"][-2:] == ["--port", str(port)]
+    assert f"127.0.0.1:{port}:{port}" in published(codec)
+    ui_port = ui["environment"]["TEMPORAL_UI_PORT"]
+    origins = json.loads(environment(codec)["ACCI_CODEC_CORS_ORIGINS"])
+    assert f"http://127.0.0.1:{ui_port}" in origins and f"http://localhost:{ui_port}" in origins
+    assert only_variables(environment(ui)["TEMPORAL_CODEC_ENDPOINT"])
+    # The codec endpoint decodes with the worker's keys.
+    for key in ("ACCI_MASTER_KEY", "ACCI_MASTER_KEY_ID", "ACCI_PREVIOUS_MASTER_KEYS"):
+        assert environment(codec)[key] == environment(worker)[key], key
+
+
+def test_a_local_acci_gets_the_compose_services_urls_with_their_passwords_from_the_env_file(
+    tmp_path: Path,
+) -> None:
+    example = env_file(ENV_EXAMPLE)
+    filled = tmp_path / ".env"
+    filled.write_text(ENV_EXAMPLE.read_text().replace("ACCI_MASTER_KEY=\n", "ACCI_MASTER_KEY=k\n"))
+    out = subprocess.run(
+        ["sh", str(ROOT / "ops" / "compose-env.sh"), str(filled)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    exported = dict(re.findall(r"^export (\w+)='([^']*)'$", out, re.MULTILINE))
+    assert len(exported) == len(out.splitlines())
+    worker = environment(services()["acci-worker"])
+    # Every URL and key the compose worker is given, pointed at the published ports instead.
+    assert {k for k in worker if k.endswith("_URL") or "KEY" in k} - set(exported) == {
+        "ACCI_PREVIOUS_MASTER_KEYS"  # empty in the example: left unset
+    }
+    assert exported["ACCI_MASTER_KEY"] == "k"
+    assert "ACCI_CODEC_AUTH_TOKEN" not in exported  # empty: not exported as ""
+    settings = Settings(**{k.removeprefix("ACCI_").lower(): v for k, v in exported.items()})
+    assert settings.redis_url.get_secret_value() == (
+        f"redis://:{example['REDIS_PASSWORD']}@127.0.0.1:6379/0"
+    )
+    for url in (settings.database_url, settings.app_database_url):
+        assert url is not None
+        parts = urlsplit(url.get_secret_value())
+        assert (parts.hostname, parts.port) == ("127.0.0.1", 5432)
+        assert parts.password in (example["POSTGRES_PASSWORD"], example["ACCI_APP_DB_PASSWORD"])
+    amqp = urlsplit(settings.rabbitmq_url.get_secret_value())
+    assert (amqp.username, amqp.password) == (
+        example["RABBITMQ_USER"],
+        example["RABBITMQ_PASSWORD"],
+    )

@@ -14,6 +14,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from acci.workers.settings import Settings
+from tests.stack_files import with_placeholders
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,8 +49,11 @@ def test_default_settings_point_at_the_compose_services(monkeypatch: pytest.Monk
         "postgres",
         "acci",
     )
+    # The same superuser as compose's, which asks for its password (from .env) where the
+    # embedded default's local server trusts 127.0.0.1.
     postgres = compose()["services"]["postgres"]  # type: ignore[index]
-    assert postgres["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+    assert postgres["environment"]["POSTGRES_USER"] == db["user"]
+    assert postgres["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
     assert "127.0.0.1:6379" in settings.redis_url.get_secret_value()
     assert "127.0.0.1:5672" in settings.rabbitmq_url.get_secret_value()
 
@@ -74,9 +78,12 @@ def test_the_full_stack_runs_a_worker_against_the_compose_services() -> None:
     assert isinstance(services, dict)
     worker = services["acci-worker"]
     env = worker["environment"]
-    assert env["ACCI_DATABASE_URL"].startswith("postgresql://postgres@postgres:5432/")
-    assert env["ACCI_RABBITMQ_URL"].startswith("amqp://guest:guest@rabbitmq:5672/")
-    assert env["ACCI_REDIS_URL"].startswith("redis://redis:6379/")
+    # Passwords from .env (tests/unit/test_full_stack.py checks that none is written here).
+    urls = {k: with_placeholders(v) for k, v in env.items() if k.endswith("_URL")}
+    assert urls["ACCI_DATABASE_URL"].startswith("postgresql://postgres:VALUE@postgres:5432/")
+    assert urls["ACCI_APP_DATABASE_URL"].startswith("postgresql://acci_app:VALUE@postgres:5432/")
+    assert urls["ACCI_RABBITMQ_URL"].startswith("amqp://VALUE:VALUE@rabbitmq:5672/")
+    assert urls["ACCI_REDIS_URL"].startswith("redis://:VALUE@redis:6379/")
     assert env["ACCI_TEMPORAL_ADDRESS"] == "temporal:7233"
     # The worker waits for the search attributes its workflows set.
     assert worker["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
