@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,10 @@ from typing import Any, Final
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
+from acci.eventstore.cipher import is_sealed_text
+from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import translated
+from acci.eventstore.snapshots import snapshot_id_for
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).
@@ -27,6 +31,9 @@ from acci.eventstore.errors import translated
 # in sequence order, and the one-row snapshot part is "sorted" for free. The outer ORDER BY is
 # what guarantees the order; the snapshot's sequence number is below every event's, so it
 # comes first.
+#
+# sealed_id is the event id of a sealed (encrypted) event only: its ciphertext is bound to it
+# (eventstore/cipher.py). A clear event's is NULL, so a store without encryption reads no id.
 LOAD: Final = """
 WITH snapshot AS MATERIALIZED (
     SELECT sequence_number, state FROM snapshots.aggregate_snapshots
@@ -35,12 +42,13 @@ WITH snapshot AS MATERIALIZED (
        AND sequence_number <= %(to_version)s
      ORDER BY sequence_number DESC LIMIT 1
 )
-SELECT sequence_number, event_type, event_version, data FROM (
+SELECT sequence_number, event_type, event_version, data, sealed_id FROM (
     (SELECT sequence_number, NULL::text AS event_type, NULL::integer AS event_version,
-            state::text AS data
+            state::text AS data, NULL::uuid AS sealed_id
        FROM snapshot)
     UNION ALL
-    (SELECT sequence_number, event_type, event_version, data::text
+    (SELECT sequence_number, event_type, event_version, data::text,
+            CASE WHEN data ? '$enc' THEN event_id END
        FROM event_store.events
       WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
         AND aggregate_type = %(aggregate_type)s
@@ -52,8 +60,9 @@ SELECT sequence_number, event_type, event_version, data FROM (
 ORDER BY sequence_number
 """
 
-StoredEvent = tuple[int, str, int, str]
-"""One event as a load reads it: (sequence_number, event_type, event_version, JSON text)."""
+StoredEvent = tuple[int, str, int, str, "uuid.UUID | None"]
+"""One event as a load reads it: (sequence_number, event_type, event_version, JSON text, and
+the event id if it was stored sealed; its text is then the opened data)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +93,10 @@ async def read_tail(
     schema_version: int | None,
     to_version: int | None = None,
     until: datetime | None = None,
+    encryption: PayloadEncryption = OFF,
 ) -> StreamTail:
-    """The newest snapshot of ``schema_version`` at or below ``to_version``, and what follows."""
+    """The newest snapshot of ``schema_version`` at or below ``to_version``, and what follows;
+    sealed payloads opened (``TenantKeyShreddedError`` for a shredded tenant's)."""
     validation.stream(tenant_id, aggregate_id, until=until)
     validation.type_name(aggregate_type, "aggregate type")
     params = {
@@ -100,7 +111,32 @@ async def read_tail(
         async with pool.connection() as conn:
             cur = await conn.execute(LOAD, params)
             rows = await cur.fetchall()
-    if rows and rows[0][1] is None:  # no event has a NULL type: the snapshot row
-        version, _, _, state = rows[0]
+    first = 1 if rows and rows[0][1] is None else 0  # no event has a NULL type: the snapshot
+    sealed = [i for i in range(first, len(rows)) if rows[i][4] is not None]
+    if sealed:
+        await _open_events(encryption, rows, sealed, tenant_id, aggregate_id)
+    if first:
+        version, _, _, state, _ = rows[0]
+        if is_sealed_text(state):
+            snapshot_id = snapshot_id_for(
+                tenant_id, aggregate_type, aggregate_id, schema_version or 0, int(version)
+            )
+            where = f"snapshot {snapshot_id} of {tenant_id}/{aggregate_type}/{aggregate_id}"
+            state = await encryption.open_snapshot(tenant_id, snapshot_id, state, where)
         return StreamTail(int(version), json.loads(state), rows, 1)
     return StreamTail(0, None, rows, 0)
+
+
+async def _open_events(
+    encryption: PayloadEncryption,
+    rows: list[Any],
+    sealed: list[int],
+    tenant_id: str,
+    aggregate_id: str,
+) -> None:
+    """The sealed events' rows with their data opened, in place."""
+    for i in sealed:
+        sequence_number, event_type, event_version, text, event_id = rows[i]
+        where = f"stored event {event_id} in {tenant_id}/{aggregate_id}"
+        plain = await encryption.open_event_text(tenant_id, event_id, text, where)
+        rows[i] = (sequence_number, event_type, event_version, plain, event_id)

@@ -67,6 +67,7 @@ class AggregateRepository:
             schema_version=snapshot_schema,
             to_version=version,
             until=as_of,
+            encryption=self._store.encryption,
         )
         state = None if tail.snapshot_state is None else cls.state_from_json(tail.snapshot_state)
         where = f"{tenant_id}/{cls.aggregate_type}/{aggregate_id}"
@@ -139,7 +140,7 @@ class AggregateRepository:
         19 % faster on a 100,000-event stream).
         """
         decode = self._store.registry.decode_json
-        for sequence_number, event_type, event_version, data in events:
+        for sequence_number, event_type, event_version, data, _ in events:
             try:
                 event = decode(event_type, event_version, data)
             except UnknownEventTypeError as e:

@@ -29,9 +29,7 @@ async def set_tenant(conn: AsyncConnection[Any], tenant_id: str) -> None:
 
 
 @asynccontextmanager
-async def scoped(
-    pool: AsyncConnectionPool, tenant_id: str
-) -> AsyncIterator[AsyncConnection[Any]]:
+async def scoped(pool: AsyncConnectionPool, tenant_id: str) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection whose statements, until the block ends, run in one transaction
     scoped to ``tenant_id`` (a pipeline: an error in one skips the rest and rolls all back)."""
     async with pool.connection() as conn:

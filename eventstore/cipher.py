@@ -1,0 +1,95 @@
+"""Sealing one payload (event data, snapshot state) with a tenant's data key: AES-256-GCM.
+
+A sealed payload stays a JSON object, so the ``jsonb`` columns keep their type::
+
+    {"$enc": 1, "kver": <data key version>, "nonce": <base64>, "ctext": <base64>}
+
+The nonce is 96 random bits per payload. The associated data binds the ciphertext to its row (the
+tenant and the event id, or the snapshot id): a ciphertext copied or moved to another row fails
+authentication. The key names are chosen so that PostgreSQL's jsonb text (keys ordered by length,
+then bytes) always starts with ``{"$enc"``: a load reading ``data::text`` tells a sealed payload
+from a clear one with one ``startswith``, and a plain payload may not have a top-level ``$enc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from acci.eventstore.errors import CiphertextError
+from acci.eventstore.keys import NONCE_BYTES
+
+MARKER: Final = "$enc"
+FORMAT: Final = 1
+_TEXT_PREFIX: Final = '{"$enc"'
+
+
+def event_context(tenant_id: str, event_id: uuid.UUID | str) -> bytes:
+    """The associated data of an event's sealed data."""
+    return f"acci-event\x1f{tenant_id}\x1f{event_id}".encode()
+
+
+def snapshot_context(tenant_id: str, snapshot_id: uuid.UUID | str) -> bytes:
+    """The associated data of a snapshot's sealed state."""
+    return f"acci-snapshot\x1f{tenant_id}\x1f{snapshot_id}".encode()
+
+
+def is_sealed(data: object) -> bool:
+    """Whether a decoded payload is a sealed one."""
+    return type(data) is dict and MARKER in data
+
+
+def is_sealed_text(text: str) -> bool:
+    """Whether a payload read as jsonb text is a sealed one."""
+    return text.startswith(_TEXT_PREFIX)
+
+
+def seal(aes: AESGCM, key_version: int, context: bytes, plaintext: bytes) -> str:
+    """The sealed payload of ``plaintext`` (the payload's JSON), as JSON text."""
+    nonce = os.urandom(NONCE_BYTES)
+    ctext = aes.encrypt(nonce, plaintext, context)
+    return (
+        f'{{"$enc":{FORMAT},"kver":{int(key_version)},'
+        f'"nonce":"{base64.b64encode(nonce).decode()}",'
+        f'"ctext":"{base64.b64encode(ctext).decode()}"}}'
+    )
+
+
+def key_version(envelope: Mapping[str, Any], where: str) -> int:
+    """The data key version a sealed payload names (``CiphertextError`` if malformed)."""
+    version = envelope.get("kver")
+    if envelope.get(MARKER) != FORMAT or type(version) is not int or version < 1:
+        raise CiphertextError(f"{where}: not a readable sealed payload (format or key version)")
+    return version
+
+
+def unseal(aes: AESGCM, envelope: Mapping[str, Any], context: bytes, where: str) -> bytes:
+    """The plaintext JSON of a sealed payload; ``CiphertextError`` if it is not authentic (changed,
+    or moved from another row)."""
+    try:
+        nonce = base64.b64decode(envelope["nonce"], validate=True)
+        ctext = base64.b64decode(envelope["ctext"], validate=True)
+        return aes.decrypt(nonce, ctext, context)
+    except (KeyError, TypeError, ValueError, binascii.Error, InvalidTag):
+        raise CiphertextError(
+            f"{where}: encrypted payload failed authentication (changed, or moved from another row)"
+        ) from None
+
+
+def envelope_of_text(text: str, where: str) -> dict[str, Any]:
+    """A sealed payload read as text, decoded."""
+    try:
+        envelope = json.loads(text)
+    except ValueError:
+        raise CiphertextError(f"{where}: malformed sealed payload") from None
+    if not is_sealed(envelope):
+        raise CiphertextError(f"{where}: malformed sealed payload")
+    return dict(envelope)

@@ -1,0 +1,133 @@
+"""Payload encryption as the event store uses it: seal on write, open on every read path.
+
+``PayloadEncryption`` is given to the store and the snapshot store. With ``encrypt`` off (the
+default) nothing is sealed and no key is looked up on writes; reads still open whatever was
+sealed while it was on (a mixed store reads fine), and a clear payload costs one dict or string
+test. Only event data and snapshot state are sealed: ids, types, versions, positions, tenant,
+timestamps and metadata stay clear for routing, ordering and audit.
+
+A shredded tenant's events make ``read_all`` return them as ``UnreadableEvent`` (its pages go on
+for the other tenants); every other read (a stream, a load, a snapshot) raises
+``TenantKeyShreddedError``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, MutableSequence
+from typing import Any, Final, Literal
+
+from acci.eventstore.cipher import (
+    envelope_of_text,
+    event_context,
+    is_sealed,
+    key_version,
+    seal,
+    snapshot_context,
+    unseal,
+)
+from acci.eventstore.errors import DataKeyUnavailableError, TenantKeyShreddedError
+from acci.eventstore.keyring import DataKey, KeyRing
+from acci.eventstore.records import RecordedEvent, UnreadableEvent
+
+ShreddedEvents = Literal["skip", "park"]
+"""What a projection does with a shredded tenant's event: move past it, or park it."""
+
+_NO_MASTER_KEY: Final = "the payload is encrypted and no master key is configured (ACCI_MASTER_KEY)"
+
+
+class PayloadEncryption:
+    """Seals payloads with their tenant's data key and opens them again."""
+
+    def __init__(
+        self,
+        keyring: KeyRing | None = None,
+        *,
+        encrypt: bool = False,
+        shredded_events: ShreddedEvents = "skip",
+    ) -> None:
+        if encrypt and keyring is None:
+            raise DataKeyUnavailableError("encryption is on but no master key is configured")
+        self.keyring = keyring
+        self.encrypts = encrypt
+        self.shredded_events: ShreddedEvents = shredded_events
+
+    def _ring(self, where: str) -> KeyRing:
+        if self.keyring is None:
+            raise DataKeyUnavailableError(f"{where}: {_NO_MASTER_KEY}")
+        return self.keyring
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def keys_for_writing(self, tenant_ids: Iterable[str]) -> dict[str, DataKey] | None:
+        """Each tenant's current data key (created on its first encrypted write), or None when
+        encryption is off."""
+        if not self.encrypts:
+            return None
+        ring = self._ring("append")
+        return {t: await ring.for_writing(t) for t in set(tenant_ids)}
+
+    async def seal_snapshot(self, tenant_id: str, snapshot_id: uuid.UUID, state_json: str) -> str:
+        """The snapshot state as stored: sealed when encryption is on, else as given."""
+        if not self.encrypts:
+            return state_json
+        key = await self._ring("snapshot").for_writing(tenant_id)
+        return seal(
+            key.aes, key.version, snapshot_context(tenant_id, snapshot_id), state_json.encode()
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def open_events(
+        self, events: MutableSequence[RecordedEvent], *, mark_shredded: bool
+    ) -> None:
+        """Open the sealed data of ``events`` in place. A shredded tenant's event becomes an
+        ``UnreadableEvent`` (data as stored) with ``mark_shredded``, else raises
+        ``TenantKeyShreddedError``."""
+        sealed = [i for i, event in enumerate(events) if is_sealed(event.data)]
+        if not sealed:
+            return
+        ring = self._ring(f"stored event {events[sealed[0]].event_id}")
+        await ring.load(events[i].tenant_id for i in sealed)
+        for i in sealed:
+            event = events[i]
+            where = f"stored event {event.event_id} in {event.tenant_id}/{event.aggregate_id}"
+            try:
+                key = await ring.for_reading(event.tenant_id, key_version(event.data, where))
+            except TenantKeyShreddedError:
+                if not mark_shredded:
+                    raise
+                events[i] = UnreadableEvent._make(event)
+                continue
+            plain = unseal(
+                key.aes, event.data, event_context(event.tenant_id, event.event_id), where
+            )
+            events[i] = event._replace(data=json.loads(plain))
+
+    async def open_event_text(
+        self, tenant_id: str, event_id: uuid.UUID, text: str, where: str
+    ) -> str:
+        """A sealed event's data (read as jsonb text) opened, as JSON text."""
+        envelope = envelope_of_text(text, where)
+        ring = self._ring(where)
+        key = await ring.for_reading(tenant_id, key_version(envelope, where))
+        return unseal(key.aes, envelope, event_context(tenant_id, event_id), where).decode()
+
+    async def open_snapshot(
+        self, tenant_id: str, snapshot_id: uuid.UUID, state: Any, where: str
+    ) -> Any:
+        """A snapshot's state as stored (decoded dict or jsonb text), opened if sealed; the same
+        form comes back."""
+        text = isinstance(state, str)
+        envelope = envelope_of_text(state, where) if text else state
+        if not text and not is_sealed(state):
+            return state
+        ring = self._ring(where)
+        key = await ring.for_reading(tenant_id, key_version(envelope, where))
+        plain = unseal(key.aes, envelope, snapshot_context(tenant_id, snapshot_id), where)
+        return plain.decode() if text else json.loads(plain)
+
+
+OFF: Final = PayloadEncryption()
+"""No encryption configured: nothing sealed, a sealed payload is a typed error."""
