@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.domain.registry import EventRegistry
 from acci.eventstore import validation
-from acci.eventstore.cipher import MARKER, event_context, seal
+from acci.eventstore.cipher import event_data_as_stored
 from acci.eventstore.errors import (
     CommandIdReusedError,
     ConcurrencyError,
@@ -198,13 +198,9 @@ class Appender:
         for index, event in enumerate(append.events):
             self._check_event_type(event.event_type, event.event_version)
             data = validation.encode_json(event.data, limit=limit, what=f"event {index} data")
-            if MARKER in event.data:  # only a sealed payload has one (cipher.py)
-                raise EventStoreValidationError(
-                    f"event {index} data has a top-level {MARKER!r} field, which is reserved"
-                )
-            if data_key is not None:
-                context = event_context(append.tenant_id, event_ids[index])
-                data = seal(data_key.aes, data_key.version, context, data.encode())
+            data = event_data_as_stored(
+                data, event.data, index, append.tenant_id, event_ids[index], data_key
+            )
             envelope = {**shared, **event.metadata}
             # Implied by the command id (a column): not repeated in every event's metadata.
             for field in IMPLIED_BY_COMMAND:

@@ -19,13 +19,16 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from acci.eventstore.errors import CiphertextError
+from acci.eventstore.errors import CiphertextError, EventStoreValidationError
 from acci.eventstore.keys import NONCE_BYTES
+
+if TYPE_CHECKING:
+    from acci.eventstore.keyring import DataKey
 
 MARKER: Final = "$enc"
 FORMAT: Final = 1
@@ -93,3 +96,23 @@ def envelope_of_text(text: str, where: str) -> dict[str, Any]:
     if not is_sealed(envelope):
         raise CiphertextError(f"{where}: malformed sealed payload")
     return dict(envelope)
+
+
+def event_data_as_stored(
+    data: str,
+    plain: Mapping[str, Any],
+    index: int,
+    tenant_id: str,
+    event_id: uuid.UUID,
+    data_key: DataKey | None,
+) -> str:
+    """An event's data JSON (``plain`` decoded) as stored: sealed with ``data_key``, bound to
+    the tenant and the event id, or as it is."""
+    if MARKER in plain:  # only a sealed payload has one
+        raise EventStoreValidationError(
+            f"event {index} data has a top-level {MARKER!r} field, which is reserved"
+        )
+    if data_key is None:
+        return data
+    context = event_context(tenant_id, event_id)
+    return seal(data_key.aes, data_key.version, context, data.encode())

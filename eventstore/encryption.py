@@ -105,6 +105,18 @@ class PayloadEncryption:
             )
             events[i] = event._replace(data=json.loads(plain))
 
+    async def open_event_data(
+        self, tenant_id: str, event_id: uuid.UUID, data: dict[str, Any], where: str
+    ) -> dict[str, Any]:
+        """One event's data as stored (decoded), opened if sealed."""
+        if not is_sealed(data):
+            return data
+        key = await self._ring(where).for_reading(tenant_id, key_version(data, where))
+        opened: dict[str, Any] = json.loads(
+            unseal(key.aes, data, event_context(tenant_id, event_id), where)
+        )
+        return opened
+
     async def open_event_text(
         self, tenant_id: str, event_id: uuid.UUID, text: str, where: str
     ) -> str:

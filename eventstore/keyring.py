@@ -47,8 +47,9 @@ _TOMBSTONE: Final = (
     "INSERT INTO event_store.tenant_keys (tenant_id, key_version, wrapped_key, master_key_id,"
     " shredded_at) VALUES (%s, 1, NULL, %s, now()) ON CONFLICT DO NOTHING"
 )
-_CLEAR_EVENTS: Final = (
-    "SELECT count(*) FROM event_store.events WHERE tenant_id = %s AND NOT data ? '$enc'"
+_EVENTS: Final = (
+    "SELECT count(*), count(*) FILTER (WHERE NOT data ? '$enc') FROM event_store.events"
+    " WHERE tenant_id = %s"
 )
 _TO_REWRAP: Final = (
     "SELECT tenant_id, key_version, wrapped_key, master_key_id FROM event_store.tenant_keys"
@@ -60,9 +61,10 @@ _REWRAP: Final = (
     " WHERE tenant_id = %s AND key_version = %s AND master_key_id = %s"
 )
 _STATUS: Final = (
-    "SELECT master_key_id, shredded_at IS NOT NULL, count(*), count(DISTINCT tenant_id)"
+    "SELECT master_key_id, shredded_at IS NOT NULL, count(*)"
     " FROM event_store.tenant_keys GROUP BY 1, 2 ORDER BY 1, 2"
 )
+_TENANTS: Final = "SELECT count(DISTINCT tenant_id) FROM event_store.tenant_keys"
 
 SHREDDED: Final = None
 """A key version that was shredded (in a tenant's cached versions)."""
@@ -91,10 +93,12 @@ class _Entry:
 @dataclass(frozen=True, slots=True)
 class ShredResult:
     """What ``shred`` did: the key versions it destroyed (none: already shredded, or the tenant
-    had no key) and how many of the tenant's events are stored in clear (still readable)."""
+    had no key), the tenant's events, and how many of them are stored in clear (written while
+    encryption was off: still readable)."""
 
     tenant_id: str
     destroyed: tuple[int, ...]
+    events: int
     clear_events: int
 
 
@@ -227,10 +231,10 @@ class KeyRing:
                 cur = await conn.execute(_SHRED, (tenant_id,))
                 destroyed = tuple(sorted(row[0] for row in await cur.fetchall()))
                 await conn.execute(_TOMBSTONE, (tenant_id, self._wrapper.current_key_id))
-                cur = await conn.execute(_CLEAR_EVENTS, (tenant_id,))
-                row = await cur.fetchone()
+                cur = await conn.execute(_EVENTS, (tenant_id,))
+                events, clear = await cur.fetchone() or (0, 0)
         self.forget(tenant_id)
-        return ShredResult(tenant_id, destroyed, int(row[0]) if row else 0)
+        return ShredResult(tenant_id, destroyed, int(events), int(clear))
 
     async def rotate(self, *, batch: int = 500) -> int:
         """Re-wrap every live data key not wrapped by the current master key; returns how many.
@@ -262,12 +266,13 @@ class KeyRing:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_STATUS)
                 rows = await cur.fetchall()
+                cur = await conn.execute(_TENANTS)
+                tenants = int((await cur.fetchone() or (0,))[0])
         live: dict[str, int] = {}
-        shredded = tenants = 0
-        for master_key_id, is_shredded, keys, key_tenants in rows:
+        shredded = 0
+        for master_key_id, is_shredded, keys in rows:
             if is_shredded:
                 shredded += keys
             else:
                 live[master_key_id] = live.get(master_key_id, 0) + keys
-            tenants += key_tenants
         return KeyStatus(self._wrapper.current_key_id, live, shredded, tenants)
