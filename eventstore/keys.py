@@ -31,7 +31,7 @@ def master_key_bytes(secret: str) -> bytes:
     """A master key as configured (URL-safe base64 of 32 bytes, padding optional) as bytes."""
     text = secret.strip()
     try:
-        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        key = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise EncryptionError("the master key is not URL-safe base64") from None
     if len(key) != KEY_BYTES:
@@ -105,7 +105,7 @@ class LocalKeyWrapper:
         aes = self._keys.get(master_key_id)
         if aes is None:
             raise DataKeyUnavailableError(
-                f"tenant {tenant_id!r}'s data key (version {key_version}) is wrapped by master"
+                f"tenant {tenant_id}'s data key (version {key_version}) is wrapped by master"
                 f" key {master_key_id!r}, which is not configured (ACCI_MASTER_KEY_ID, or"
                 " ACCI_PREVIOUS_MASTER_KEYS until `acci keys rotate` has run)"
             )
@@ -114,6 +114,6 @@ class LocalKeyWrapper:
             return aes.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
         except InvalidTag:
             raise CiphertextError(
-                f"tenant {tenant_id!r}'s wrapped data key (version {key_version}) failed"
+                f"tenant {tenant_id}'s wrapped data key (version {key_version}) failed"
                 f" authentication under master key {master_key_id!r}"
             ) from None
