@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, MutableSequence
+from collections.abc import Callable, Iterable, MutableSequence
 from typing import Any, Final, Literal
 
 from acci.eventstore.cipher import (
@@ -125,6 +125,23 @@ class PayloadEncryption:
         ring = self._ring(where)
         key = await ring.for_reading(tenant_id, key_version(envelope, where))
         return unseal(key.aes, envelope, event_context(tenant_id, event_id), where).decode()
+
+    async def text_opener(self, tenant_id: str, where: str) -> Callable[[uuid.UUID, str, str], str]:
+        """A function opening the tenant's sealed event texts (``(event_id, text, where)`` to
+        JSON text) with keys looked up once each, not per event (a long stream's load)."""
+        ring = self._ring(where)
+        keys: dict[int, DataKey] = {}
+        versions = await ring.versions(tenant_id)
+
+        def open_text(event_id: uuid.UUID, text: str, where: str) -> str:
+            envelope = envelope_of_text(text, where)
+            version = key_version(envelope, where)
+            key = keys.get(version)
+            if key is None:
+                key = keys[version] = KeyRing.pick(tenant_id, versions, version)
+            return unseal(key.aes, envelope, event_context(tenant_id, event_id), where).decode()
+
+        return open_text
 
     async def open_snapshot(
         self, tenant_id: str, snapshot_id: uuid.UUID, state: Any, where: str

@@ -159,12 +159,20 @@ class KeyRing:
     async def for_reading(self, tenant_id: str, version: int) -> DataKey:
         """Version ``version`` of the tenant's data key; ``TenantKeyShreddedError`` if it was
         shredded, ``DataKeyUnavailableError`` if there is no such key."""
-        entry = await self._entry(tenant_id)
-        if version not in entry.versions:
+        return self.pick(tenant_id, (await self._entry(tenant_id)).versions, version)
+
+    async def versions(self, tenant_id: str) -> dict[int, DataKey | None]:
+        """Every version of the tenant's data key (None: shredded), as cached."""
+        return (await self._entry(tenant_id)).versions
+
+    @staticmethod
+    def pick(tenant_id: str, versions: dict[int, DataKey | None], version: int) -> DataKey:
+        """Version ``version`` of ``versions``, or the typed error saying why there is none."""
+        if version not in versions:
             raise DataKeyUnavailableError(
-                f"tenant {tenant_id!r} has no data key version {version} in this database"
+                f"tenant {tenant_id} has no data key version {version} in this database"
             )
-        key = entry.versions[version]
+        key = versions[version]
         if key is None:
             raise TenantKeyShreddedError(tenant_id)
         return key

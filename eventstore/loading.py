@@ -134,9 +134,9 @@ async def _open_events(
     tenant_id: str,
     aggregate_id: str,
 ) -> None:
-    """The sealed events' rows with their data opened, in place."""
+    """The sealed events' rows with their data opened, in place (the key looked up once)."""
+    opener = await encryption.text_opener(tenant_id, f"stream {tenant_id}/{aggregate_id}")
     for i in sealed:
         sequence_number, event_type, event_version, text, event_id = rows[i]
-        where = f"stored event {event_id} in {tenant_id}/{aggregate_id}"
-        plain = await encryption.open_event_text(tenant_id, event_id, text, where)
+        plain = opener(event_id, text, f"stored event {event_id} in {tenant_id}/{aggregate_id}")
         rows[i] = (sequence_number, event_type, event_version, plain, event_id)
