@@ -27,7 +27,11 @@ from acci.eventstore.cipher import (
     snapshot_context,
     unseal,
 )
-from acci.eventstore.errors import DataKeyUnavailableError, TenantKeyShreddedError
+from acci.eventstore.errors import (
+    CiphertextError,
+    DataKeyUnavailableError,
+    TenantKeyShreddedError,
+)
 from acci.eventstore.keyring import DataKey, KeyRing
 from acci.eventstore.records import RecordedEvent, UnreadableEvent
 
@@ -90,20 +94,25 @@ class PayloadEncryption:
             return
         ring = self._ring(f"stored event {events[sealed[0]].event_id}")
         await ring.load(events[i].tenant_id for i in sealed)
+        # Each (tenant, version) looked up once per page; None: shredded.
+        keys: dict[tuple[str, int], DataKey | None] = {}
         for i in sealed:
             event = events[i]
-            where = f"stored event {event.event_id} in {event.tenant_id}/{event.aggregate_id}"
+            tenant_id, data = event.tenant_id, event.data
             try:
-                key = await ring.for_reading(event.tenant_id, key_version(event.data, where))
-            except TenantKeyShreddedError:
-                if not mark_shredded:
-                    raise
-                events[i] = UnreadableEvent._make(event)
-                continue
-            plain = unseal(
-                key.aes, event.data, event_context(event.tenant_id, event.event_id), where
-            )
-            events[i] = event._replace(data=json.loads(plain))
+                slot = (tenant_id, key_version(data))
+                if slot in keys:
+                    key = keys[slot]
+                else:
+                    key = keys[slot] = await _key_or_none(ring, *slot, mark_shredded)
+                if key is None:
+                    events[i] = UnreadableEvent._make(event)
+                    continue
+                plain = unseal(key.aes, data, event_context(tenant_id, event.event_id))
+            except CiphertextError as e:
+                where = f"stored event {event.event_id} in {tenant_id}/{event.aggregate_id}"
+                raise CiphertextError(f"{where}: {e}") from None
+            events[i] = event._replace(data=json.loads(plain.decode()))
 
     async def open_event_data(
         self, tenant_id: str, event_id: uuid.UUID, data: dict[str, Any], where: str
@@ -111,35 +120,31 @@ class PayloadEncryption:
         """One event's data as stored (decoded), opened if sealed."""
         if not is_sealed(data):
             return data
-        key = await self._ring(where).for_reading(tenant_id, key_version(data, where))
-        opened: dict[str, Any] = json.loads(
-            unseal(key.aes, data, event_context(tenant_id, event_id), where)
-        )
+        try:
+            key = await self._ring(where).for_reading(tenant_id, key_version(data))
+            plain = unseal(key.aes, data, event_context(tenant_id, event_id))
+        except CiphertextError as e:
+            raise CiphertextError(f"{where}: {e}") from None
+        opened: dict[str, Any] = json.loads(plain.decode())
         return opened
 
-    async def open_event_text(
-        self, tenant_id: str, event_id: uuid.UUID, text: str, where: str
-    ) -> str:
-        """A sealed event's data (read as jsonb text) opened, as JSON text."""
-        envelope = envelope_of_text(text, where)
-        ring = self._ring(where)
-        key = await ring.for_reading(tenant_id, key_version(envelope, where))
-        return unseal(key.aes, envelope, event_context(tenant_id, event_id), where).decode()
-
-    async def text_opener(self, tenant_id: str, where: str) -> Callable[[uuid.UUID, str, str], str]:
-        """A function opening the tenant's sealed event texts (``(event_id, text, where)`` to
-        JSON text) with keys looked up once each, not per event (a long stream's load)."""
+    async def text_opener(self, tenant_id: str, where: str) -> Callable[[str, str], str]:
+        """A function opening the tenant's sealed event texts (``(event_id, jsonb text)`` to JSON
+        text) with keys looked up once each, not per event (a long stream's load)."""
         ring = self._ring(where)
         keys: dict[int, DataKey] = {}
         versions = await ring.versions(tenant_id)
 
-        def open_text(event_id: uuid.UUID, text: str, where: str) -> str:
-            envelope = envelope_of_text(text, where)
-            version = key_version(envelope, where)
-            key = keys.get(version)
-            if key is None:
-                key = keys[version] = KeyRing.pick(tenant_id, versions, version)
-            return unseal(key.aes, envelope, event_context(tenant_id, event_id), where).decode()
+        def open_text(event_id: str, text: str) -> str:
+            try:
+                envelope = envelope_of_text(text)
+                version = key_version(envelope)
+                key = keys.get(version)
+                if key is None:
+                    key = keys[version] = KeyRing.pick(tenant_id, versions, version)
+                return unseal(key.aes, envelope, event_context(tenant_id, event_id)).decode()
+            except CiphertextError as e:
+                raise CiphertextError(f"stored event {event_id} of {where}: {e}") from None
 
         return open_text
 
@@ -149,13 +154,27 @@ class PayloadEncryption:
         """A snapshot's state as stored (decoded dict or jsonb text), opened if sealed; the same
         form comes back."""
         text = isinstance(state, str)
-        envelope = envelope_of_text(state, where) if text else state
         if not text and not is_sealed(state):
             return state
-        ring = self._ring(where)
-        key = await ring.for_reading(tenant_id, key_version(envelope, where))
-        plain = unseal(key.aes, envelope, snapshot_context(tenant_id, snapshot_id), where)
-        return plain.decode() if text else json.loads(plain)
+        try:
+            envelope = envelope_of_text(state) if text else state
+            key = await self._ring(where).for_reading(tenant_id, key_version(envelope))
+            plain = unseal(key.aes, envelope, snapshot_context(tenant_id, snapshot_id))
+        except CiphertextError as e:
+            raise CiphertextError(f"{where}: {e}") from None
+        return plain.decode() if text else json.loads(plain.decode())
+
+
+async def _key_or_none(
+    ring: KeyRing, tenant_id: str, version: int, shredded_is_none: bool
+) -> DataKey | None:
+    """The key, or None for a shredded one if ``shredded_is_none`` (else the error)."""
+    try:
+        return await ring.for_reading(tenant_id, version)
+    except TenantKeyShreddedError:
+        if not shredded_is_none:
+            raise
+        return None
 
 
 OFF: Final = PayloadEncryption()

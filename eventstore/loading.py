@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,11 +43,11 @@ WITH snapshot AS MATERIALIZED (
 )
 SELECT sequence_number, event_type, event_version, data, sealed_id FROM (
     (SELECT sequence_number, NULL::text AS event_type, NULL::integer AS event_version,
-            state::text AS data, NULL::uuid AS sealed_id
+            state::text AS data, NULL::text AS sealed_id
        FROM snapshot)
     UNION ALL
     (SELECT sequence_number, event_type, event_version, data::text,
-            CASE WHEN data ? '$enc' THEN event_id END
+            CASE WHEN data ? '$enc' THEN event_id::text END
        FROM event_store.events
       WHERE tenant_id = %(tenant_id)s AND aggregate_id = %(aggregate_id)s
         AND aggregate_type = %(aggregate_type)s
@@ -60,7 +59,7 @@ SELECT sequence_number, event_type, event_version, data, sealed_id FROM (
 ORDER BY sequence_number
 """
 
-StoredEvent = tuple[int, str, int, str, "uuid.UUID | None"]
+StoredEvent = tuple[int, str, int, str, str | None]
 """One event as a load reads it: (sequence_number, event_type, event_version, JSON text, and
 the event id if it was stored sealed; its text is then the opened data)."""
 
@@ -138,5 +137,4 @@ async def _open_events(
     opener = await encryption.text_opener(tenant_id, f"stream {tenant_id}/{aggregate_id}")
     for i in sealed:
         sequence_number, event_type, event_version, text, event_id = rows[i]
-        plain = opener(event_id, text, f"stored event {event_id} in {tenant_id}/{aggregate_id}")
-        rows[i] = (sequence_number, event_type, event_version, plain, event_id)
+        rows[i] = (sequence_number, event_type, event_version, opener(event_id, text), event_id)

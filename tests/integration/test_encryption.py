@@ -10,11 +10,17 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from acci.activities.command_activities import parse
+from acci.activities.command_handler import CommandHandler
+from acci.activities.errors import application_error
+from acci.activities.models import CommandInput
+from acci.domain import Tenant
 from acci.eventstore.backup.export import create_backup
 from acci.eventstore.encryption import PayloadEncryption
 from acci.eventstore.errors import CiphertextError, TenantKeyShreddedError
@@ -22,6 +28,7 @@ from acci.eventstore.keyring import KeyRing
 from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes, new_master_key
 from acci.eventstore.loading import read_tail
 from acci.eventstore.records import START, RecordedEvent
+from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.eventstore.tenant_scope import set_tenant
@@ -314,3 +321,32 @@ async def test_the_command_path_as_acci_app_creates_and_reads_its_tenants_key(
         ring = keyring(app)
         key = await ring.for_writing(t)
         assert (await keyring(app).for_reading(t, 1)).version == key.version == 1
+
+
+async def test_a_command_on_a_shredded_tenant_fails_non_retryable_saying_why(
+    pool: AsyncConnectionPool,
+) -> None:
+    ring = keyring(pool)
+    encryption = PayloadEncryption(ring, encrypt=True)
+    store = EventStore(pool, encryption=encryption)
+    repository = AggregateRepository(store, SnapshotStore(pool, encryption=encryption))
+    handler, t = CommandHandler(store, repository), tenant()
+
+    async def send(command_type: str, **payload: Any) -> None:
+        command = CommandInput(
+            command_id=uuid.uuid4(), tenant_id=t, command_type=command_type, payload=payload
+        )
+        await handler.handle(t, parse(command), command_id=command.command_id)
+
+    await send("CreateTenant", name="Secret Name Ltd")
+    assert "Secret Name" not in str(await stored(pool, t))
+    assert (await repository.load(Tenant, t, t)).state.name == "Secret Name Ltd"
+
+    await ring.shred(t)
+    with pytest.raises(TenantKeyShreddedError) as refused:
+        await send("RenameTenant", name="Other")
+    error = application_error(refused.value)
+    assert error.non_retryable and error.type == "CommandValidationError"
+    assert error.details[0]["error"] == "TenantKeyShreddedError"
+    assert f"tenant {t!r} was shredded" in error.message
+    assert len(await stored(pool, t)) == 1  # nothing written
