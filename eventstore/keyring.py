@@ -135,6 +135,11 @@ class KeyRing:
         self._cache: dict[str, _Entry] = {}
 
     @property
+    def pool(self) -> AsyncConnectionPool:
+        """The pool the keys are read and written through."""
+        return self._pool
+
+    @property
     def wrapper(self) -> KeyWrapper:
         """What wraps and unwraps the data keys."""
         return self._wrapper

@@ -51,6 +51,31 @@ async def _keyring() -> AsyncIterator[KeyRing]:
         yield KeyRing(pool, wrapper, cache_ttl=0)
 
 
+async def _forget_read_models(ring: KeyRing, tenant: str) -> dict[str, int]:
+    """The tenant's read-model rows made again from its events, now unreadable (so: deleted,
+    but for what clear events make), and the cached answers about it invalidated."""
+    from acci.eventstore.encryption import PayloadEncryption
+    from acci.eventstore.errors import translated
+    from acci.eventstore.store import EventStore
+    from acci.readmodels.installed import default_projections
+    from acci.readmodels.tenant_refresh import refresh_tenant
+    from acci.workers.runtime import query_cache
+
+    settings = get_settings()
+    pool = ring.pool
+    store = EventStore(pool, encryption=PayloadEncryption(ring))
+    with translated():
+        async with pool.connection() as conn, conn.transaction():
+            refreshed = await refresh_tenant(conn, store, tenant, default_projections())
+    cache = query_cache(settings)
+    try:
+        for name in refreshed:
+            await cache.invalidate(name, [tenant])
+    finally:
+        await cache.aclose()
+    return refreshed
+
+
 def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOption = False) -> None:
     """Destroy the tenant's data key: its events and snapshots become unreadable for good,
     while the log (positions, counts, other tenants) stays as it is."""
@@ -63,12 +88,27 @@ def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOpti
         raise typer.Exit(USAGE_EXIT)
     setup()
 
+    from acci.eventstore.errors import EventStoreError
+    from acci.readmodels.errors import QueryError
+
     async def main() -> None:
         async with _keyring() as ring:
             result = await ring.shred(tenant)
+            try:
+                purged = await _forget_read_models(ring, tenant)
+            except (QueryError, EventStoreError) as e:
+                typer.echo(
+                    f"error ({getattr(e, 'code', None) or type(e).__name__}): tenant {tenant}'s"
+                    f" data key is destroyed, but its read-model rows were not made again: {e}"
+                    " (run this again: shredding twice is harmless)",
+                    err=True,
+                )
+                raise typer.Exit(1) from None
         ttl = get_settings().data_key_cache_ttl_s
         if as_json:
-            typer.echo(json.dumps({**asdict(result), "cache_ttl_seconds": ttl}))
+            typer.echo(
+                json.dumps({**asdict(result), "read_models": purged, "cache_ttl_seconds": ttl})
+            )
         elif result.destroyed:
             versions = ", ".join(str(v) for v in result.destroyed)
             typer.echo(
@@ -80,6 +120,11 @@ def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOpti
             typer.echo(
                 f"tenant {tenant}: no live data key (already shredded, or never encrypted);"
                 " no key can be created for it any more"
+            )
+        if not as_json:
+            typer.echo(
+                f"tenant {tenant}: its rows of {len(purged)} read model(s) made again from its"
+                " readable events (none once every event is sealed); cached answers invalidated"
             )
         if result.clear_events:
             typer.echo(

@@ -32,6 +32,7 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.eventstore.tenant_scope import set_tenant
+from acci.readmodels.errors import ProjectionError
 from acci.readmodels.runner import ProjectionRunner
 from acci.workers.urls import app_database_url
 from tests.integration import events
@@ -191,6 +192,9 @@ async def test_shred_makes_a_tenant_unreadable_and_leaves_the_log_and_other_tena
         "ACCI_MASTER_KEY": K1,
         "ACCI_MASTER_KEY_ID": "k1",
     }
+    # As a deployment's: the installed applications' read models too (a shred makes its rows
+    # again, from nothing).
+    assert (await asyncio.to_thread(_acci, env, "db", "migrate")).returncode == 0
     refused = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     done = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone, "--yes")
@@ -251,6 +255,11 @@ async def test_projections_skip_or_park_a_shredded_tenants_events(
     ]
     if policy == "park":
         assert len(parked) == 2 and all("TenantKeyShreddedError" in d.error for d in parked)
+        # An operator's retry cannot bring it back (and reads nothing); a skip closes it.
+        with pytest.raises(ProjectionError, match="TenantKeyShreddedError"):
+            await runner.retry_dead_letter(parked[0].event_id)
+        await runner.skip_dead_letter(parked[0].event_id)
+        assert await seen(pool, projection.name, gone) == {}
     else:
         assert parked == []
 
