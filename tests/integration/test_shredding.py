@@ -5,6 +5,7 @@ shredded tenant's read-model rows, and the projections go on past its events."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -116,3 +117,32 @@ async def test_shredding_a_tenant_forgets_its_read_models_and_leaves_the_others(
         "tenant_activity": [],
     }
     assert (await read_model_rows(pool, [kept]))["users"] == before["users"]
+
+
+async def test_acci_keys_rotate_rewraps_every_live_key_under_the_new_master_key(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    new = new_master_key()
+    env = {
+        **os.environ,
+        "ACCI_DATABASE_URL": database_url,
+        "ACCI_MASTER_KEY": new,
+        "ACCI_MASTER_KEY_ID": "k2",
+        "ACCI_PREVIOUS_MASTER_KEYS": f"k1={KEY}",
+    }
+    rotated = await asyncio.to_thread(_acci, env, "keys", "rotate", "--batch", "1", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    assert json.loads(rotated.stdout)["to_rewrap"] == 0
+    assert json.loads(rotated.stdout)["rewrapped"] >= 1
+
+    del env["ACCI_PREVIOUS_MASTER_KEYS"]  # no longer needed
+    status = await asyncio.to_thread(_acci, env, "keys", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    found = json.loads(status.stdout)
+    assert set(found["live"]) == {"k2"} and found["shredded"] == 1 and found["to_rewrap"] == 0
+    assert KEY not in status.stdout + status.stderr + rotated.stdout + rotated.stderr
+
+    ring = KeyRing(pool, LocalKeyWrapper("k2", master_key_bytes(new)))
+    store = EventStore(pool, encryption=PayloadEncryption(ring))
+    kept = [e for e in await store.read_all(limit=1_000) if e.tenant_id.startswith("kept-")]
+    assert kept and all(e.readable for e in kept)
