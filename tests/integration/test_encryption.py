@@ -359,3 +359,24 @@ async def test_a_command_on_a_shredded_tenant_fails_non_retryable_saying_why(
     assert error.details[0]["error"] == "TenantKeyShreddedError"
     assert f"tenant {t!r} was shredded" in error.message
     assert len(await stored(pool, t)) == 1  # nothing written
+
+
+async def test_a_shred_reaches_another_process_within_the_key_cache_ttl(
+    pool: AsyncConnectionPool,
+) -> None:
+    now = [1_000.0]
+    wrapper = LocalKeyWrapper("k1", master_key_bytes(K1))
+    worker = KeyRing(pool, wrapper, cache_ttl=60, clock=lambda: now[0])  # another process's
+    shredder = KeyRing(pool, wrapper)
+    t = tenant()
+    await sealing(pool, worker).append(t, "a1", "Note", [events.noted()], command_id=uuid.uuid4())
+    await shredder.for_reading(t, 1)
+
+    await shredder.shred(t)
+    with pytest.raises(TenantKeyShreddedError):  # the shredding process: at once
+        await shredder.for_reading(t, 1)
+    now[0] += 59
+    assert (await worker.for_reading(t, 1)).version == 1  # still cached
+    now[0] += 2
+    with pytest.raises(TenantKeyShreddedError):
+        await worker.for_reading(t, 1)
