@@ -45,8 +45,16 @@ class VerifyActivities:
         async with heartbeating("verifying the event store"):
             checks = [
                 await stream_contiguity(pool, job.tenant),
-                await events_readable(pool, self._store.registry, job.tenant),
-                await snapshots_fold(pool, self._repository, job.tenant, job.sample),
+                await events_readable(
+                    pool, self._store.registry, job.tenant, encryption=self._store.encryption
+                ),
+                await snapshots_fold(
+                    pool,
+                    self._repository,
+                    job.tenant,
+                    job.sample,
+                    encryption=self._store.encryption,
+                ),
             ]
         return [_record(c.name, c.looked_at, c.problem_count, c.problems) for c in checks]
 

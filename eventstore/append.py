@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.domain.registry import EventRegistry
 from acci.eventstore import validation
+from acci.eventstore.cipher import event_data_as_stored
 from acci.eventstore.errors import (
     CommandIdReusedError,
     ConcurrencyError,
@@ -27,6 +28,7 @@ from acci.eventstore.errors import (
     UnsupportedEventTypeError,
     translated,
 )
+from acci.eventstore.keyring import DataKey
 from acci.eventstore.records import (
     ANY,
     IMPLIED_BY_COMMAND,
@@ -139,10 +141,15 @@ class Appender:
         self._command_record = command_record
 
     def prepare(
-        self, appends: Sequence[StreamAppend], metadata: Mapping[str, Any] | None
+        self,
+        appends: Sequence[StreamAppend],
+        metadata: Mapping[str, Any] | None,
+        *,
+        keys: Mapping[str, DataKey] | None = None,
     ) -> list[PreparedAppend]:
         """Each append checked and prepared: a command's events are numbered across all the
-        streams it touches, and its first stream records it with all of their ids."""
+        streams it touches, and its first stream records it with all of their ids. With
+        ``keys`` (tenant: data key), each event's data is sealed with its tenant's key."""
         counts: dict[uuid.UUID, int] = {}
         tenants: dict[uuid.UUID, str] = {}
         firsts = []
@@ -170,6 +177,7 @@ class Appender:
                     metadata,
                     event_ids=command_ids[first : first + len(append.events)],
                     command_event_ids=command_ids if first == 0 else None,
+                    data_key=None if keys is None else keys[append.tenant_id],
                 )
             )
         return params
@@ -181,12 +189,14 @@ class Appender:
         *,
         event_ids: Sequence[uuid.UUID],
         command_event_ids: Sequence[uuid.UUID] | None = None,
+        data_key: DataKey | None = None,
     ) -> PreparedAppend:
         """The statement's parameters, after every check on the input (nothing written yet).
 
         ``event_ids`` are this stream's events' ids; ``command_event_ids``, given to the first
         stream of a command only, records the command with the ids of all its events (a command
-        may touch several streams).
+        may touch several streams). With ``data_key``, each event's data is sealed with it, bound to
+        the tenant and the event's id (eventstore/cipher.py).
         """
         validation.tenant_id(append.tenant_id)
         validation.aggregate_id(append.aggregate_id)
@@ -201,11 +211,14 @@ class Appender:
         for index, event in enumerate(append.events):
             self._check_event_type(event.event_type, event.event_version)
             data = validation.encode_json(event.data, limit=limit, what=f"event {index} data")
+            data = event_data_as_stored(
+                data, event.data, index, append.tenant_id, event_ids[index], data_key
+            )
             envelope = {**shared, **event.metadata}
             # Implied by the command id (a column): not repeated in every event's metadata.
-            for key in IMPLIED_BY_COMMAND:
-                if envelope.get(key) == command:
-                    del envelope[key]
+            for field in IMPLIED_BY_COMMAND:
+                if envelope.get(field) == command:
+                    del envelope[field]
             meta = validation.encode_json(envelope, limit=limit, what=f"event {index} metadata")
             envelopes.append(with_envelope(dict(envelope), append.command_id))
             # data and meta are JSON already: splice them in rather than encode them twice.

@@ -134,3 +134,28 @@ def translated(cause: BaseException | None = None) -> Iterator[None]:
 
 class MessagingError(PersistenceError):
     """RabbitMQ could not be reached or did not confirm a message; retrying may succeed."""
+
+
+class EncryptionError(EventStoreValidationError):
+    """An encrypted payload cannot be written or read (retrying will not change that)."""
+
+
+class TenantKeyShreddedError(EncryptionError):
+    """The tenant's data key was destroyed (``acci tenant shred``): its payloads are unreadable
+    for good, and nothing more is written for it."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(
+            f"tenant {tenant_id!r} was shredded: its data key is destroyed, its events and"
+            " snapshots can no longer be read, and nothing more can be written for it"
+        )
+        self.tenant_id = tenant_id
+
+
+class DataKeyUnavailableError(EncryptionError):
+    """An encrypted payload whose data key is not there to read it: no master key configured,
+    no key row for it, or a key wrapped by a master key this process does not have."""
+
+
+class CiphertextError(EncryptionError):
+    """An encrypted payload failed authentication: it was changed, or moved to another row."""

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.domain.errors import CommandError
 from acci.domain.registry import EventRegistry
+from acci.eventstore.cipher import is_sealed
 from acci.eventstore.errors import (
     EventStoreValidationError,
     UnsupportedEventTypeError,
@@ -182,7 +183,9 @@ async def migrate_batch(
     with translated():
         async with pool.connection() as conn, conn.transaction():
             rows = await _page(conn, run.tenant_id, after, scan, currents)
-            rewrites = [_rewrite(registry, r) for r in rows if r.data is not None]
+            # Sealed data is not rewritten in place (it would need its tenant's key, and a
+            # shredded tenant's cannot be): every read path upcasts it once opened.
+            rewrites = [_rewrite(registry, r) for r in rows if r.data and not is_sealed(r.data)]
             steps = await _update(conn, rewrites) if rewrites else Counter()
             await _record(conn, run, steps)
             next_after = rows[-1].cursor if len(rows) == scan else None

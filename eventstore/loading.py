@@ -12,7 +12,10 @@ from typing import Any, Final
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
+from acci.eventstore.cipher import is_sealed_text
+from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import translated
+from acci.eventstore.snapshots import snapshot_id_for
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).
@@ -32,6 +35,9 @@ from acci.eventstore.errors import translated
 # index scan, ordered within their subquery), and the fold checks it: every event's sequence
 # number must follow the one before (eventstore/repository.py), so a misordered or gapped
 # stream fails its load instead of folding wrongly.
+#
+# sealed_id is the event id of a sealed (encrypted) event only: its ciphertext is bound to it
+# (eventstore/cipher.py). A clear event's is NULL, so a store without encryption reads no id.
 LOAD: Final = """
 WITH scope AS MATERIALIZED (
     SELECT set_config('acci.tenant_id', %(tenant_id)s, true) AS tenant_id
@@ -45,12 +51,14 @@ WITH scope AS MATERIALIZED (
     ) AS s
 )
 (SELECT sequence_number, NULL::text AS event_type, NULL::integer AS event_version,
-        state::text AS data
+        state::text AS data, NULL::text AS sealed_id
    FROM snapshot)
 UNION ALL
-(SELECT e.sequence_number, e.event_type, e.event_version, e.data::text
+(SELECT e.sequence_number, e.event_type, e.event_version, e.data::text,
+        CASE WHEN e.data ? '$enc' THEN e.event_id::text END
    FROM scope CROSS JOIN LATERAL (
-       SELECT sequence_number, event_type, event_version, data FROM event_store.events
+       SELECT sequence_number, event_type, event_version, data, event_id
+         FROM event_store.events
         WHERE tenant_id = scope.tenant_id AND aggregate_id = %(aggregate_id)s
           AND aggregate_type = %(aggregate_type)s
           AND sequence_number > coalesce((SELECT sequence_number FROM snapshot), 0)
@@ -60,8 +68,9 @@ UNION ALL
    ) AS e)
 """
 
-StoredEvent = tuple[int, str, int, str]
-"""One event as a load reads it: (sequence_number, event_type, event_version, JSON text)."""
+StoredEvent = tuple[int, str, int, str, str | None]
+"""One event as a load reads it: (sequence_number, event_type, event_version, JSON text, and
+the event id if it was stored sealed; its text is then the opened data)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +101,10 @@ async def read_tail(
     schema_version: int | None,
     to_version: int | None = None,
     until: datetime | None = None,
+    encryption: PayloadEncryption = OFF,
 ) -> StreamTail:
-    """The newest snapshot of ``schema_version`` at or below ``to_version``, and what follows."""
+    """The newest snapshot of ``schema_version`` at or below ``to_version``, and what follows;
+    sealed payloads opened (``TenantKeyShreddedError`` for a shredded tenant's)."""
     validation.stream(tenant_id, aggregate_id, until=until)
     validation.type_name(aggregate_type, "aggregate type")
     params = {
@@ -108,7 +119,31 @@ async def read_tail(
         async with pool.connection() as conn:  # the statement scopes itself to the tenant
             cur = await conn.execute(LOAD, params)
             rows = await cur.fetchall()
-    if rows and rows[0][1] is None:  # no event has a NULL type: the snapshot row
-        version, _, _, state = rows[0]
+    first = 1 if rows and rows[0][1] is None else 0  # no event has a NULL type: the snapshot
+    sealed = [i for i in range(first, len(rows)) if rows[i][4] is not None]
+    if sealed:
+        await _open_events(encryption, rows, sealed, tenant_id, aggregate_id)
+    if first:
+        version, _, _, state, _ = rows[0]
+        if is_sealed_text(state):
+            snapshot_id = snapshot_id_for(
+                tenant_id, aggregate_type, aggregate_id, schema_version or 0, int(version)
+            )
+            where = f"snapshot {snapshot_id} of {tenant_id}/{aggregate_type}/{aggregate_id}"
+            state = await encryption.open_snapshot(tenant_id, snapshot_id, state, where)
         return StreamTail(int(version), json.loads(state), rows, 1)
     return StreamTail(0, None, rows, 0)
+
+
+async def _open_events(
+    encryption: PayloadEncryption,
+    rows: list[Any],
+    sealed: list[int],
+    tenant_id: str,
+    aggregate_id: str,
+) -> None:
+    """The sealed events' rows with their data opened, in place (the key looked up once)."""
+    opener = await encryption.text_opener(tenant_id, f"stream {tenant_id}/{aggregate_id}")
+    for i in sealed:
+        sequence_number, event_type, event_version, text, event_id = rows[i]
+        rows[i] = (sequence_number, event_type, event_version, opener(event_id, text), event_id)

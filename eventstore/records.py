@@ -94,6 +94,23 @@ class RecordedEvent(NamedTuple):
         """This event's place in the global order."""
         return Position(self.transaction_id, self.global_position)
 
+    @property
+    def readable(self) -> bool:
+        """False for a shredded tenant's event (``UnreadableEvent``): its data is lost."""
+        return True
+
+
+class UnreadableEvent(RecordedEvent):
+    """A shredded tenant's event, as ``read_all`` returns it: every envelope field as stored,
+    ``data`` the sealed payload as stored (no key can open it any more). Projections skip or
+    park it (setting ``shredded_events``); nothing may read its data as the event's."""
+
+    __slots__ = ()
+
+    @property
+    def readable(self) -> bool:
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:

@@ -67,6 +67,7 @@ class AggregateRepository:
             schema_version=snapshot_schema,
             to_version=version,
             until=as_of,
+            encryption=self._store.encryption,
         )
         state = None if tail.snapshot_state is None else cls.state_from_json(tail.snapshot_state)
         where = f"{tenant_id}/{cls.aggregate_type}/{aggregate_id}"
@@ -143,7 +144,7 @@ class AggregateRepository:
         """
         decode = self._store.registry.decode_json
         expected = after + 1
-        for sequence_number, event_type, event_version, data in events:
+        for sequence_number, event_type, event_version, data, _ in events:
             if sequence_number != expected:
                 raise EventStoreValidationError(
                     f"{where}: read stored event {sequence_number} where {expected} was due"

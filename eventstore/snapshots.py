@@ -11,6 +11,8 @@ from typing import Any, Final
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
+from acci.eventstore.cipher import is_sealed
+from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import translated
 from acci.eventstore.tenant_scope import scoped
 
@@ -30,6 +32,17 @@ _LOAD: Final = (
     " WHERE tenant_id = %s AND aggregate_id = %s AND aggregate_type = %s AND schema_version = %s"
     " AND sequence_number <= %s ORDER BY sequence_number DESC LIMIT 1"
 )
+
+
+def snapshot_id_for(
+    tenant_id: str, aggregate_type: str, aggregate_id: str, schema_version: int, version: int
+) -> uuid.UUID:
+    """A snapshot's id: the same snapshot always gets the same one (its state's sealing is
+    bound to it, eventstore/cipher.py)."""
+    return uuid.uuid5(
+        _SNAPSHOT_NAMESPACE,
+        f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +67,11 @@ class SnapshotStore:
         pool: AsyncConnectionPool,
         *,
         max_state_bytes: int = 4 * 1024 * 1024,
+        encryption: PayloadEncryption = OFF,
     ) -> None:
+        """``encryption`` seals the state of new snapshots (when on) and opens sealed ones."""
         self._pool = pool
+        self._encryption = encryption
         self._max_state_bytes = max_state_bytes
 
     async def save(
@@ -80,10 +96,10 @@ class SnapshotStore:
         limit = self._max_state_bytes
         state_json = validation.encode_json(state, limit=limit, what="snapshot state")
         meta_json = validation.encode_json(metadata or {}, limit=limit, what="snapshot metadata")
-        snapshot_id = uuid.uuid5(
-            _SNAPSHOT_NAMESPACE,
-            f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
+        snapshot_id = snapshot_id_for(
+            tenant_id, aggregate_type, aggregate_id, schema_version, version
         )
+        state_json = await self._encryption.seal_snapshot(tenant_id, snapshot_id, state_json)
         with translated():
             async with scoped(self._pool, tenant_id) as conn:
                 cur = await conn.execute(
@@ -131,6 +147,12 @@ class SnapshotStore:
         if row is None:
             return None
         aggregate_type, version, schema, state, metadata, created_at = row
+        if is_sealed(state):
+            snapshot_id = snapshot_id_for(
+                tenant_id, aggregate_type, aggregate_id, int(schema), int(version)
+            )
+            where = f"snapshot {snapshot_id} of {tenant_id}/{aggregate_type}/{aggregate_id}"
+            state = await self._encryption.open_snapshot(tenant_id, snapshot_id, state, where)
         return Snapshot(
             tenant_id,
             aggregate_id,

@@ -16,6 +16,7 @@ from acci.domain.registry import EventRegistry
 from acci.domain.registry import registry as default_registry
 from acci.eventstore import instruments, validation
 from acci.eventstore.append import Appender
+from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import (
     EventStoreValidationError,
     UnsupportedEventTypeError,
@@ -85,8 +86,12 @@ class EventStore:
         registry: EventRegistry = default_registry,
         max_payload_bytes: int = 256 * 1024,
         max_events_per_append: int = 1_000,
+        encryption: PayloadEncryption = OFF,
     ) -> None:
+        """``encryption`` seals new events' data with their tenant's key (when on) and opens
+        sealed data on every read (eventstore/encryption.py)."""
         self._pool = pool
+        self._encryption = encryption
         self._registry = registry
         self._max_events = max_events_per_append
         self._appender = Appender(
@@ -102,6 +107,11 @@ class EventStore:
     def pool(self) -> AsyncConnectionPool:
         """The connection pool the store reads and writes through."""
         return self._pool
+
+    @property
+    def encryption(self) -> PayloadEncryption:
+        """How this store seals and opens payloads (the snapshot store and loads share it)."""
+        return self._encryption
 
     @property
     def registry(self) -> EventRegistry:
@@ -150,7 +160,10 @@ class EventStore:
         """
         if not appends:
             return []
-        prepared = self._appender.prepare(appends, metadata)
+        keys = await self._encryption.keys_for_writing(
+            validation.tenant_id(a.tenant_id) for a in appends
+        )
+        prepared = self._appender.prepare(appends, metadata, keys=keys)
         with instruments.APPEND_SECONDS.time():
             results = await self._appender.run(appends, prepared)
         instruments.appended(results)
@@ -250,7 +263,8 @@ class EventStore:
         """Up to ``limit`` events after ``after`` in global order, without gaps.
 
         Continue from the last returned event's ``position``. Events of transactions that are
-        still open are not returned yet, nor is anything after them.
+        still open are not returned yet, nor is anything after them. A shredded tenant's events
+        come as ``UnreadableEvent`` (``readable`` False), in their places.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 100_000:
             raise EventStoreValidationError(f"limit must be 1..100000, got {limit}")
@@ -269,7 +283,7 @@ class EventStore:
             params["event_types"] = types
         query = READ_ALL[(tenant_id is not None, types is not None)]
         with instruments.READ_ALL_BATCH_SECONDS.time():
-            return await self._fetch_events(query, params, tenant_id=tenant_id)
+            return await self._fetch_events(query, params, tenant_id=tenant_id, mark_shredded=True)
 
     async def read_tenant_in(
         self,
@@ -295,6 +309,7 @@ class EventStore:
             cur = conn.cursor(row_factory=_recorded_event)
             await cur.execute(READ_TENANT_IN, params)
             events = await cur.fetchall()
+        await self._encryption.open_events(events, mark_shredded=True)
         return self._upcast(events)
 
     async def head(self, *, tenant_id: str | None = None) -> Position:
@@ -334,13 +349,19 @@ class EventStore:
                 return await cur.fetchone()
 
     async def _fetch_events(
-        self, query: str, params: Mapping[str, object], *, tenant_id: str | None = None
+        self,
+        query: str,
+        params: Mapping[str, object],
+        *,
+        tenant_id: str | None = None,
+        mark_shredded: bool = False,
     ) -> list[RecordedEvent]:
         with translated():
             async with self._connection(tenant_id) as conn:
                 cur = conn.cursor(row_factory=_recorded_event)
                 await cur.execute(query, params)
                 events = await cur.fetchall()
+        await self._encryption.open_events(events, mark_shredded=mark_shredded)
         return self._upcast(events)
 
     def _upcast(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
@@ -353,11 +374,15 @@ class EventStore:
                 if version is None:
                     version = current[event.event_type] = registry.current_version(event.event_type)
                 if version != event.event_version:
+                    if not event.readable:
+                        continue  # a shredded tenant's: its data is gone, nothing to upcast
                     version, data = registry.upcast(
                         event.event_type, event.event_version, event.data
                     )
                     events[index] = event._replace(event_version=version, data=data)
             except domain_errors.CommandValidationError as e:
+                if not event.readable:
+                    continue  # a shredded tenant's: read as unreadable whatever its type
                 where = f"stored event {event.event_id} in {event.tenant_id}/{event.aggregate_id}"
                 if isinstance(e, domain_errors.UnknownEventTypeError):
                     raise UnsupportedEventTypeError(

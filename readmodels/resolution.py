@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from acci.eventstore.errors import TenantKeyShreddedError
 from acci.eventstore.records import Position, RecordedEvent
 from acci.readmodels.batch import Batches
 from acci.readmodels.changes import Change, apply_changes
@@ -102,6 +103,8 @@ class DeadLetterResolution:
         caller's transaction)."""
         try:
             with applying_changes():
+                if not event.readable:  # a shredded tenant's: no handler may read it
+                    raise TenantKeyShreddedError(event.tenant_id)
                 projection = self._batches.projection
                 tables = versioned_tables(projection, version)
                 changes = [to_version(c, tables) for c in projection.handle_event(event)]

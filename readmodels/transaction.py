@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
+from acci.eventstore.errors import TenantKeyShreddedError
 from acci.eventstore.records import RecordedEvent
 from acci.readmodels.changes import Change, MissingRowError, apply_changes
 from acci.readmodels.checkpoints import Checkpoint, CheckpointStatus, CheckpointStore
@@ -95,8 +96,12 @@ class BatchTransaction:
         *,
         checkpoints: CheckpointStore,
         dead_letters: DeadLetterStore,
+        park_shredded: bool = False,
     ) -> None:
+        """``park_shredded``: a shredded tenant's events are parked as they are passed over
+        (else only passed over: setting ``shredded_events``)."""
         self._name = name
+        self._park_shredded = park_shredded
         self._pool = pool
         self._checkpoints = checkpoints
         self._dead_letters = dead_letters
@@ -206,6 +211,13 @@ class BatchTransaction:
         """
         position = applied[-1][0].position if applied else checkpoint.position
         error = failure.error if failure else None
+        if self._park_shredded:
+            for event, _ in applied:
+                if not event.readable:
+                    shredded = TenantKeyShreddedError(event.tenant_id)
+                    await self._dead_letters.park(
+                        conn, self._name, event, error=describe(shredded), attempts=1
+                    )
         status: CheckpointStatus = "running"
         if failure is not None and failure.event is not None and parking.parks(failure):
             event = failure.event

@@ -30,6 +30,7 @@ from acci.workers.cli_events_publish import publish_events
 from acci.workers.cli_generic import register as register_generic_verbs
 from acci.workers.cli_health import health
 from acci.workers.cli_history import aggregate, events
+from acci.workers.cli_keys import keys_app, shred_tenant
 from acci.workers.cli_migrate import migrate_events
 from acci.workers.cli_projections import projections_app
 from acci.workers.cli_queries import QUERY_APPS
@@ -60,6 +61,8 @@ for _group, _commands in COMMAND_APPS.items():
     if _group in QUERY_APPS:
         _commands.add_typer(QUERY_APPS[_group])
     app.add_typer(_commands, name=_group)
+COMMAND_APPS["tenant"].command("shred")(shred_tenant)
+app.add_typer(keys_app, name="keys")
 app.add_typer(projections_app, name="projections")
 app.add_typer(readmodels_app, name="readmodels")
 app.add_typer(backup_app, name="backup")

@@ -172,10 +172,13 @@ async def _drop_leftover(name: str, version: int) -> bool:
     from acci.eventstore.store import EventStore
     from acci.readmodels.installed import read_model
     from acci.readmodels.rebuild import Rebuild
+    from acci.workers.runtime import payload_encryption
 
-    url = get_settings().database_url.get_secret_value()
+    settings = get_settings()
+    url = settings.database_url.get_secret_value()
     async with create_pool(url, min_size=1, max_size=2) as pool:
-        rebuild = Rebuild(EventStore(pool), read_model(name), version)
+        store = EventStore(pool, encryption=payload_encryption(settings, pool))
+        rebuild = Rebuild(store, read_model(name), version)
         if await rebuild.state() is None:
             return False
         return await rebuild.abandon()

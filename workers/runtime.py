@@ -11,6 +11,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.domain.principals import Principal
 from acci.eventstore.db import create_pool, ensure_database
+from acci.eventstore.encryption import PayloadEncryption
+from acci.eventstore.keyring import KeyRing
+from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
@@ -19,7 +22,7 @@ from acci.readmodels.cache import QueryCache
 from acci.readmodels.query_times import QueryTimer
 from acci.readmodels.schema import prepare_database
 from acci.workers.apps import app_names, load_applications
-from acci.workers.settings import Settings, app_database_url
+from acci.workers.settings import Settings, app_database_url, previous_master_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +79,46 @@ def _pool(settings: Settings, url: str) -> AsyncConnectionPool:
 
 
 def _stores(settings: Settings, pool: AsyncConnectionPool) -> Stores:
+    # The key ring reads tenant keys on the stores' own pool: as acci_app, row-level security
+    # lets it see only the tenant a transaction works for.
+    encryption = payload_encryption(settings, pool)
     store = EventStore(
         pool,
         max_payload_bytes=settings.max_payload_bytes,
         max_events_per_append=settings.max_events_per_append,
+        encryption=encryption,
     )
-    snapshots = SnapshotStore(pool)
+    snapshots = SnapshotStore(pool, encryption=encryption)
     repository = AggregateRepository(
         store, snapshots, snapshot_after=settings.snapshot_after_events
     )
     return Stores(pool, store, snapshots, repository)
+
+
+def key_wrapper(settings: Settings) -> LocalKeyWrapper | None:
+    """The configured master keys (the current one and any previous ones), or None if no
+    master key is configured. A KMS-backed ``KeyWrapper`` would be built here instead."""
+    if settings.master_key is None:
+        return None
+    previous = {
+        key_id: master_key_bytes(key) for key_id, key in previous_master_keys(settings).items()
+    }
+    return LocalKeyWrapper(
+        settings.master_key_id,
+        master_key_bytes(settings.master_key.get_secret_value()),
+        previous=previous,
+    )
+
+
+def payload_encryption(settings: Settings, pool: AsyncConnectionPool) -> PayloadEncryption:
+    """How the stores over ``pool`` seal and open payloads, as the settings say."""
+    wrapper = key_wrapper(settings)
+    keyring = (
+        None if wrapper is None else KeyRing(pool, wrapper, cache_ttl=settings.data_key_cache_ttl_s)
+    )
+    return PayloadEncryption(
+        keyring, encrypt=settings.encryption, shredded_events=settings.shredded_events
+    )
 
 
 def query_cache(settings: Settings) -> QueryCache:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from acci.workers import urls
@@ -35,9 +35,20 @@ class Settings(BaseSettings):
     # key, so a rotation knows what to re-wrap). Unset: nothing can be encrypted.
     master_key: SecretStr | None = None
     master_key_id: str = Field(default="local-1", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    # Master keys retired by a rotation, still needed to read what was written under them:
-    # comma-separated id=key pairs (ACCI_PREVIOUS_MASTER_KEYS='local-0=base64...').
+    # Master keys replaced by master_key, still needed to unwrap data keys until `acci keys
+    # rotate` has re-wrapped them all: comma-separated id=key pairs
+    # (ACCI_PREVIOUS_MASTER_KEYS="local-1=<base64>,local-0=<base64>").
     previous_master_keys: SecretStr | None = None
+    # Seal new events' data and snapshots' state with their tenant's data key (off by default;
+    # needs master_key). Reads open sealed payloads whatever this says, so turning it on or off
+    # leaves a store that reads fine.
+    encryption: bool = False
+    # What projections do with a shredded tenant's events (`acci tenant shred`): pass over them
+    # ("skip"), or park each in the dead letters as they pass ("park").
+    shredded_events: Literal["skip", "park"] = "skip"
+    # Unwrapped data keys are cached this long in each process: a shred takes effect in the
+    # other processes within it (at once in the shredding process). 0: no cache.
+    data_key_cache_ttl_s: float = Field(default=60.0, ge=0)
 
     # Temporal payload codec (workers/codec.py): command inputs, results and failure messages
     # encrypted in Temporal's history under a key derived from master_key (required when on).
@@ -193,6 +204,26 @@ class Settings(BaseSettings):
     health_timeout_ms: int = Field(default=2_000, ge=100)
     health_max_lag_events: int = Field(default=1_000, ge=0)
     health_max_lag_seconds: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _encryption_has_a_key(self) -> Settings:
+        if self.encryption and self.master_key is None:
+            raise ValueError("ACCI_ENCRYPTION=true needs ACCI_MASTER_KEY (a master key)")
+        return self
+
+
+def previous_master_keys(settings: Settings) -> dict[str, str]:
+    """``ACCI_PREVIOUS_MASTER_KEYS`` as {master key id: key}; a malformed entry is refused."""
+    text = settings.previous_master_keys
+    keys: dict[str, str] = {}
+    for entry in (text.get_secret_value() if text else "").split(","):
+        if not entry.strip():
+            continue
+        key_id, sep, key = entry.strip().partition("=")
+        if not sep or not key_id or not key:
+            raise ValueError("ACCI_PREVIOUS_MASTER_KEYS takes id=key pairs separated by commas")
+        keys[key_id] = key
+    return keys
 
 
 def app_database_url(settings: Settings) -> str:

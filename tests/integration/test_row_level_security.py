@@ -7,6 +7,7 @@ path and the query bus do, with the tenant set the way ``eventstore/tenant_scope
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from acci.domain.principals import SYSTEM_ADMIN, Principal
 from acci.eventstore.db import create_pool
+from acci.eventstore.encryption import PayloadEncryption
 from acci.eventstore.errors import CommandIdReusedError
+from acci.eventstore.keyring import KeyRing
+from acci.eventstore.keys import LocalKeyWrapper
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.bus import pooled_query_bus
@@ -197,6 +201,26 @@ async def test_the_stores_as_the_app_role_work_within_their_tenant_only(
         with pytest.raises(CommandIdReusedError):
             await store.append(A, "stream-3", "Note", [noted("x")], command_id=written[B])
         assert await store.read_stream(A, "stream-3") == []
+
+
+async def test_sealed_payloads_as_the_app_role(database_url: str, written: dict[str, Any]) -> None:
+    # With encryption on, the command path's first append of a tenant creates its data key as
+    # acci_app (the key table is under the same policy) and reads it back, in its tenant only.
+    async with create_pool(as_app(database_url), min_size=1, max_size=2) as app_pool:
+        wrapper = LocalKeyWrapper("test-1", secrets.token_bytes(32))
+        encryption = PayloadEncryption(KeyRing(app_pool, wrapper), encrypt=True)
+        store = EventStore(app_pool, registry=registry, encryption=encryption)
+        await store.append("rls-sealed", "s", "Note", [noted("secret")], command_id=uuid.uuid4())
+        assert [e.data for e in await store.read_stream("rls-sealed", "s")] == [{"text": "secret"}]
+    with psycopg.connect(database_url) as owner:
+        stored = owner.execute(
+            "SELECT data::text FROM event_store.events WHERE tenant_id = 'rls-sealed'"
+        ).fetchone()
+        assert stored is not None and "secret" not in stored[0]
+        keys = owner.execute(
+            "SELECT count(*) FROM event_store.tenant_keys WHERE tenant_id = 'rls-sealed'"
+        ).fetchone()
+        assert keys == (1,)
 
 
 async def test_queries_carry_the_principal(database_url: str, written: dict[str, Any]) -> None:
