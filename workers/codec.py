@@ -11,8 +11,6 @@ Payloads that are not encrypted (histories from before the codec was turned on) 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from collections.abc import Mapping, Sequence
 from typing import Final
@@ -24,7 +22,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from acci.workers.settings import Settings
+from acci.eventstore.errors import EncryptionError
+from acci.eventstore.keys import master_key_bytes
+from acci.workers.settings import Settings, previous_master_keys
 
 ENCODING: Final = b"binary/encrypted"
 KEY_ID: Final = "encryption-key-id"
@@ -37,38 +37,9 @@ class CodecError(ValueError):
     """A payload or a key the codec cannot use: the message says which, never a key."""
 
 
-def master_key_bytes(encoded: str) -> bytes:
-    """The 32 bytes of a master key given as URL-safe base64, padding optional
-    (``ACCI_MASTER_KEY``), read as the event store's encryption reads it."""
-    text = encoded.strip()
-    try:
-        key = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise CodecError("a master key is not URL-safe base64") from None
-    if len(key) != 32:
-        raise CodecError(f"a master key must be 32 bytes, not {len(key)}")
-    return key
-
-
 def derive_codec_key(master_key: bytes) -> bytes:
     """The AES-256 key of the payload codec, derived from (and never equal to) a master key."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(master_key)
-
-
-def previous_master_keys(value: str | None) -> dict[str, str]:
-    """``ACCI_PREVIOUS_MASTER_KEYS`` read as key id -> key: ``id=key`` pairs, comma-separated."""
-    keys: dict[str, str] = {}
-    for item in (value or "").split(","):
-        if not item.strip():
-            continue
-        key_id, sep, key = item.strip().partition("=")
-        if not sep or not key_id or not key:
-            # The item may be a bare key: say where, not what.
-            raise CodecError(
-                f"ACCI_PREVIOUS_MASTER_KEYS item {len(keys) + 1} is not id=key (comma-separated)"
-            )
-        keys[key_id] = key
-    return keys
 
 
 class EncryptionCodec(PayloadCodec):
@@ -156,13 +127,15 @@ def keyring_codec(settings: Settings, *, encrypt: bool = True) -> EncryptionCode
             "the payload codec needs ACCI_MASTER_KEY (32 bytes, URL-safe base64); set it, or"
             " turn ACCI_PAYLOAD_CODEC off"
         )
-    previous = settings.previous_master_keys
-    encoded = previous_master_keys(previous.get_secret_value() if previous else None)
+    try:
+        encoded = previous_master_keys(settings)
+    except ValueError as e:  # says where, never the key
+        raise CodecError(str(e)) from None
     encoded[settings.master_key_id] = settings.master_key.get_secret_value()
     keys = {}
     for key_id, key in encoded.items():
         try:
-            keys[key_id] = master_key_bytes(key)
-        except CodecError as e:
+            keys[key_id] = master_key_bytes(key)  # read as the event store's encryption reads it
+        except EncryptionError as e:
             raise CodecError(f"master key id {key_id!r}: {e}") from None
     return EncryptionCodec(key_id=settings.master_key_id, keys=keys, encrypt=encrypt)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from acci.workers import urls
@@ -204,6 +204,19 @@ class Settings(BaseSettings):
     health_timeout_ms: int = Field(default=2_000, ge=100)
     health_max_lag_events: int = Field(default=1_000, ge=0)
     health_max_lag_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator(
+        "app_database_url",
+        "master_key",
+        "previous_master_keys",
+        "codec_auth_token",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # An env file passes a variable it leaves empty as "" (compose's ${ACCI_MASTER_KEY:-}):
+        # that means not set, not a secret of no characters.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _encryption_has_a_key(self) -> Settings:
