@@ -53,7 +53,7 @@ _COLUMNS: Final = (
 
 _RECORD: Final = sql.SQL(
     "INSERT INTO audit.command_attempts ({columns}) VALUES ({values})"
-    " ON CONFLICT ON CONSTRAINT command_attempts_once DO NOTHING"
+    " ON CONFLICT ON CONSTRAINT command_attempts_once DO NOTHING RETURNING id"
 ).format(
     columns=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
     values=sql.SQL(", ").join(map(sql.Placeholder, _COLUMNS)),
@@ -155,8 +155,10 @@ class AuditLog:
         validation.tenant_id(attempt.tenant_id)
         with translated():
             async with scoped(self._pool, attempt.tenant_id) as conn:
+                # Fetched, not rowcount: in the scope's pipeline a count is known only once the
+                # results come back, and fetching is what waits for them.
                 cur = await conn.execute(_RECORD, attempt.row())
-                return cur.rowcount == 1
+                return await cur.fetchone() is not None
 
     async def entries(self, wanted: AuditFilter | None = None) -> list[AuditEntry]:
         """The entries ``wanted`` names, newest first."""
