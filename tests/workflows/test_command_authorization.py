@@ -18,6 +18,7 @@ from acci.activities.models import CommandInput
 from acci.domain.errors import AuthorizationError, CommandValidationError, DomainError
 from acci.domain.principals import Principal
 from acci.eventstore.audit import AuditEntry, AuditFilter, AuditLog
+from acci.eventstore.errors import CommandIdReusedError
 from acci.eventstore.store import EventStore
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command, start_command
@@ -235,3 +236,20 @@ async def test_a_retried_run_of_the_same_command_id_adds_no_row(
         (True, "accepted"),
         (True, "duplicate"),
     ]
+
+
+async def test_a_running_command_is_joined_only_by_its_own_sender(worker: Client) -> None:
+    # No worker polls this queue: the run stays running while others try to join it.
+    idle_queue = f"acci-test-idle-{uuid.uuid4().hex[:8]}"
+    t = unique("authz-join")
+    first = command(t, "RenameTenant", principal=admin(t), name="Mine")
+    sent = await start_command(worker, first, task_queue=idle_queue)
+    try:
+        again = await start_command(worker, first, task_queue=idle_queue)
+        assert again.resent and again.handle.id == sent.handle.id
+        # The very same command from another principal gets nothing of the running one.
+        other = first.model_copy(update={"principal": admin(t, "mallory")})
+        with pytest.raises(CommandIdReusedError):
+            await start_command(worker, other, task_queue=idle_queue)
+    finally:
+        await sent.handle.terminate(reason="test over")
