@@ -279,3 +279,77 @@ async def test_acci_audit_bad_options_are_usage_errors(
 ) -> None:
     code, _, err = await acci_audit(database_url, *args)
     assert code == 2 and err.startswith("error (usage): ") and says in err
+
+
+# --- the command activity's outcomes, run in a real activity context ---------------------------
+
+
+def _activities(pool: AsyncConnectionPool, *, store_pool: AsyncConnectionPool) -> Any:
+    """The command activity over ``store_pool`` (the store) and ``pool`` (the audit log)."""
+    from acci.activities.command_activities import CommandActivities
+    from acci.activities.command_handler import CommandHandler
+    from acci.eventstore.messaging.publisher import EventPublisher
+    from acci.eventstore.repository import AggregateRepository
+    from acci.eventstore.snapshots import SnapshotStore
+    from acci.eventstore.store import EventStore
+
+    store = EventStore(store_pool)
+    return CommandActivities(
+        handler=CommandHandler(store, AggregateRepository(store, SnapshotStore(store_pool))),
+        store=store,
+        publisher=EventPublisher("amqp://guest:guest@127.0.0.1:5672/%2F"),
+        audit=AuditLog(pool),
+    )
+
+
+async def test_a_retryable_failure_is_audited_once_as_failed(pool: AsyncConnectionPool) -> None:
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from acci.activities.models import CommandInput
+
+    # A store whose pool never opened: every read fails as an outage would (retryably).
+    down = create_pool("postgresql://postgres@127.0.0.1:5432/postgres")
+    activities = _activities(pool, store_pool=down)
+    command = CommandInput(
+        command_id=uuid.uuid4(),
+        tenant_id="audit-failed",
+        command_type="RenameTenant",
+        payload={"name": "Never"},
+        principal=OPS,
+    )
+    for _ in range(2):  # two attempts of the same activity: one row
+        with pytest.raises(ApplicationError) as failed:
+            await ActivityEnvironment().run(activities.run, command)
+        assert (failed.value.type, failed.value.non_retryable) == ("PersistenceError", False)
+    [row] = await AuditLog(pool).entries(AuditFilter(tenant_id="audit-failed"))
+    assert (row.outcome, row.error_type, row.principal) == (
+        "failed",
+        "PersistenceError",
+        "ops@system",
+    )
+    assert (row.aggregate_type, row.aggregate_id) == ("Tenant", "audit-failed")
+    assert row.workflow_id == "test" and row.workflow_run_id == "test-run"
+
+
+async def test_a_denial_that_cannot_be_audited_is_retried_not_lost(
+    pool: AsyncConnectionPool,
+) -> None:
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from acci.activities.models import CommandInput
+
+    down = create_pool("postgresql://postgres@127.0.0.1:5432/postgres")
+    activities = _activities(down, store_pool=pool)
+    command = CommandInput(
+        command_id=uuid.uuid4(),
+        tenant_id="audit-down",
+        command_type="DeleteTenant",
+        payload={},
+        principal=EVE,
+    )
+    with pytest.raises(ApplicationError) as failed:
+        await ActivityEnvironment().run(activities.run, command)
+    # Not the denial yet: the attempt fails retryably until its denial is on record.
+    assert (failed.value.type, failed.value.non_retryable) == ("PersistenceError", False)
