@@ -93,13 +93,28 @@ class CommandActivities:
             await self._record_failure(attempt, ApplicationError(str(e), type=type(e).__name__))
             raise
         attempt.target = (result.aggregate_type, result.aggregate_id)
-        await self._audit.record(attempt.recorded("duplicate" if result.duplicate else "accepted"))
-        if events:
-            try:
-                await self._publish(command, events)
-            except (CommandError, EventStoreError) as e:
-                raise application_error(e) from e
+        row = attempt.recorded("duplicate" if result.duplicate else "accepted")
+        try:
+            await self._record_and_publish(command, row, events)
+        except (CommandError, EventStoreError) as e:
+            raise application_error(e) from e
         return result
+
+    async def _record_and_publish(
+        self, command: CommandInput, row: CommandAttempt, events: list[RecordedEvent]
+    ) -> None:
+        """Audit the stored command and publish its events side by side (both wait on a round
+        trip: the audit insert on PostgreSQL, the publish on RabbitMQ's confirms); the attempt
+        succeeds once both have. If either fails, the attempt is retried: the append and the
+        audit row are found stored, and the events published again."""
+        recording = asyncio.ensure_future(self._audit.record(row))
+        try:
+            if events:
+                await self._publish(command, events)
+        except BaseException:
+            recording.add_done_callback(_retrieve)
+            raise
+        await recording
 
     async def _record_failure(self, attempt: _Attempt, error: ApplicationError) -> None:
         """Audit a refused or failed attempt. A refusal (denied, rejected) that cannot be
@@ -235,8 +250,8 @@ def _shutting_down(count: int) -> MessagingError:
     )
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
-    # The abandoned publish may still fail; its outcome no longer matters (the next attempt
-    # publishes again), but an unretrieved exception would be logged as an error at exit.
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The abandoned publish (or audit write) may still fail; its outcome no longer matters (the
+    # next attempt does it again), but an unretrieved exception would be logged at exit.
     if not task.cancelled():
         task.exception()
