@@ -1,19 +1,27 @@
-"""The command workflow's activities: validate, handle (load, decide, append), publish."""
+"""The command workflow's activities: authorize, validate, handle (load, decide, append), audit,
+publish."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from acci.activities.command_handler import CommandHandler, CommandOutcome
 from acci.activities.errors import application_error
 from acci.activities.models import CommandInput, CommandResult
 from acci.domain import COMMAND_TYPES, aggregate_for_command, parse_command
+from acci.domain.authorization import authorize, check_sender
 from acci.domain.command import Command
-from acci.domain.errors import CommandError
+from acci.domain.errors import AuthorizationError, CommandError
 from acci.domain.identifiers import validate_tenant_id
+from acci.domain.metadata import ACTOR
+from acci.domain.principals import Principal
+from acci.eventstore.audit import AuditLog, CommandAttempt, Outcome
 from acci.eventstore.errors import EventStoreError, MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
 from acci.eventstore.records import RecordedEvent
@@ -36,64 +44,126 @@ class CommandActivities:
     """Activities holding their clients; each is safe to run twice."""
 
     def __init__(
-        self, *, handler: CommandHandler, store: EventStore, publisher: EventPublisher
+        self,
+        *,
+        handler: CommandHandler,
+        store: EventStore,
+        publisher: EventPublisher,
+        audit: AuditLog,
     ) -> None:
         self._handler = handler
         self._store = store
         self._publisher = publisher
+        self._audit = audit
 
     @activity.defn(name="RunCommand")
     async def run(self, command: CommandInput) -> CommandResult:
-        """Validate, handle (load, decide, append) and publish: the whole command, idempotent.
+        """Authorize, validate, handle (load, decide, append), audit and publish: the whole
+        command, idempotent.
 
         One local activity instead of three: each costs an activation and a marker, and every
         phase is safe to repeat, so a retry (RabbitMQ down, a worker killed) simply runs the
-        command again: validation is pure, the append returns the stored result, and the
-        events are published again with the same message ids.
+        command again: authorization and validation are pure, the append returns the stored
+        result, the audit row of an outcome is written once, and the events are published
+        again with the same message ids.
+
+        The principal is checked first (``domain/authorization.py``): a command it may not
+        send is refused before anything is loaded, written or published, and audited as
+        ``denied``. Every outcome is audited before the activity returns or raises, except a
+        malformed tenant id (no tenant to record it in; Temporal's history and the log keep it).
         """
-        run_id = activity.info().workflow_run_id
+        info = activity.info()
+        attempt = _Attempt(command, info.workflow_id, info.workflow_run_id)
         try:
+            validate_tenant_id(command.tenant_id)
+        except CommandError as e:
+            raise application_error(e) from e
+        try:
+            check_sender(command.principal, command.tenant_id, command.command_type)
             parsed = parse(command)
-            aggregate_for_command(parsed)
-            outcome = await self._handle(command, parsed, run_id)
-            result = _result(command, outcome)
-            if outcome.event_ids:
-                result = await self._publish_stored(command, outcome, result, run_id)
+            attempt.target = (aggregate_for_command(parsed).aggregate_type, parsed.aggregate_id)
+            principal = authorize(command.principal, command.tenant_id, parsed)
+            outcome = await self._handle(command, parsed, principal, attempt.run_id)
+            result, events = await self._stored(command, outcome, attempt.run_id)
+        except (CommandError, EventStoreError) as e:
+            error = application_error(e)
+            await self._record_failure(attempt, error)
+            raise error from e
+        except Exception as e:
+            await self._record_failure(attempt, ApplicationError(str(e), type=type(e).__name__))
+            raise
+        attempt.target = (result.aggregate_type, result.aggregate_id)
+        row = attempt.recorded("duplicate" if result.duplicate else "accepted")
+        try:
+            await self._record_and_publish(command, row, events)
         except (CommandError, EventStoreError) as e:
             raise application_error(e) from e
         return result
 
-    async def _publish_stored(
-        self,
-        command: CommandInput,
-        outcome: CommandOutcome,
-        result: CommandResult,
-        run_id: str | None,
-    ) -> CommandResult:
-        """Publish every event the command stored, in every stream it touched.
+    async def _record_and_publish(
+        self, command: CommandInput, row: CommandAttempt, events: list[RecordedEvent]
+    ) -> None:
+        """Audit the stored command and publish its events side by side (both wait on a round
+        trip: the audit insert on PostgreSQL, the publish on RabbitMQ's confirms); the attempt
+        succeeds once both have. If either fails, the attempt is retried: the append and the
+        audit row are found stored, and the events published again."""
+        recording = asyncio.ensure_future(self._audit.record(row))
+        try:
+            if events:
+                await self._publish(command, events)
+        except BaseException:
+            recording.add_done_callback(_retrieve)
+            raise
+        await recording
 
-        A first run publishes the events its append returned. A command stored before (a re-send,
-        or an earlier attempt of this run whose publish failed) publishes them as stored, read
-        back: the store is the truth, also after a crash between append and publish.
+    async def _record_failure(self, attempt: _Attempt, error: ApplicationError) -> None:
+        """Audit a refused or failed attempt. A refusal (denied, rejected) that cannot be
+        recorded fails the attempt retryably instead, so that it is recorded once the database
+        answers; a failure that is retried anyway is recorded if the database lets it."""
+        if error.type == AuthorizationError.__name__:
+            outcome: Outcome = "denied"
+        elif error.non_retryable:
+            outcome = "rejected"
+        else:
+            outcome = "failed"
+        row = attempt.recorded(outcome, error_type=error.type, reason=error.message)
+        try:
+            await self._audit.record(row)
+        except EventStoreError as e:
+            if outcome != "failed":
+                raise application_error(e) from e
+            log.warning("could not audit a failed command attempt", extra={"error": str(e)})
+
+    async def _stored(
+        self, command: CommandInput, outcome: CommandOutcome, run_id: str | None
+    ) -> tuple[CommandResult, list[RecordedEvent]]:
+        """The command's result and every event it stored (in every stream it touched), to
+        publish.
+
+        A first run has the events its append returned. A command stored before (a re-send, or
+        an earlier attempt of this run whose publish failed) has them as stored, read back: the
+        store is the truth, also after a crash between append and publish.
         """
-        if outcome.events:
-            await self._publish(command, list(outcome.events))
-            return result
+        result = _result(command, outcome)
+        if outcome.events or not outcome.event_ids:
+            return result, list(outcome.events)
         events = await self._store.command_events(command.tenant_id, command.command_id)
-        await self._publish(command, events)
         ours = bool(run_id and events) and events[0].metadata.get("workflow_run_id") == run_id
         if result.duplicate and ours:
             # Stored by an earlier attempt of this very run (its publish failed, say), not by an
             # earlier send of the command.
-            return result.model_copy(update={"duplicate": False})
-        return result
+            result = result.model_copy(update={"duplicate": False})
+        return result, events
 
     async def _handle(
-        self, command: CommandInput, parsed: Command, run_id: str | None
+        self, command: CommandInput, parsed: Command, principal: Principal, run_id: str | None
     ) -> CommandOutcome:
         # The run that stores the events is recorded with them: a later attempt of the same run
-        # then knows they are its own, not an earlier send's.
-        metadata = {**command.metadata, **({"workflow_run_id": run_id} if run_id else {})}
+        # then knows they are its own, not an earlier send's. So is the principal that sent the
+        # command (``actor``, reserved: a client cannot claim it in its metadata).
+        metadata: dict[str, Any] = {**command.metadata, ACTOR: principal.actor()}
+        if run_id:
+            metadata["workflow_run_id"] = run_id
         outcome = await self._handler.handle(
             command.tenant_id, parsed, command_id=command.command_id, metadata=metadata
         )
@@ -131,6 +201,35 @@ class CommandActivities:
         log.info("published events", extra={"count": len(events)})
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """What the audit records of a command attempt besides its outcome; the target once the
+    command has parsed."""
+
+    command: CommandInput
+    workflow_id: str | None
+    run_id: str | None
+    target: tuple[str, str] | None = None
+
+    def recorded(
+        self, outcome: Outcome, *, error_type: str | None = None, reason: str | None = None
+    ) -> CommandAttempt:
+        aggregate_type, aggregate_id = self.target or (None, None)
+        return CommandAttempt(
+            tenant_id=self.command.tenant_id,
+            command_id=self.command.command_id,
+            command_type=self.command.command_type,
+            outcome=outcome,
+            principal=self.command.principal,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            error_type=error_type,
+            reason=reason,
+            workflow_id=self.workflow_id,
+            workflow_run_id=self.run_id,
+        )
+
+
 def _result(command: CommandInput, outcome: CommandOutcome) -> CommandResult:
     return CommandResult(
         command_id=command.command_id,
@@ -151,8 +250,8 @@ def _shutting_down(count: int) -> MessagingError:
     )
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
-    # The abandoned publish may still fail; its outcome no longer matters (the next attempt
-    # publishes again), but an unretrieved exception would be logged as an error at exit.
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The abandoned publish (or audit write) may still fail; its outcome no longer matters (the
+    # next attempt does it again), but an unretrieved exception would be logged at exit.
     if not task.cancelled():
         task.exception()

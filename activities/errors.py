@@ -7,6 +7,7 @@ from typing import Final
 from temporalio.exceptions import ApplicationError
 
 from acci.domain.errors import (
+    AuthorizationError,
     CommandError,
     CommandValidationError,
     ConcurrencyError,
@@ -18,6 +19,7 @@ from acci.readmodels.errors import NotFoundError, ProjectionError, QueryError
 
 # Checked in order: the first family an error belongs to names it.
 _FAMILIES: Final[tuple[type[CommandError], ...]] = (
+    AuthorizationError,
     CommandValidationError,
     DomainError,
     ConcurrencyError,
@@ -32,12 +34,14 @@ _STORE_FAMILIES: Final[tuple[tuple[type[store.EventStoreError], type[CommandErro
     (store.PersistenceError, PersistenceError),
 )
 
-# Retrying cannot change the answer: the command is malformed or breaks a rule, or it lost
-# every one of its bounded reload-and-decide attempts; or an operator's projection request names
-# no such projection or parked event, or it was resolved already or failed again. (Database and
+# Retrying cannot change the answer: the command is malformed, its principal may not send it,
+# it breaks a rule, or it lost every one of its bounded reload-and-decide attempts; or an
+# operator's projection request names no such projection or parked event, or it was resolved
+# already or failed again. (Database and
 # broker outages stay retryable.) Both workflows use this one set.
 NON_RETRYABLE_TYPES: Final = (
     "CommandValidationError",
+    "AuthorizationError",
     "DomainError",
     "ConcurrencyError",
     "ProjectionError",
@@ -52,9 +56,7 @@ PROJECTION_INPUT_ERROR: Final = "ProjectionValidationError"
 # type and message say everything: the Web UI shows them without a stack trace
 # (workers/converter.py) and the log without a traceback (workers/logs.py). A failed rebuild or
 # backup is non-retryable too, but a fault: it keeps its traces.
-REJECTION_TYPES: Final = frozenset(
-    {*NON_RETRYABLE_TYPES, PROJECTION_INPUT_ERROR, "AuthorizationError"}
-)
+REJECTION_TYPES: Final = frozenset({*NON_RETRYABLE_TYPES, PROJECTION_INPUT_ERROR})
 
 # A rejected command's family in one word: the outcome label of its metrics and the end of its
 # run's current details ("RegisterUser acme/eve rejected: validation").

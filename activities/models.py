@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from acci.domain.json_values import json_problem
 from acci.domain.metadata import reserved_keys
+from acci.domain.principals import Principal
 from acci.readmodels.failure_policy import FailurePolicy
 
 COMMAND_WORKFLOW: Final = "CommandWorkflow"
@@ -63,6 +64,12 @@ UnicodeText = Annotated[str, AfterValidator(_text)]
 class CommandInput(_Model):
     """A command as sent by a client: who, which tenant, what, and the command's fields.
 
+    ``principal`` is who sends it (a user of a tenant with roles, a system administrator, or a
+    service): the worker authorizes the command against it before anything is loaded
+    (domain/authorization.py) and records it in each event's metadata as ``actor``. It is
+    optional here only so that a command without one is decoded and then refused as an
+    ``AuthorizationError`` (and audited), not run as anyone.
+
     Refused at decoding: a payload nested more than MAX_PAYLOAD_DEPTH levels, text that is not
     valid Unicode, metadata values other than strings, and metadata keys that name a field the
     system records itself (domain.metadata.RESERVED_METADATA_KEYS).
@@ -75,6 +82,7 @@ class CommandInput(_Model):
     # Free-form context carried into each event's metadata (a client's own request or trace
     # ids): strings only, never the envelope fields the system records.
     metadata: Annotated[dict[str, str], AfterValidator(_metadata)] = Field(default_factory=dict)
+    principal: Principal | None = None
 
 
 class CommandResult(_Model):

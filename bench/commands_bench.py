@@ -76,6 +76,8 @@ from acci.activities.command_activities import CommandActivities, parse
 from acci.activities.command_handler import CommandHandler
 from acci.activities.models import CommandInput, command_workflow_id
 from acci.domain import aggregate_for_command
+from acci.domain.principals import Principal
+from acci.eventstore.audit import AuditLog
 from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
 from acci.workers.runtime import EventStoreRuntime, open_event_store
@@ -85,6 +87,8 @@ from acci.workers.worker import running_worker, workflow_runner
 from acci.workflows.command import CommandWorkflow, command_search_attributes
 
 DB = "acci_bench_commands"
+# The benchmark's commands are sent by a service principal (it acts as the system).
+BENCH = Principal.service("bench")
 # What-if variants measured against each server (fewer against SQLite, to keep the run short).
 WHATIFS = {
     "in-memory": (
@@ -376,6 +380,7 @@ def rename(tenants: Sequence[str], i: int, side: str) -> CommandInput:
         tenant_id=tenant,
         command_type="RenameTenant",
         payload={"name": f"{tenant} {side} {uuid.uuid4().hex}"},
+        principal=BENCH,
     )
 
 
@@ -494,7 +499,10 @@ class Direct:
 
     def activities(self) -> CommandActivities:
         return CommandActivities(
-            handler=self.handler, store=self.runtime.store, publisher=self.publisher
+            handler=self.handler,
+            store=self.runtime.store,
+            publisher=self.publisher,
+            audit=AuditLog(self.runtime.pool),
         )
 
 
@@ -588,6 +596,7 @@ class Server:
                 tenant_id=tenant,
                 command_type="CreateTenant",
                 payload={"name": f"Bench tenant {tenant}"},
+                principal=BENCH,
             )
             await execute_command(self.client, command, task_queue=self.queues["acci"])
 

@@ -81,6 +81,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from acci.activities.models import CommandInput, CommandResult, projection_workflow_id
 from acci.domain.events import DomainEvent
+from acci.domain.principals import Principal
 from acci.domain.tenant_events import (
     TenantCreated,
     TenantReactivated,
@@ -115,6 +116,8 @@ from acci.workers.worker import running_worker
 from acci.workflows.projection import ProjectionWorkflow
 
 DB = "acci_bench_readside"
+# The benchmark's commands are sent by a service principal (it acts as the system).
+BENCH = Principal.service("bench")
 ROLES = ("owner", "admin", "member", "viewer")
 TARGET_EVENTS_PER_SECOND = 25_000
 TARGET_LAG_P99 = 1.0  # seconds, at the highest sustained rate
@@ -670,6 +673,7 @@ class Lag:
                     command_type="CreateTenant",
                     # Room for every registration of the run (the default seat limit is 100).
                     payload={"name": f"Lag tenant {tenant}", "settings": {"max_users": 100_000}},
+                    principal=BENCH,
                 ),
                 task_queue=self.task_queue,
             )
@@ -692,7 +696,11 @@ class Lag:
         sent = Sent(command_type, tenant, time.perf_counter())
         out.append(sent)
         command = CommandInput(
-            command_id=uuid.uuid4(), tenant_id=tenant, command_type=command_type, payload=payload
+            command_id=uuid.uuid4(),
+            tenant_id=tenant,
+            command_type=command_type,
+            payload=payload,
+            principal=BENCH,
         )
         sent.result = await execute_command(self.client, command, task_queue=self.task_queue)
         sent.done = time.perf_counter()

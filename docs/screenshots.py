@@ -27,6 +27,7 @@ from psycopg import sql
 from temporalio.client import Client, WorkflowFailureError
 
 from acci.activities.models import CommandInput, projection_workflow_id
+from acci.domain.principals import SYSTEM_ADMIN, Principal
 from acci.workers.devserver import DevServer
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import connect, start_command
@@ -56,7 +57,11 @@ def free_port() -> int:
 
 def command(tenant: str, command_type: str, **payload: object) -> CommandInput:
     return CommandInput(
-        command_id=uuid.uuid4(), tenant_id=tenant, command_type=command_type, payload=payload
+        command_id=uuid.uuid4(),
+        tenant_id=tenant,
+        command_type=command_type,
+        payload=payload,
+        principal=Principal(id="cli", roles=frozenset({SYSTEM_ADMIN})),
     )
 
 

@@ -52,6 +52,12 @@ class DomainError(CommandError):
         self.reason = reason
 
 
+class AuthorizationError(CommandError):
+    """The command's principal may not send it (or none was given); nothing was written."""
+
+    code: ClassVar[str] = "authorization"
+
+
 class UnknownEventTypeError(CommandValidationError):
     """An event type, or a version of one, that the registry cannot read."""
 

@@ -2,15 +2,20 @@
 
 The command handler records an event's envelope itself (correlation and causation ids, the
 command, the workflow run that stored it, the stream), and RabbitMQ headers and consumers read
-those fields back; the actor is reserved for the authenticated sender (not recorded yet). A
-client that could set them could make its events look caused by someone else's command, or
-routed as another type; so a command whose metadata names one of them is refused, not merged.
+those fields back. ``actor`` is the command's principal (domain/principals.py), recorded by the
+command activity on every event as ``{"id", "tenant_id", "roles", "kind"}`` (``Principal.actor``;
+``tenant_id`` null for a system principal). A client that could set these could make its events
+look caused by someone else's command, sent by someone else, or routed as another type; so a
+command whose metadata names one of them is refused, not merged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
+
+ACTOR: Final = "actor"
+"""The metadata key of the principal that sent the command (``Principal.actor()``)."""
 
 RESERVED_METADATA_KEYS: Final = frozenset(
     {
@@ -21,7 +26,7 @@ RESERVED_METADATA_KEYS: Final = frozenset(
         "command_type",
         "workflow_run_id",
         # The authenticated sender: the system's to record, never the client's to claim.
-        "actor",
+        ACTOR,
         # The stored event's own columns, also sent as the RabbitMQ message's headers.
         "tenant_id",
         "aggregate_id",

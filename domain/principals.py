@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
 
-from acci.domain.errors import shown
+from acci.domain.errors import describe_problems, shown
 from acci.domain.identifiers import TenantId
 from acci.domain.roles import ROLES
 
@@ -22,6 +22,10 @@ SYSTEM_ADMIN: Final = "system_admin"
 """The role that may act on every tenant and manage tenants themselves."""
 
 PRINCIPAL_ROLES: Final = frozenset({*ROLES, SYSTEM_ADMIN})
+
+SERVICE_PREFIX: Final = "service/"
+PRINCIPAL_FORMAT: Final = "[service/]ID[@TENANT][:ROLE[,ROLE...]]"
+"""The compact form of a principal (``ACCI_PRINCIPAL``, ``--as``)."""
 
 _PRINCIPAL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 
@@ -77,3 +81,60 @@ class Principal(BaseModel):
     def describe(self) -> str:
         """``id@tenant`` (or ``id@system``), for messages and the audit log."""
         return f"{self.id}@{self.tenant_id or 'system'}"
+
+    def actor(self) -> dict[str, object]:
+        """The principal as recorded in each event's metadata (key ``actor``) and in the audit
+        log: ``{"id", "tenant_id" (None: system), "roles" (sorted), "kind"}``."""
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "roles": sorted(self.roles),
+            "kind": self.kind,
+        }
+
+    def spec(self) -> str:
+        """The principal in the form ``parse_principal`` reads (``ann@acme:admin,member``)."""
+        text = f"{SERVICE_PREFIX}{self.id}" if self.kind == "service" else self.id
+        if self.tenant_id is not None:
+            text += f"@{self.tenant_id}"
+        return f"{text}:{','.join(sorted(self.roles))}" if self.roles else text
+
+
+class PrincipalFormatError(ValueError):
+    """A principal's compact form that does not parse, or names no principal that can exist."""
+
+
+def parse_principal(text: str) -> Principal:
+    """The principal ``text`` names in the form ``[service/]ID[@TENANT][:ROLE[,ROLE...]]``.
+
+    ``ann@acme:admin,member`` is user ann of tenant acme with roles admin and member;
+    ``ops:system_admin`` is a system administrator; ``service/backups`` is a service principal
+    (a job), which acts as the system. The roles follow the last ``:`` and the tenant the last
+    ``@`` before them, so an id may hold ``@`` (``ann@example.com@acme:member``). Tenant roles
+    need a tenant, and ``system_admin`` needs none: either mistake is refused here, with the
+    reason, rather than building a principal that may do nothing.
+    """
+    body = text.strip()
+    kind: Literal["user", "service"] = "user"
+    if body.startswith(SERVICE_PREFIX):
+        kind, body = "service", body[len(SERVICE_PREFIX) :]
+    head, _, role_text = body.rpartition(":") if ":" in body else (body, "", "")
+    ident, _, tenant = head.rpartition("@") if "@" in head else (head, "", "")
+    roles = frozenset(r.strip() for r in role_text.split(",") if r.strip())
+    if kind == "service" and not tenant and not roles:
+        roles = frozenset({SYSTEM_ADMIN})
+    if tenant and SYSTEM_ADMIN in roles:
+        raise PrincipalFormatError(
+            f"{shown(text)}: {SYSTEM_ADMIN} belongs to system principals, which name no @TENANT"
+        )
+    if not tenant and roles - {SYSTEM_ADMIN}:
+        raise PrincipalFormatError(
+            f"{shown(text)}: tenant roles ({', '.join(sorted(roles - {SYSTEM_ADMIN}))}) need"
+            f" @TENANT; a system principal has the role {SYSTEM_ADMIN}"
+        )
+    try:
+        return Principal(id=ident, tenant_id=tenant or None, roles=roles, kind=kind)
+    except ValidationError as e:
+        raise PrincipalFormatError(
+            f"{shown(text)} is not a principal ({PRINCIPAL_FORMAT}): {describe_problems(e)}"
+        ) from None

@@ -4,7 +4,7 @@
 The tenant and user verbs come from workers/cli_commands.py and cli_queries.py, ``events`` and
 ``aggregate`` from cli_history.py, the projection verbs from cli_projections.py,
 ``publish-events`` from cli_events_publish.py, ``health`` from cli_health.py,
-``migrate-events`` from cli_migrate.py, and
+``migrate-events`` from cli_migrate.py, ``audit`` from cli_audit.py, and
 ``command`` and ``query`` (any installed application's types, by name) from cli_generic.py.
 """
 
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from acci.workers.cli_audit import audit
 from acci.workers.cli_backup import backup_app, verify_store
 from acci.workers.cli_codec import codec_server, open_dev_codec
 from acci.workers.cli_codec import describe as describe_codec
@@ -71,6 +72,7 @@ app.add_typer(schedules_app, name="schedules")
 app.command("publish-events")(publish_events)
 app.command("migrate-events")(migrate_events)
 app.command("codec-server")(codec_server)
+app.command("audit", help=" ".join((audit.__doc__ or "").split()))(audit)
 register_generic_verbs(app)  # `acci command` and `acci query`
 
 

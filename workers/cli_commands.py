@@ -5,7 +5,7 @@ aggregate's group, named by its type less the aggregate's name (``CreateTenant``
 ``acci tenant create``, ``ChangeUserEmail`` is ``acci user change-email``), with the command's
 docstring as its help. Plugged-in applications' commands go through ``acci command``.
 Its fields become arguments and options (workers/cli_fields.py says how); every verb also takes
-``--command-id``, ``--json``, ``--no-wait`` and, where the aggregate has a read model,
+``--command-id``, ``--json``, ``--no-wait``, ``--as`` and, where the aggregate has a read model,
 ``--wait-for-read-model``. A new command type needs no code here: at most a line in
 ``FIELD_HELP`` or ``OPTION_NAMES`` if its field names do not read well on the command line.
 """
@@ -32,7 +32,7 @@ from acci.workers.cli_fields import (
     keyword,
     model_data,
 )
-from acci.workers.cli_send import READ_BACK, send
+from acci.workers.cli_send import READ_BACK, AsOption, send
 from acci.workers.cli_support import JsonOption
 
 CommandIdOption = Annotated[
@@ -111,6 +111,7 @@ def _register(
         keyword("command_id", CommandIdOption, None),
         keyword("as_json", JsonOption, False),
         keyword("no_wait", NoWaitOption, False),
+        keyword("as_principal", AsOption, None),
         *([keyword("wait_for_read_model", WaitOption, False)] if readable else []),
     ]
 
@@ -126,6 +127,7 @@ def _register(
             as_json=values["as_json"],
             no_wait=values["no_wait"],
             wait_for_read_model=values.get("wait_for_read_model", False),
+            as_principal=values["as_principal"],
         )
 
     parameters = [f.parameter for f in fields] + common

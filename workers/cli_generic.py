@@ -30,7 +30,7 @@ from acci.readmodels.queries import Query
 from acci.workers.cli_commands import CommandIdOption, NoWaitOption
 from acci.workers.cli_fields import TENANT_FIELD
 from acci.workers.cli_queries import ConsistentOption, ask
-from acci.workers.cli_send import send
+from acci.workers.cli_send import AsOption, send
 from acci.workers.cli_support import JsonOption, run, setup
 from acci.workers.cli_types import (
     TypeEntry,
@@ -110,6 +110,7 @@ def send_command(
     command_id: CommandIdOption = None,
     as_json: JsonOption = False,
     no_wait: NoWaitOption = False,
+    as_principal: AsOption = None,
     list_types: ListOption = False,
 ) -> None:
     """Send a command of any installed application, its fields given as JSON.
@@ -126,7 +127,13 @@ def send_command(
     setup()
     if list_types:
         _no_options_with_list(
-            {"--tenant": tenant, "--data": data, "--command-id": command_id, "--no-wait": no_wait}
+            {
+                "--tenant": tenant,
+                "--data": data,
+                "--command-id": command_id,
+                "--no-wait": no_wait,
+                "--as": as_principal,
+            }
         )
         _show_list(
             command_entries(),
@@ -142,7 +149,15 @@ def send_command(
         raise UsageError("Missing option '--tenant' / '-t'")
     command_id = command_id or uuid.uuid4()
     payload = _checked(lambda: _command_payload(command_type, tenant, data, command_id))
-    send(tenant, command_type, payload, command_id=command_id, as_json=as_json, no_wait=no_wait)
+    send(
+        tenant,
+        command_type,
+        payload,
+        command_id=command_id,
+        as_json=as_json,
+        no_wait=no_wait,
+        as_principal=as_principal,
+    )
 
 
 def ask_query(

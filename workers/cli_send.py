@@ -12,10 +12,11 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
+from acci.domain.principals import Principal, PrincipalFormatError, parse_principal
 from acci.eventstore.records import Position
 from acci.readmodels.tenancy.tenants import GetTenantDetails
 from acci.readmodels.tenancy.users import GetUser
@@ -34,6 +35,30 @@ if TYPE_CHECKING:
 # `acci <command>`'s exit status when the command is stored but not yet published to RabbitMQ
 # (its workflow goes on publishing by itself).
 PUBLISH_PENDING_EXIT: Final = 3
+
+AsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="PRINCIPAL",
+        show_default=False,
+        help="Act as this principal: ID@TENANT:ROLE,ROLE for a tenant's user (ann@acme:admin),"
+        " ID:system_admin for a system administrator, service/NAME for a job (default:"
+        " ACCI_PRINCIPAL, else cli:system_admin, the trusted local user).",
+    ),
+]
+
+
+def cli_principal(as_text: str | None) -> Principal:
+    """The principal ``acci`` acts as: ``--as`` if given, else ``ACCI_PRINCIPAL``; a string
+    that names none is a usage error (exit status 2) saying why."""
+    text, source = (as_text, "--as") if as_text is not None else (get_settings().principal, None)
+    try:
+        return parse_principal(text)
+    except PrincipalFormatError as e:
+        if source is None:
+            raise typer.BadParameter(str(e), param_hint="ACCI_PRINCIPAL") from None
+        raise typer.BadParameter(str(e), param_hint=f"'{source}'") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +94,10 @@ def send(
     as_json: bool,
     no_wait: bool,
     wait_for_read_model: bool = False,
+    as_principal: str | None = None,
 ) -> None:
-    """Start the command's workflow and print its result (or its workflow id).
+    """Start the command's workflow as ``--as`` (else ``ACCI_PRINCIPAL``) and print its result
+    (or its workflow id).
 
     With ``wait_for_read_model``, then wait until the read model of the command's aggregate has
     passed the command's position, and print it too.
@@ -84,6 +111,7 @@ def send(
     settings = get_settings()
     if no_wait and wait_for_read_model:
         raise typer.BadParameter("--no-wait and --wait-for-read-model exclude each other")
+    principal = cli_principal(as_principal)
 
     async def main() -> int:
         client = await connect(settings, interceptors=configure_tracing(settings))
@@ -92,6 +120,7 @@ def send(
             tenant_id=tenant,
             command_type=command_type,
             payload=payload,
+            principal=principal,
         )
         sent = await start_command(client, command, task_queue=settings.task_queue)
         if no_wait:

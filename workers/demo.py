@@ -14,6 +14,7 @@ from temporalio.client import Client
 from acci.activities.models import CommandInput
 from acci.domain import Tenant
 from acci.domain.errors import CommandError
+from acci.domain.principals import Principal, parse_principal
 from acci.eventstore.records import Position
 from acci.readmodels.tenancy.tenant_activity import GetTenantActivity
 from acci.readmodels.tenancy.tenants import GetTenantDetails
@@ -49,9 +50,11 @@ def _say(text: str = "") -> None:
 
 
 class _Scenario:
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(self, client: Client, task_queue: str, principal: Principal) -> None:
         self._client = client
         self._task_queue = task_queue
+        # Who the scenario's commands are sent as: the CLI's principal (ACCI_PRINCIPAL).
+        self._principal = principal
         # The furthest position a command of this run stored (or re-sent): what the read
         # models must have passed before the scenario reads them.
         self.position: Position | None = None
@@ -64,6 +67,7 @@ class _Scenario:
             payload=payload,
             # Context only: the actor and the other envelope fields are the system's to record.
             metadata={"client": "acci-demo"},
+            principal=self._principal,
         )
         sent = await start_command(self._client, command, task_queue=self._task_queue)
         label = f"{tenant:<12} {command_type:<16}"
@@ -86,7 +90,7 @@ class _Scenario:
 
 async def run_demo(settings: Settings, client: Client, *, dev: DevSetup | None = None) -> None:
     """Run the scenario against a running worker; safe to run again."""
-    s = _Scenario(client, settings.task_queue)
+    s = _Scenario(client, settings.task_queue, parse_principal(settings.principal))
     _say("\n1. Two tenants and their users, each command a workflow run (cmd-<command id>)")
     await s.send("acme", ACME, "CreateTenant", name="Acme Corporation")
     await s.send("globex", GLOBEX, "CreateTenant", name="Globex", settings={"max_users": 10})

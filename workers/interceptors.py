@@ -147,6 +147,8 @@ class _BindLogContext(ActivityInboundInterceptor):
                 "correlation_id": command.metadata.get("correlation_id", command_id),
                 "causation_id": command.metadata.get("causation_id", command_id),
             }
+            if command.principal is not None:
+                fields["principal"] = command.principal.describe()
             if self._payloads:
                 fields["payload"] = command.payload
         # Not reset on return: the activity runs in a task of its own, so the binding ends with

@@ -42,8 +42,8 @@ TENANT_COMMANDS: Final = Counter(
     ["tenant", "outcome"],
 )
 
-# The ApplicationError types of activities/errors.py, by outcome. AuthorizationError has no
-# source yet: it counts as soon as a command raises one.
+# The ApplicationError types of activities/errors.py, by outcome (AuthorizationError: a command
+# its principal may not send, domain/authorization.py).
 OUTCOME_BY_ERROR_TYPE: Final = REJECTION_FAMILIES
 OUTCOMES: Final = ("ok", "resent", *OUTCOME_BY_ERROR_TYPE.values(), "infrastructure")
 # Not a valid tenant id (no parentheses allowed), so no tenant is mistaken for the rest.

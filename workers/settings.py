@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     # default's trust auth); give the full URL, password included, wherever passwords are asked.
     app_database_url: SecretStr | None = None
 
+    # Who `acci` sends commands as (and reads the audit log as), in the compact form of
+    # domain/principals.py: `ann@acme:admin,member` (user ann of tenant acme with two roles),
+    # `ops:system_admin` (a system administrator), `service/jobs` (a service, acting as the
+    # system). `--as` overrides it per command. The default is a trusted local system
+    # administrator: whoever runs the CLI on this machine is trusted, as with psql on a local
+    # socket; a gateway or identity provider would build the principal from a verified token
+    # instead (README, "Security").
+    principal: str = "cli:system_admin"
+
     # Payload encryption (README, "Security"): the master key that wraps every tenant's data
     # key, as 32 bytes in URL-safe base64, and the id it is known by (recorded with each wrapped
     # key, so a rotation knows what to re-wrap). Unset: nothing can be encrypted.

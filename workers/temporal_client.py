@@ -74,12 +74,13 @@ class SentCommand:
 async def start_command(client: Client, command: CommandInput, *, task_queue: str) -> SentCommand:
     """Start the command's run, or join the run of the same command that is still going.
 
-    A command id whose run is still going with another command is refused
-    (``CommandIdReusedError``), saying nothing of that command. A run that has finished is not
-    trusted for the answer: Temporal's memory can outlive the event store it ran against (a
-    fresh database, a restored backup) or be gone (retention). A new run asks the store
-    instead, which answers a re-send with the first result when the command's events are in
-    it, runs the command when they are not, and refuses an id used for another command.
+    A command id whose run is still going with another command, or with this one sent by another
+    principal, is refused (``CommandIdReusedError``), saying nothing of that command. A run
+    that has finished is not trusted for the answer: Temporal's memory can outlive the event
+    store it ran against (a fresh database, a restored backup) or be gone (retention). A new
+    run asks the store instead, which answers a re-send with the first result when the
+    command's events are in it, runs the command when they are not, and refuses an id used for
+    another command.
     """
     workflow_id = command_workflow_id(command.command_id)
     aggregate_id = _aggregate_id(command)
@@ -119,14 +120,18 @@ def _aggregate_id(command: CommandInput) -> str | None:
 async def _same_command(
     client: Client, handle: WorkflowHandle[CommandWorkflow, CommandResult], command: CommandInput
 ) -> bool:
-    """Whether the run behind ``handle`` was started with this very command (its input)."""
+    """Whether the run behind ``handle`` was started with this very command (its input), by
+    the same principal."""
     async for event in handle.fetch_history_events():
         payloads = event.workflow_execution_started_event_attributes.input.payloads
         try:
             (earlier,) = await client.data_converter.decode(payloads, [CommandInput])
         except Exception:  # an input that does not even decode is not this command
             return False
-        return bool(_fingerprint(earlier) == _fingerprint(command))
+        # Sent by someone else, it is not joined: joining would hand them the result of a
+        # command they were never authorized for (a new run authorizes them first).
+        same_sender = earlier.principal == command.principal
+        return bool(same_sender and _fingerprint(earlier) == _fingerprint(command))
     return False
 
 

@@ -25,6 +25,7 @@ from acci.activities.projection_activities import ProjectionActivities
 from acci.activities.rebuild_activities import RebuildActivities, rebuild_activities
 from acci.activities.snapshot_activities import SnapshotActivities
 from acci.activities.verify_activities import VerifyActivities, verify_activities
+from acci.eventstore.audit import AuditLog
 from acci.eventstore.db import conninfo
 from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
@@ -126,6 +127,9 @@ async def running_worker(
             ),
             store=rt.app.store,
             publisher=publisher,
+            # Each attempt is written in its command's tenant (tenant_scope.scoped): the same
+            # code under the owner's pool or acci_app's.
+            audit=AuditLog(rt.app.pool),  # as acci_app: the log is append-only for it
         )
         projections = default_projections() if projections is None else list(projections)
         appended = Appended()

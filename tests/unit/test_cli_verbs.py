@@ -26,7 +26,7 @@ from acci.workers.cli_fields import field_parameters, model_data
 from acci.workers.cli_queries import QUERY_VERBS
 from acci.workers.cli_support import invoke
 
-COMMON_COMMAND_OPTIONS = {"--command-id", "--json", "--no-wait", "--wait-for-read-model"}
+COMMON_COMMAND_OPTIONS = {"--command-id", "--json", "--no-wait", "--as", "--wait-for-read-model"}
 COMMON_QUERY_OPTIONS = {"--json", "--consistent-with"}
 
 
@@ -109,7 +109,14 @@ def test_every_command_field_is_an_option_or_argument_required_as_the_field_is()
                 assert parameter.help
             # Nothing but the fields, the tenant and the options every verb takes.
             others = {p.name for p in verb.params} - set(command.model_fields)
-            assert others == {"tenant", "command_id", "as_json", "no_wait", "wait_for_read_model"}
+            assert others == {
+                "tenant",
+                "command_id",
+                "as_json",
+                "no_wait",
+                "as_principal",
+                "wait_for_read_model",
+            }
             assert _options(verb)["--tenant"].required
             assert verb.help == command.__doc__
 
@@ -193,6 +200,7 @@ def test_a_verb_sends_its_command_with_the_fields_given_and_no_others(
         "as_json": False,
         "no_wait": False,
         "wait_for_read_model": False,
+        "as_principal": None,
     }
 
 
@@ -264,7 +272,13 @@ def test_a_new_command_type_becomes_a_verb_without_code(
     )
     assert invoke(widgets, ["widget", "paint", "w2", "-t", "t1"]) == 0
     assert sent[-1][2] == {"widget_id": "w2", "coats": 2, "glossy": False}
-    assert sent[-1][3].keys() == {"command_id", "as_json", "no_wait", "wait_for_read_model"}
+    assert sent[-1][3].keys() == {
+        "command_id",
+        "as_json",
+        "no_wait",
+        "wait_for_read_model",
+        "as_principal",
+    }
 
 
 def test_a_field_with_no_command_line_form_is_refused_when_the_verb_is_made() -> None:

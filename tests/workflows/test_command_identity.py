@@ -23,7 +23,7 @@ from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command
 from tests.conftest import database_url_for, drop_database
 from tests.workflows.conftest import unique, worker_env
-from tests.workflows.helpers import command, send
+from tests.workflows.helpers import OPERATOR_JSON, command, send
 from tests.workflows.test_operator_doors import ACCI, run
 
 REUSED = "was already used for a different command"
@@ -82,6 +82,7 @@ async def test_a_command_id_reused_under_another_workflow_id_is_refused_by_a_pla
         "tenant_id": second,
         "command_type": "CreateTenant",
         "payload": {"name": "B"},
+        "principal": OPERATOR_JSON,
     }
     # A plain Temporal client, any workflow id: the store recognises the command id.
     with pytest.raises(WorkflowFailureError) as failed:

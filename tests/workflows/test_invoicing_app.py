@@ -35,7 +35,7 @@ from acci.workers.settings import Settings
 from acci.workers.worker import running_worker
 from tests.integration.projection_support import tenant_events
 from tests.workflows.conftest import RABBITMQ_URL, unique
-from tests.workflows.helpers import send
+from tests.workflows.helpers import OPERATOR_JSON, send
 from tests.workflows.test_operator_doors import run
 
 OLD = unique("inv-old")  # the tenant whose invoices were stored before the worker started
@@ -184,6 +184,7 @@ async def temporal_start(settings: Settings, tenant: str, command_type: str, **p
         "tenant_id": tenant,
         "command_type": command_type,
         "payload": payload,
+        "principal": OPERATOR_JSON,
     }
     workflow_id = f"cmd-{command_id}"
     code, out, err = await run(

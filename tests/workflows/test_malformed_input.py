@@ -30,6 +30,7 @@ from acci.workers.settings import Settings
 from acci.workers.temporal_client import command_result
 from acci.workflows.command import CommandWorkflow
 from tests.integration.conftest import count_rows
+from tests.workflows.helpers import OPERATOR_JSON
 from tests.workflows.test_operator_doors import run, temporal_execute
 
 # A failed run is reported within this; a wedged one (the old behaviour) never is.
@@ -44,6 +45,7 @@ def _command(**fields: object) -> dict[str, object]:
         "tenant_id": tenant,
         "command_type": "CreateTenant",
         "payload": {"name": "Malformed Corp"},
+        "principal": OPERATOR_JSON,
     }
     command.update(fields)
     return command

@@ -20,6 +20,7 @@ from acci.eventstore.store import EventStore
 from acci.workers.devserver import temporal_binary
 from acci.workers.settings import Settings
 from tests.workflows.conftest import free_port, worker_env
+from tests.workflows.helpers import OPERATOR_JSON
 
 ACCI = str(Path(sys.executable).with_name("acci"))
 
@@ -69,6 +70,7 @@ async def test_the_plain_temporal_cli_starts_a_command_as_the_readme_shows(
         "tenant_id": "cli-plain",
         "command_type": "CreateTenant",
         "payload": {"name": "Started from the Temporal CLI"},
+        "principal": OPERATOR_JSON,
     }
     code, out, err = await temporal_execute(settings, f"cmd-{command_id}", command)
     assert code == 0, out + err

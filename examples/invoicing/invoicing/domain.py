@@ -70,6 +70,10 @@ UPCASTERS = {("InvoiceLineAdded", 1): line_added_v1_to_v2}
 
 
 class _InvoiceCommand(Command):
+    # Who of a tenant may send these (ACCI's command policy, acci.domain.authorization): its
+    # members too, not only its owners and admins (the default for an application's commands).
+    allowed_roles: ClassVar[frozenset[str]] = frozenset({"owner", "admin", "member"})
+
     invoice_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
 
     @property
