@@ -132,7 +132,7 @@ def _scope(query: Query[Any], principal: Principal) -> str | None:
     if tenant is not None:
         if not principal.may_see(tenant):
             raise QueryAuthorizationError(
-                f"{principal.describe()} may not read tenant {tenant!r}'s data"
+                f"{principal.describe()} may not read the data of tenant {tenant!r}"
                 f" ({type(query).__name__})"
             )
         return tenant

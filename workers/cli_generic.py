@@ -167,6 +167,7 @@ def ask_query(
     consistent_with: ConsistentOption = None,
     as_json: JsonOption = False,
     list_types: ListOption = False,
+    as_principal: AsOption = None,
 ) -> None:
     """Ask a query of any installed application, its fields given as JSON; print the answer.
 
@@ -190,7 +191,7 @@ def ask_query(
     if query_name is None:
         raise UsageError("Missing argument 'QUERY_TYPE' (or --list)")
     query, fields = _checked(lambda: _query_fields(query_name, tenant, data, consistent_with))
-    _, answer = ask(query, fields)
+    _, answer = ask(query, fields, as_principal)
     typer.echo(answer.model_dump_json(indent=2))
 
 

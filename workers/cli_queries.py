@@ -21,6 +21,7 @@ from acci.readmodels.tenancy.tenant_activity import GetTenantActivity
 from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants
 from acci.readmodels.tenancy.users import GetUser, ListTenantUsers
 from acci.workers.cli_fields import field_parameters, generated_verb, keyword, model_data
+from acci.workers.cli_send import AsOption, cli_principal
 from acci.workers.cli_support import JsonOption, run, setup
 from acci.workers.cli_views import show_activity, show_tenant, show_tenants, show_user, show_users
 from acci.workers.settings import get_settings
@@ -117,15 +118,20 @@ user_queries = typer.Typer(help="User queries (read models).")
 QUERY_APPS: Final = {"tenant": tenant_queries, "user": user_queries}
 
 
-def ask(query_type: type[Query[Any]], data: dict[str, Any]) -> tuple[Query[Any], BaseModel]:
-    """The query built from ``data``, and its answer. Errors, a malformed query's too, exit 1."""
+def ask(
+    query_type: type[Query[Any]], data: dict[str, Any], as_principal: str | None = None
+) -> tuple[Query[Any], BaseModel]:
+    """The query built from ``data``, and its answer for the principal ``--as`` names (else
+    ``ACCI_PRINCIPAL``). Errors, a malformed query's and a refused one's too, exit 1."""
     setup()
     from acci.workers.runtime import open_query_bus
+
+    principal = cli_principal(as_principal)
 
     async def main() -> tuple[Query[Any], BaseModel]:
         # Built here, so that a malformed query is reported like every other query error.
         query = query_type(**data)
-        async with open_query_bus(get_settings(), pool_max_size=2) as bus:
+        async with open_query_bus(get_settings(), pool_max_size=2, principal=principal) as bus:
             return query, await bus.ask(query)
 
     return run(main())
@@ -138,12 +144,13 @@ def _register(verb: QueryVerb) -> None:
     common = [
         keyword("as_json", JsonOption, False),
         keyword("consistent_with", ConsistentOption, None),
+        keyword("as_principal", AsOption, None),
     ]
 
     def run_verb(values: dict[str, Any]) -> None:
         data = model_data(fields, values)
         data["consistent_with"] = values["consistent_with"]
-        query, result = ask(verb.query, data)
+        query, result = ask(verb.query, data, values["as_principal"])
         if values["as_json"]:
             typer.echo(result.model_dump_json(indent=2))
         else:

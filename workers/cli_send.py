@@ -140,7 +140,7 @@ def send(
         if delivery.result is None:
             _show_publish_pending(command_type, delivery, as_json=as_json)
             return PUBLISH_PENDING_EXIT
-        view = await _read_back(delivery.result) if wait_for_read_model else None
+        view = await _read_back(delivery.result, principal) if wait_for_read_model else None
         _show_result(command_type, delivery.result, view, resent=sent.resent, as_json=as_json)
         return 0
 
@@ -180,13 +180,14 @@ def _show_publish_pending(command_type: str, delivery: CommandDelivery, *, as_js
     )
 
 
-async def _read_back(result: CommandResult) -> BaseModel:
-    """The read model of the result's aggregate, once it has passed the result's position."""
+async def _read_back(result: CommandResult, principal: Principal) -> BaseModel:
+    """The read model of the result's aggregate, once it has passed the result's position, as
+    the sender may read it."""
     from acci.workers.runtime import open_query_bus
 
     position = None if result.position is None else Position.parse(result.position)
     query = READ_BACK[result.aggregate_type].query(result, position)
-    async with open_query_bus(get_settings(), pool_max_size=1) as bus:
+    async with open_query_bus(get_settings(), pool_max_size=1, principal=principal) as bus:
         return await bus.ask(query)
 
 

@@ -230,7 +230,9 @@ async def test_queries_carry_the_principal(database_url: str, written: dict[str,
         database_url, app_database_url=as_app(database_url), principal=admin_of_a
     ) as bus:
         assert (await bus.ask(GetTenantDetails(tenant_id=A))).tenant_id == A
-        with pytest.raises(QueryAuthorizationError, match="may not read tenant 'rls-b'"):
+        with pytest.raises(
+            QueryAuthorizationError, match="may not read the data of tenant 'rls-b'"
+        ):
             await bus.ask(GetTenantDetails(tenant_id=B))
         mine = await bus.ask(ListTenants())
         assert [t.tenant_id for t in mine.items] == [A]

@@ -225,6 +225,37 @@ async def test_tenant_list_filters_by_status_and_pages_in_sort_order_with_a_curs
     assert stamps == sorted(stamps, reverse=True) and len(stamps) == 3
 
 
+async def test_a_tenants_user_sees_only_their_tenant_and_is_refused_another(
+    worker: Client, settings: Settings
+) -> None:
+    q = settings.task_queue
+    created = await asyncio.gather(
+        *(send(worker, q, t, "CreateTenant", name=t.title()) for t in ("seen-a", "seen-b"))
+    )
+    last = str(max(Position.parse(r.position or "") for r in created))
+    env = query_env(settings)
+    everyone = await acci_json(env, "tenant", "list", "--limit", "100", "--consistent-with", last)
+    assert {"seen-a", "seen-b"} <= {v["tenant_id"] for v in everyone["items"]}
+
+    admin_of_a = ["--as", "ann@seen-a:admin"]
+    mine = await acci_json(env, "tenant", "list", *admin_of_a, "--consistent-with", last)
+    assert [v["tenant_id"] for v in mine["items"]] == ["seen-a"]
+    generic = await acci(env, "query", "ListTenants", *admin_of_a)
+    assert generic.code == 0, generic.err
+    assert [v["tenant_id"] for v in generic.json()["items"]] == ["seen-a"]
+    own = await acci_json(env, "tenant", "get", "--tenant", "seen-a", *admin_of_a)
+    assert own["tenant_id"] == "seen-a"
+
+    refused = await acci(env, "tenant", "get", "--tenant", "seen-b", *admin_of_a)
+    assert refused.code == 1
+    assert "error (authorization): ann@seen-a may not read the data of tenant 'seen-b'" in (
+        refused.err
+    )
+    assert "Seen-B" not in refused.out + refused.err
+    bad = await acci(env, "tenant", "list", "--as", "ann@seen-a:superhero")
+    assert bad.code == 2 and "--as" in bad.err
+
+
 # -- read-your-writes and typed errors ---------------------------------------------------------
 
 
