@@ -45,11 +45,10 @@ from acci.eventstore.tenant_scope import scoped
 # on a re-run; the others become a ConcurrencyError or a duplicate result on the first).
 RACE_RETRIES: Final = 8
 
-# One text for every tenant and stream, so the statement is prepared once per connection.
-# It scopes its own transaction to the tenant (row-level security, migration 012), as the load
-# does (eventstore/loading.py): `scope` sets acci.tenant_id and the head is read in a LATERAL
-# subquery of its row, so after it; the inserts take their rows from the head, so after it too
-# (the policies' WITH CHECK would refuse them, not let them through, were it otherwise).
+# One text for every tenant and stream, so the statement is prepared once per connection. It
+# scopes its transaction to the tenant as the load does (eventstore/loading.py): the head is
+# read in a LATERAL of `scope`'s row, the inserts take their rows from the head (so WITH CHECK
+# sees the tenant; were it otherwise, it would refuse them, never let them through).
 _INSERT: Final = """
 WITH scope AS MATERIALIZED (
     SELECT set_config('acci.tenant_id', %(tenant_id)s, true) AS tenant_id
@@ -98,8 +97,7 @@ _HEAD: Final = (
     " ORDER BY sequence_number DESC LIMIT 1"
 )
 
-# Whether any tenant's command has this id (migration 012: a function the app role may call,
-# though it cannot see other tenants' commands).
+# Whether any tenant's command has this id (acci_app cannot see other tenants'; migration 012).
 _COMMAND_ID_TAKEN: Final = "SELECT event_store.command_id_taken(%s)"
 
 Rows = list[tuple[Any, ...]]
@@ -313,7 +311,7 @@ class Appender:
             if record is not None:
                 results[i] = await self._stored(append, record, params[i]["command_type"])
                 continue
-            if await self._command_id_taken(append.command_id):
+            if await self._value(_COMMAND_ID_TAKEN, (append.command_id,)):
                 # Stored by another tenant's command, which this role may not see.
                 raise CommandIdReusedError(append.command_id)
             version = await self._version(append)
@@ -346,21 +344,16 @@ class Appender:
                     return AppendResult.of_events(mine, duplicate=True)
         raise CommandIdReusedError(append.command_id)
 
-    async def _command_id_taken(self, command_id: uuid.UUID) -> bool:
-        with translated():
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(_COMMAND_ID_TAKEN, (command_id,))
-                row = await cur.fetchone()
-        return bool(row and row[0])
+    async def _version(self, a: StreamAppend) -> int:
+        head = (a.tenant_id, a.aggregate_id, a.aggregate_type)
+        return int(await self._value(_HEAD, head, tenant_id=a.tenant_id) or 0)
 
-    async def _version(self, append: StreamAppend) -> int:
+    async def _value(self, query: str, params: tuple[Any, ...], *, tenant_id: str = "") -> Any:
+        """The first column of the first row (None: no row); read in ``tenant_id`` if given."""
         with translated():
-            async with scoped(self._pool, append.tenant_id) as conn:
-                cur = await conn.execute(
-                    _HEAD, (append.tenant_id, append.aggregate_id, append.aggregate_type)
-                )
-                row = await cur.fetchone()
-        return int(row[0]) if row else 0
+            async with scoped(self._pool, tenant_id) if tenant_id else self._pool.connection() as c:
+                row = await (await c.execute(query, params)).fetchone()
+        return row[0] if row else None
 
 
 def _result(append: StreamAppend, prepared: PreparedAppend, rows: Rows) -> AppendResult:

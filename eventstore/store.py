@@ -36,6 +36,9 @@ from acci.eventstore.records import (
 )
 from acci.eventstore.tenant_scope import scoped
 
+Params = Sequence[Any] | Mapping[str, Any]
+Connection = AsyncConnection[Any]
+
 _READ_STREAM: Final = (
     sql.SQL(
         "SELECT {columns} FROM event_store.events"
@@ -174,11 +177,8 @@ class EventStore:
     async def command_record(
         self, command_id: uuid.UUID, tenant_id: str | None = None
     ) -> CommandRecord | None:
-        """What the store knows of a command that stored events (None: it stored none).
-
-        With ``tenant_id`` the read is scoped to that tenant: as the app role (row-level
-        security) another tenant's command is not seen; as the tables' owner it still is.
-        """
+        """What the store knows of a command that stored events (None: it stored none); with
+        ``tenant_id``, read in that tenant (as acci_app, another tenant's command is not seen)."""
         if not isinstance(command_id, uuid.UUID):
             raise EventStoreValidationError(f"command id {command_id!r} is not a UUID")
         row = await self._fetchone(_COMMAND_RECORD, (command_id,), tenant_id=tenant_id)
@@ -330,18 +330,12 @@ class EventStore:
         row = await self._fetchone(HEAD[(tenant_id is not None, True)], params, tenant_id=tenant_id)
         return Position(int(row[0]), int(row[1])) if row else Position.start()
 
-    def _connection(
-        self, tenant_id: str | None
-    ) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+    def _connection(self, tenant_id: str | None) -> AbstractAsyncContextManager[Connection]:
         """A pooled connection; with a tenant, scoped to it (row-level security as acci_app)."""
         return self._pool.connection() if tenant_id is None else scoped(self._pool, tenant_id)
 
     async def _fetchone(
-        self,
-        query: str,
-        params: Sequence[Any] | Mapping[str, Any],
-        *,
-        tenant_id: str | None = None,
+        self, query: str, params: Params, *, tenant_id: str | None = None
     ) -> tuple[Any, ...] | None:
         with translated():
             async with self._connection(tenant_id) as conn:

@@ -11,10 +11,14 @@
 -- One row per attempt outcome: a retried activity, or a command re-sent by the same principal,
 -- writes an outcome already recorded again, and the unique key below turns the second write
 -- into nothing (INSERT ... ON CONFLICT DO NOTHING). A denied attempt followed by an accepted one
--- (another principal, same command id) leaves both.
-CREATE SCHEMA audit;
+-- (another principal, same command id) leaves both. A principal is its id, tenant and kind:
+-- ann@acme and ann@globex, or user x and service x, are different senders.
+--
+-- IF NOT EXISTS (and the policy and trigger made again): a database whose event_store schema
+-- was dropped and re-migrated keeps its audit log, as it keeps its read models.
+CREATE SCHEMA IF NOT EXISTS audit;
 
-CREATE TABLE audit.command_attempts (
+CREATE TABLE IF NOT EXISTS audit.command_attempts (
     id bigint GENERATED ALWAYS AS IDENTITY,
     at timestamptz NOT NULL DEFAULT clock_timestamp(),
     tenant_id text NOT NULL,
@@ -38,13 +42,15 @@ CREATE TABLE audit.command_attempts (
     workflow_run_id text,
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT command_attempts_once
-        UNIQUE NULLS NOT DISTINCT (tenant_id, command_id, outcome, principal_id)
+        UNIQUE NULLS NOT DISTINCT
+        (tenant_id, command_id, outcome, principal_id, principal_tenant, principal_kind)
 );
 
-CREATE INDEX command_attempts_by_time ON audit.command_attempts (at);
-CREATE INDEX command_attempts_by_tenant_time ON audit.command_attempts (tenant_id, at);
+CREATE INDEX IF NOT EXISTS command_attempts_by_time ON audit.command_attempts (at);
+CREATE INDEX IF NOT EXISTS command_attempts_by_tenant_time
+    ON audit.command_attempts (tenant_id, at);
 
-CREATE FUNCTION audit.refuse_change() RETURNS trigger
+CREATE OR REPLACE FUNCTION audit.refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION USING
@@ -54,6 +60,7 @@ BEGIN
 END;
 $$;
 
+DROP TRIGGER IF EXISTS append_only ON audit.command_attempts;
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.command_attempts
     FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
 
@@ -65,6 +72,7 @@ GRANT SELECT, INSERT ON audit.command_attempts TO acci_app;
 -- Exactly the policy of migration 012: a row is visible, and may be written, only in its own
 -- tenant's transaction.
 ALTER TABLE audit.command_attempts ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenant_isolation ON audit.command_attempts;
 CREATE POLICY tenant_isolation ON audit.command_attempts
     USING (tenant_id = event_store.current_tenant())
     WITH CHECK (tenant_id = event_store.current_tenant());

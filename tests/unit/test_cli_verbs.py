@@ -346,6 +346,7 @@ def test_the_list_verbs_keep_their_options_and_defaults() -> None:
         "--cursor",
         "--json",
         "--consistent-with",
+        "--as",
     ]
     assert (options["--sort"].default, options["--limit"].default) == ("name", 50)
     assert options["--desc"].is_flag and options["--desc"].default is False
@@ -355,16 +356,19 @@ def test_the_list_verbs_keep_their_options_and_defaults() -> None:
 def test_a_query_verb_asks_its_query_and_prints_the_answer(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    asked: list[tuple[type[Query[Any]], dict[str, Any]]] = []
+    asked: list[tuple[type[Query[Any]], dict[str, Any], str | None]] = []
 
-    def ask(query_type: type[Query[Any]], data: dict[str, Any]) -> tuple[Query[Any], BaseModel]:
-        asked.append((query_type, data))
+    def ask(
+        query_type: type[Query[Any]], data: dict[str, Any], as_principal: str | None
+    ) -> tuple[Query[Any], BaseModel]:
+        asked.append((query_type, data, as_principal))
         return query_type(**data), Page[Any](items=())
 
     monkeypatch.setattr(cli_queries, "ask", ask)
     args = ["user", "list", "-t", "t1", "--role", "admin", "--consistent-with", "3:4"]
-    assert invoke(app, args) == 0
-    [(query_type, data)] = asked
+    assert invoke(app, [*args, "--as", "ann@t1:admin"]) == 0
+    [(query_type, data, as_principal)] = asked
+    assert as_principal == "ann@t1:admin"
     assert query_type is ListTenantUsers
     query = ListTenantUsers(**data)
     assert (query.tenant_id, query.role, query.limit, query.offset) == ("t1", "admin", 50, 0)

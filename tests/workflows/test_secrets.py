@@ -227,8 +227,15 @@ async def scenario(
             *("cache", "stats"),
             env={"ACCI_REDIS_URL": f"redis://:{REDIS_SECRET}@127.0.0.1:{closed}/0"},
         )
+        # Both of the query's URLs: a tenant query reads as acci_app, on the app URL.
         down = make_conninfo(database_url, port=closed, password=PG_SECRET)
-        await _acci(run, "db-down", "tenant", "get", "-t", tenant, env={"ACCI_DATABASE_URL": down})
+        app_down = make_conninfo(database_url, port=closed, user="acci_app", password=APP_SECRET)
+        await _acci(
+            run,
+            "db-down",
+            *("tenant", "get", "-t", tenant),
+            env={"ACCI_DATABASE_URL": down, "ACCI_APP_DATABASE_URL": app_down},
+        )
         run.texts["/metrics"] = await asyncio.to_thread(
             _get, f"http://127.0.0.1:{metrics_port}/metrics"
         )
