@@ -3,8 +3,8 @@
 The rules, in order (the first that answers decides):
 
 1. A command without a principal is refused: nothing runs as an unnamed sender.
-2. System administrators, and service principals with no tenant (scheduled jobs, the system's
-   own processes), may send every command to every tenant.
+2. System administrators (role ``system_admin`` and no tenant: people, and the services that
+   run the system's jobs) may send every command to every tenant.
 3. A principal with no tenant that is neither may send nothing.
 4. Nobody else acts on a tenant other than their own (the tenant the command is sent in, and
    the tenant a tenant command names, must both be the principal's).
@@ -65,13 +65,6 @@ with fewer roles than ``BUILT_IN`` asks."""
 ALLOWED_ROLES_ATTRIBUTE: Final = "allowed_roles"
 
 
-def acts_as_system(principal: Principal) -> bool:
-    """A system administrator, or a service principal of no tenant (a job)."""
-    return principal.is_system_admin or (
-        principal.kind == "service" and principal.tenant_id is None
-    )
-
-
 def check_sender(principal: Principal | None, tenant_id: str, command_type: str) -> Principal:
     """The principal, if it may act in ``tenant_id`` at all (rules 1-4); else
     ``AuthorizationError``. Checked before the command is even parsed."""
@@ -79,13 +72,13 @@ def check_sender(principal: Principal | None, tenant_id: str, command_type: str)
         raise AuthorizationError(
             f"{command_type} names no principal: every command must say who sends it"
         )
-    if acts_as_system(principal):
+    if principal.is_system_admin:
         return principal
     who = principal.describe()
     if principal.tenant_id is None:
         raise AuthorizationError(
             f"{who} may not send {command_type}: a principal without a tenant must be a system"
-            f" administrator (role {SYSTEM_ADMIN}) or a service"
+            f" administrator (role {SYSTEM_ADMIN})"
         )
     if principal.tenant_id != tenant_id:
         raise AuthorizationError(
@@ -100,7 +93,7 @@ def authorize(principal: Principal | None, tenant_id: str, command: Command) -> 
     naming the rule that refused it."""
     command_type = command.command_type
     sender = check_sender(principal, tenant_id, command_type)
-    if acts_as_system(sender):
+    if sender.is_system_admin:
         return sender
     named = getattr(command, "tenant_id", tenant_id)
     if named != tenant_id:  # a tenant command naming another tenant than its envelope
@@ -159,11 +152,11 @@ def check_audit_reader(principal: Principal, tenant_id: str | None) -> None:
     """Whether ``principal`` may read the audit log of ``tenant_id`` (None: of every tenant);
     else ``AuthorizationError``.
 
-    Every tenant's log: system administrators and services. One tenant's: those, and that
+    Every tenant's log: system administrators. One tenant's: those, and that
     tenant's owners and admins (the log names who tried what, with the reasons refusals gave,
     which members and viewers are not shown).
     """
-    if acts_as_system(principal):
+    if principal.is_system_admin:
         return
     who = principal.describe()
     if tenant_id is None:

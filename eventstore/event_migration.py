@@ -185,7 +185,10 @@ async def migrate_batch(
             rows = await _page(conn, run.tenant_id, after, scan, currents)
             # Sealed data is not rewritten in place (it would need its tenant's key, and a
             # shredded tenant's cannot be): every read path upcasts it once opened.
-            rewrites = [_rewrite(registry, r) for r in rows if r.data and not is_sealed(r.data)]
+            # Data of {} is an event to rewrite too: only a current row's data is NULL (_PAGE).
+            rewrites = [
+                _rewrite(registry, r) for r in rows if r.data is not None and not is_sealed(r.data)
+            ]
             steps = await _update(conn, rewrites) if rewrites else Counter()
             await _record(conn, run, steps)
             next_after = rows[-1].cursor if len(rows) == scan else None

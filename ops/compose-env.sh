@@ -19,8 +19,8 @@ export ACCI_REDIS_URL='redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0'
 export ACCI_RABBITMQ_URL='amqp://${RABBITMQ_USER}:${RABBITMQ_PASSWORD}@127.0.0.1:5672/%2F'
 EXPORTS
 # The optional ones only when .env gives them a value (an empty key is no key).
-for name in ACCI_MASTER_KEY ACCI_MASTER_KEY_ID ACCI_PREVIOUS_MASTER_KEYS ACCI_PAYLOAD_CODEC \
-  ACCI_CODEC_AUTH_TOKEN; do
+for name in ACCI_MASTER_KEY ACCI_MASTER_KEY_ID ACCI_PREVIOUS_MASTER_KEYS ACCI_ENCRYPTION \
+  ACCI_SHREDDED_EVENTS ACCI_PAYLOAD_CODEC ACCI_CODEC_AUTH_TOKEN; do
   eval "value=\${$name:-}"
   if [ -n "$value" ]; then
     printf "export %s='%s'\n" "$name" "$value"

@@ -13,6 +13,7 @@ worker's own endpoint (workers/http_endpoint.py).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import threading
@@ -93,9 +94,13 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("codec request refused: no valid token", extra={"path": operation})
             self._error(401, "a valid 'Authorization: Bearer <token>' header is required")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._error(413, f"the body is over {MAX_BODY_BYTES} bytes")
+        try:
+            length = int(self.headers.get("Content-Length") or "")
+        except ValueError:
+            self._error(411, "a Content-Length header is required")
+            return
+        if length < 0 or length > MAX_BODY_BYTES:
+            self._error(413, f"the body must be 0 to {MAX_BODY_BYTES} bytes")
             return
         try:
             payloads = json_format.Parse(self.rfile.read(length), Payloads())
@@ -143,10 +148,23 @@ class _Server(ThreadingHTTPServer):
         self.endpoint = endpoint
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @contextmanager
 def serving_codec(endpoint: CodecEndpoint, host: str, port: int) -> Iterator[int]:
     """Serve the codec endpoint on ``http://host:port`` until the block exits; yields the
-    port (the one chosen when ``port`` is 0). ``OSError`` when it cannot listen."""
+    port (the one chosen when ``port`` is 0). ``OSError`` when it cannot listen; ``CodecError``
+    for a host beyond loopback without a token (anyone who reaches it could decode)."""
+    if endpoint.token is None and not _loopback(host):
+        raise CodecError(
+            f"the codec endpoint listens on {host} only with a token: set ACCI_CODEC_AUTH_TOKEN,"
+            " or listen on 127.0.0.1"
+        )
     server = _Server((host, port), endpoint)
     bound = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, name="acci-codec", daemon=True)

@@ -33,7 +33,7 @@ from acci.readmodels.errors import QueryAuthorizationError
 from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants
 from tests.integration.events import noted, registry
 
-A, B = "rls-a", "rls-b"
+A, B, C = "rls-a", "rls-b", "rls-c"
 
 # Every table of tenant rows an app connection might reach, by the name statements use.
 TENANT_TABLES = (
@@ -193,14 +193,15 @@ async def test_the_stores_as_the_app_role_work_within_their_tenant_only(
         store = EventStore(app_pool, registry=registry)
         assert [e.data for e in await store.read_stream(A, "stream-1")] == [{"text": A}]
         assert [e.data for e in await store.read_stream(B, "stream-1")] == [{"text": B}]
-        stored = await store.append(A, "stream-2", "Note", [noted("new")], command_id=uuid.uuid4())
-        assert stored.events[0].tenant_id == A
+        # A tenant of its own: the other tests count A's and B's rows.
+        stored = await store.append(C, "stream-2", "Note", [noted("new")], command_id=uuid.uuid4())
+        assert stored.events[0].tenant_id == C
         # Cross-tenant reads see nothing as this role: they are the owner's work.
         assert await store.read_all() == []
         # B's command id reused by A: refused, though A's role cannot see B's command.
         with pytest.raises(CommandIdReusedError):
-            await store.append(A, "stream-3", "Note", [noted("x")], command_id=written[B])
-        assert await store.read_stream(A, "stream-3") == []
+            await store.append(C, "stream-3", "Note", [noted("x")], command_id=written[B])
+        assert await store.read_stream(C, "stream-3") == []
 
 
 async def test_sealed_payloads_as_the_app_role(database_url: str, written: dict[str, Any]) -> None:
@@ -254,6 +255,7 @@ def test_a_tenant_restore_s_role_rewrites_its_tenant_only(
         with owner.transaction(force_rollback=True):
             theirs = count(owner, "event_store.events", f"tenant_id = '{B}'")
             mine = count(owner, "event_store.events", f"tenant_id = '{A}'")
+            assert mine == 1
             owner.execute("SET LOCAL ROLE acci_restore")
             set_tenant(owner, A)
             assert owner.execute("DELETE FROM event_store.events").rowcount == mine

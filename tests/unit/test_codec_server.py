@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from google.protobuf import json_format
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payloads
 
+from acci.workers.codec import CodecError
 from acci.workers.codec_server import codec_endpoint, serving_codec
 from acci.workers.converter import data_converter
 from acci.workers.settings import Settings
@@ -125,3 +127,26 @@ def test_an_empty_token_setting_asks_for_no_token_rather_than_an_empty_one(
     empty = settings.model_copy(update={"codec_auth_token": SecretStr("")})
     assert codec_endpoint(empty).authorized(None)
     assert not codec_endpoint(settings).authorized("Bearer ")
+
+
+def test_a_body_length_it_cannot_trust_is_refused_before_anything_is_read(url: str) -> None:
+    # A raw request: urllib would send a correct Content-Length of its own.
+    address = url.removeprefix("http://")
+    host, port = address.split(":")
+    for length, expected in (("-1", 413), ("lots", 411), (str(10**9), 413)):
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                f"POST /decode HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                f"Content-Length: {length}\r\n\r\n".encode()
+            )
+            status_line = conn.makefile("rb").readline().decode()
+        assert status_line.split()[1] == str(expected), (length, status_line)
+
+
+def test_beyond_loopback_it_listens_only_with_a_token(settings: Settings) -> None:
+    open_to_all = settings.model_copy(update={"codec_auth_token": None})
+    with pytest.raises(CodecError, match="only with a token: set ACCI_CODEC_AUTH_TOKEN"):
+        with serving_codec(codec_endpoint(open_to_all), "0.0.0.0", 0):
+            pass
+    with serving_codec(codec_endpoint(settings), "0.0.0.0", 0) as port:
+        assert port > 0
