@@ -5,8 +5,12 @@ when the transaction's ``acci.tenant_id`` names its tenant. ``scoped`` sets it w
 ``set_config(..., true)``, so it ends with the transaction and a pooled connection carries
 nothing over to its next user. On an autocommit connection the setting and the statements
 after it run in one pipeline: one implicit transaction, sent in the same round trip as the
-first statement. As the tables' owner (cross-tenant work), the policies do not apply and the
-setting costs only its bind.
+first statement. That transaction ends at the pipeline's next sync, which psycopg sends
+before a ``conn.transaction()`` or a nested ``conn.pipeline()``: ``scoped`` is for plain
+statements. Code that opens transactions of its own (query handlers) runs in ``in_tenant``, a
+real transaction, in which theirs become savepoints that keep the setting. The append and load
+statements set the tenant themselves (eventstore/append.py, loading.py). As the tables' owner
+(cross-tenant work), the policies do not apply and the setting costs only its bind.
 """
 
 from __future__ import annotations
@@ -31,8 +35,18 @@ async def set_tenant(conn: AsyncConnection[Any], tenant_id: str) -> None:
 @asynccontextmanager
 async def scoped(pool: AsyncConnectionPool, tenant_id: str) -> AsyncIterator[AsyncConnection[Any]]:
     """A pooled connection whose statements, until the block ends, run in one transaction
-    scoped to ``tenant_id`` (a pipeline: an error in one skips the rest and rolls all back)."""
+    scoped to ``tenant_id`` (a pipeline: an error in one skips the rest and rolls all back).
+    Plain statements only: no ``conn.transaction()`` or ``conn.pipeline()`` inside."""
     async with pool.connection() as conn:
         async with conn.pipeline():
             await set_tenant(conn, tenant_id)
             yield conn
+
+
+@asynccontextmanager
+async def in_tenant(conn: AsyncConnection[Any], tenant_id: str) -> AsyncIterator[None]:
+    """A transaction on ``conn`` scoped to ``tenant_id``, whatever the block runs in it (its
+    own transactions are savepoints of this one, and keep the setting)."""
+    async with conn.transaction():
+        await set_tenant(conn, tenant_id)
+        yield

@@ -3,9 +3,10 @@
 The query bus answers a tenant-scoped query inside ``answering_for(tenant)``. A
 ``TenantScopedPool`` (the pool queries read through as ``acci_app``) hands out connections
 whose statements, inside that block, run in one transaction scoped to the tenant (the event
-store's ``set_tenant``): row-level security then shows the handler that tenant's rows and no
-other's, whatever SQL it runs, an installed application's own handlers included. Outside any
-such block a connection is not scoped, and as acci_app it sees no tenant's rows at all.
+store's ``in_tenant``; the handler's own transactions are savepoints of it): row-level security
+then shows the handler that tenant's rows and no other's, an installed application's own
+handlers included. Outside any such block a connection is not scoped, and as acci_app it sees
+no tenant's rows at all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from acci.eventstore.tenant_scope import set_tenant
+from acci.eventstore.tenant_scope import in_tenant
 
 _TENANT: ContextVar[str | None] = ContextVar("acci_query_tenant", default=None)
 
@@ -46,6 +47,5 @@ class TenantScopedPool(AsyncConnectionPool):
             if tenant is None:
                 yield conn
                 return
-            async with conn.pipeline():
-                await set_tenant(conn, tenant)
+            async with in_tenant(conn, tenant):
                 yield conn

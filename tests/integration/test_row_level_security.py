@@ -30,6 +30,7 @@ from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.bus import pooled_query_bus
 from acci.readmodels.errors import QueryAuthorizationError
+from acci.readmodels.query_scope import TenantScopedPool, answering_for
 from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants
 from tests.integration.events import noted, registry
 
@@ -222,6 +223,21 @@ async def test_sealed_payloads_as_the_app_role(database_url: str, written: dict[
             "SELECT count(*) FROM event_store.tenant_keys WHERE tenant_id = 'rls-sealed'"
         ).fetchone()
         assert keys == (1,)
+
+
+async def test_a_query_handler_s_own_transaction_stays_in_the_tenant(
+    database_url: str, written: dict[str, Any]
+) -> None:
+    async with create_pool(
+        as_app(database_url), min_size=1, max_size=1, pool_class=TenantScopedPool
+    ) as pool:
+        with answering_for(A):
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute("SELECT tenant_id FROM event_store.events")
+                assert {row[0] for row in await cur.fetchall()} == {A}
+        async with pool.connection() as conn:  # outside any query: no tenant, nothing seen
+            cur = await conn.execute("SELECT count(*) FROM event_store.events")
+            assert await cur.fetchone() == (0,)
 
 
 async def test_queries_carry_the_principal(database_url: str, written: dict[str, Any]) -> None:
