@@ -47,6 +47,10 @@ _TOMBSTONE: Final = (
     "INSERT INTO event_store.tenant_keys (tenant_id, key_version, wrapped_key, master_key_id,"
     " shredded_at) VALUES (%s, 1, NULL, %s, now()) ON CONFLICT DO NOTHING"
 )
+# Sent by the shred's transaction, so delivered when it commits: every worker listening
+# (workers/worker.py) forgets the tenant's cached key at once instead of within the TTL.
+SHRED_CHANNEL: Final = "acci_key_shredded"
+_ANNOUNCE: Final = f"SELECT pg_notify('{SHRED_CHANNEL}', %s)"
 _EVENTS: Final = (
     "SELECT count(*), count(*) FILTER (WHERE NOT data ? '$enc') FROM event_store.events"
     " WHERE tenant_id = %s"
@@ -244,6 +248,7 @@ class KeyRing:
                 cur = await conn.execute(_SHRED, (tenant_id,))
                 destroyed = tuple(sorted(row[0] for row in await cur.fetchall()))
                 await conn.execute(_TOMBSTONE, (tenant_id, self._wrapper.current_key_id))
+                await conn.execute(_ANNOUNCE, (tenant_id,))
                 cur = await conn.execute(_EVENTS, (tenant_id,))
                 events, clear = await cur.fetchone() or (0, 0)
         self.forget(tenant_id)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from acci.readmodels.db import translated
@@ -107,15 +109,27 @@ class AppendNotifier:
 
 
 class AppendListener:
-    """Sets ``Appended`` on every ``NOTIFY`` from another process, over its own connection.
+    """Sets ``Appended`` on every ``NOTIFY`` from another process, over its own connection, and
+    hands the payloads of ``also``'s channels to their callbacks.
 
-    Reconnects after a lost connection (and sets ``Appended`` then, for what it may have missed).
+    Reconnects after a lost connection (and sets ``Appended`` then, and calls every callback
+    with None, for what it may have missed).
     """
 
-    def __init__(self, conninfo: str, appended: Appended, *, retry_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        appended: Appended,
+        *,
+        retry_seconds: float = 1.0,
+        also: Mapping[str, Callable[[str | None], None]] | None = None,
+    ) -> None:
         self._conninfo = conninfo
         self._appended = appended
         self._retry = retry_seconds
+        # Other channels on the same connection, each with what to do with a notification's
+        # payload (None after a reconnect: whatever was sent meanwhile was missed).
+        self._also = dict(also or {})
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
@@ -136,10 +150,17 @@ class AppendListener:
                         self._conninfo, autocommit=True
                     ) as conn:
                         await conn.execute(_LISTEN)
+                        for channel in self._also:
+                            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                         self.listening.set()
                         self._appended.set()
-                        async for _ in conn.notifies():
-                            self._appended.set()
+                        for missed in self._also.values():
+                            missed(None)
+                        async for notify in conn.notifies():
+                            if notify.channel in self._also:
+                                self._also[notify.channel](notify.payload)
+                            else:
+                                self._appended.set()
             except ReadModelError as e:
                 self.listening.clear()
                 log.warning("not listening for appends", extra={"error": str(e)})

@@ -114,7 +114,7 @@ def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOpti
             typer.echo(
                 f"tenant {tenant}: data key version(s) {versions} destroyed; its"
                 f" {result.events - result.clear_events} encrypted event(s) are now unreadable"
-                f" (running workers stop reading them within {ttl:g} s, their key cache)"
+                f" (running workers are told now; other processes stop within {ttl:g} s)"
             )
         else:
             typer.echo(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Final
@@ -28,6 +28,7 @@ from acci.activities.verify_activities import VerifyActivities, verify_activitie
 from acci.eventstore.audit import AuditLog
 from acci.eventstore.db import conninfo
 from acci.eventstore.errors import MessagingError
+from acci.eventstore.keyring import SHRED_CHANNEL
 from acci.eventstore.messaging.publisher import EventPublisher
 from acci.eventstore.repository import AggregateRepository
 from acci.readmodels.batch import OnCommitted
@@ -41,7 +42,7 @@ from acci.workers.interceptors import BindLogContext, ObserveActivities, WakePro
 from acci.workers.metrics import worker_metrics
 from acci.workers.metrics_commands import CommandMetrics
 from acci.workers.metrics_projections import ProjectionActivity
-from acci.workers.runtime import open_event_store, query_cache
+from acci.workers.runtime import EventStoreRuntime, open_event_store, query_cache
 from acci.workers.settings import Settings
 from acci.workers.tracing import untraced, untraced_polls, worker_interceptors
 from acci.workflows.backup import BackupWorkflow, RestoreWorkflow, VerifyWorkflow
@@ -224,7 +225,9 @@ async def running_worker(
                 ),
             ):
                 async with (
-                    AppendListener(listen_conninfo, appended),
+                    AppendListener(
+                        listen_conninfo, appended, also={SHRED_CHANNEL: forget_keys(rt)}
+                    ),
                     _flushing(cache),
                     worker,
                 ):
@@ -250,6 +253,20 @@ async def running_worker(
             await notifier.aclose()
             await asyncio.to_thread(publisher.close)
             log.info("worker stopped", extra={"task_queue": settings.task_queue})
+
+
+def forget_keys(rt: EventStoreRuntime) -> Callable[[str | None], None]:
+    """What a shred's notification does here: both key rings forget the tenant's cached key
+    (every tenant's, after a reconnect that may have missed one), so its payloads are neither
+    sealed nor opened from here again."""
+    rings = [s.encryption.keyring for s in (rt.store, rt.app.store)]
+
+    def forget(tenant: str | None) -> None:
+        for ring in rings:
+            if ring is not None:
+                ring.forget(tenant or None)
+
+    return forget
 
 
 @asynccontextmanager
