@@ -29,6 +29,9 @@ _FAMILIES: Final[tuple[type[CommandError], ...]] = (
 # The event store's errors have a tree of their own; a client knows them by the command family
 # of the same meaning (a malformed append is a malformed command, an outage an outage).
 _STORE_FAMILIES: Final[tuple[tuple[type[store.EventStoreError], type[CommandError]], ...]] = (
+    # A data key this process cannot unwrap (a master key missing from its settings, during a
+    # rotation say) is the operator's to fix, and the command's retry then succeeds.
+    (store.DataKeyUnavailableError, PersistenceError),
     (store.EventStoreValidationError, CommandValidationError),
     (store.ConcurrencyError, ConcurrencyError),
     (store.PersistenceError, PersistenceError),

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from acci.activities.errors import application_error
 from acci.eventstore.cipher import (
     envelope_of_text,
     event_context,
@@ -19,7 +20,12 @@ from acci.eventstore.cipher import (
     snapshot_context,
     unseal,
 )
-from acci.eventstore.errors import CiphertextError, DataKeyUnavailableError, EncryptionError
+from acci.eventstore.errors import (
+    CiphertextError,
+    DataKeyUnavailableError,
+    EncryptionError,
+    TenantKeyShreddedError,
+)
 from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes, new_data_key, new_master_key
 
 AES = AESGCM(new_data_key())
@@ -112,3 +118,12 @@ def test_a_new_master_key_unwraps_keys_of_a_previous_one_it_was_given() -> None:
     rotated = LocalKeyWrapper("k2", master_key_bytes(new_master_key()), previous={"k1": k1})
     assert rotated.current_key_id == "k2" and rotated.key_ids == {"k1", "k2"}
     assert rotated.unwrap("acme", 1, "k1", wrapped) == b"d" * 32
+
+
+def test_a_key_this_process_cannot_unwrap_is_retried_a_shredded_one_is_not() -> None:
+    # A master key missing from the settings is the operator's to fix (then a retry succeeds);
+    # a destroyed key is final.
+    missing = application_error(DataKeyUnavailableError("wrapped by master key k0"))
+    assert (missing.type, missing.non_retryable) == ("PersistenceError", False)
+    shredded = application_error(TenantKeyShreddedError("acme"))
+    assert (shredded.type, shredded.non_retryable) == ("CommandValidationError", True)
