@@ -10,6 +10,7 @@ All of them are the owner's (cross-tenant) work: they connect with ``ACCI_DATABA
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from acci.workers.cli_send import AsOption, cli_principal
 from acci.workers.cli_support import USAGE_EXIT, JsonOption, TenantOption, run, setup
 from acci.workers.settings import get_settings
 
@@ -27,6 +29,8 @@ keys_app = typer.Typer(
     help="Tenants' data keys (payload encryption): status, master-key rotation.",
     no_args_is_help=True,
 )
+
+log = logging.getLogger(__name__)
 
 YesOption = Annotated[
     bool, typer.Option("--yes", help="Confirm: the tenant's data is destroyed for good.")
@@ -76,9 +80,30 @@ async def _forget_read_models(ring: KeyRing, tenant: str) -> dict[str, int]:
     return refreshed
 
 
-def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOption = False) -> None:
+def _system_administrator(as_principal: str | None, what: str) -> str:
+    """``--as`` (else ``ACCI_PRINCIPAL``) described, if a system administrator; otherwise one
+    ``error (authorization)`` line and exit status 2, before anything is touched."""
+    principal = cli_principal(as_principal)
+    if not principal.is_system_admin:
+        typer.echo(
+            f"error (authorization): {principal.describe()} may not {what}: only a system"
+            " administrator may",
+            err=True,
+        )
+        raise typer.Exit(USAGE_EXIT)
+    return principal.describe()
+
+
+def shred_tenant(
+    tenant: TenantOption,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    as_principal: AsOption = None,
+) -> None:
     """Destroy the tenant's data key: its events and snapshots become unreadable for good,
-    while the log (positions, counts, other tenants) stays as it is."""
+    while the log (positions, counts, other tenants) stays as it is. A system administrator's
+    act (--as, else ACCI_PRINCIPAL)."""
+    who = _system_administrator(as_principal, f"shred tenant {tenant!r}")
     if not yes:
         typer.echo(
             f"error (usage): shredding destroys tenant {tenant}'s data key for good: its"
@@ -94,6 +119,7 @@ def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOpti
     async def main() -> None:
         async with _keyring() as ring:
             result = await ring.shred(tenant)
+            log.warning("tenant shredded", extra={"tenant_id": tenant, "principal": who})
             try:
                 purged = await _forget_read_models(ring, tenant)
             except (QueryError, EventStoreError) as e:
@@ -140,14 +166,18 @@ def shred_tenant(tenant: TenantOption, yes: YesOption = False, as_json: JsonOpti
 def rotate(
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Keys per transaction.")] = 500,
     as_json: JsonOption = False,
+    as_principal: AsOption = None,
 ) -> None:
     """Re-wrap every data key under the current master key (events are not touched); resumable:
-    run it again after an interruption. Afterwards the previous master keys are not needed."""
+    run it again after an interruption. Afterwards the previous master keys are not needed. A
+    system administrator's act (--as, else ACCI_PRINCIPAL)."""
+    who = _system_administrator(as_principal, "re-wrap the data keys")
     setup()
 
     async def main() -> None:
         async with _keyring() as ring:
             done = await ring.rotate(batch=batch)
+            log.info("data keys re-wrapped", extra={"count": done, "principal": who})
             status = await ring.status()
         if as_json:
             typer.echo(json.dumps({"rewrapped": done, "to_rewrap": status.to_rewrap}))

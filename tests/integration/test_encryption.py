@@ -197,11 +197,17 @@ async def test_shred_makes_a_tenant_unreadable_and_leaves_the_log_and_other_tena
     assert (await asyncio.to_thread(_acci, env, "db", "migrate")).returncode == 0
     refused = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone)
     assert refused.returncode == 2 and "--yes" in refused.stderr
+    owner = await asyncio.to_thread(
+        _acci, env, "tenant", "shred", "--tenant", gone, "--yes", "--as", f"ann@{gone}:owner"
+    )
+    assert owner.returncode == 2
+    assert "may not shred" in owner.stderr and "only a system administrator" in owner.stderr
     done = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone, "--yes")
     assert done.returncode == 0, done.stderr
     assert f"tenant {gone}: data key version(s) 1 destroyed" in done.stdout
 
-    # This process's cache still held the key: the shred reaches it within the TTL (here: now).
+    # This process's key ring (no listener) still held the key: forgotten here as its TTL would
+    # (a running worker is told at once: tests/workflows/test_shred_running_worker.py).
     ring.forget()
     with pytest.raises(TenantKeyShreddedError, match=gone):
         await store.read_stream(gone, "a1")
