@@ -6,8 +6,6 @@ import asyncio
 import gzip
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from acci.readmodels.errors import ProjectionError
 from acci.readmodels.runner import ProjectionRunner
 from acci.workers.urls import app_database_url
 from tests.integration import events
+from tests.integration.cli_process import acci
 from tests.integration.projection_support import FlakySkip, create_seen_table, seen
 
 K1 = new_master_key()
@@ -69,17 +68,6 @@ async def stored(pool: AsyncConnectionPool, tenant_id: str) -> list[tuple[object
             (tenant_id,),
         )
         return await cur.fetchall()
-
-
-def _acci(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "acci.workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _unzipped(folder: Path) -> bytes:
@@ -194,15 +182,15 @@ async def test_shred_makes_a_tenant_unreadable_and_leaves_the_log_and_other_tena
     }
     # As a deployment's: the installed applications' read models too (a shred makes its rows
     # again, from nothing).
-    assert (await asyncio.to_thread(_acci, env, "db", "migrate")).returncode == 0
-    refused = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone)
+    assert (await asyncio.to_thread(acci, env, "db", "migrate")).returncode == 0
+    refused = await asyncio.to_thread(acci, env, "tenant", "shred", "--tenant", gone)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     owner = await asyncio.to_thread(
-        _acci, env, "tenant", "shred", "--tenant", gone, "--yes", "--as", f"ann@{gone}:owner"
+        acci, env, "tenant", "shred", "--tenant", gone, "--yes", "--as", f"ann@{gone}:owner"
     )
     assert owner.returncode == 2
     assert "may not shred" in owner.stderr and "only a system administrator" in owner.stderr
-    done = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone, "--yes")
+    done = await asyncio.to_thread(acci, env, "tenant", "shred", "--tenant", gone, "--yes")
     assert done.returncode == 0, done.stderr
     assert f"tenant {gone}: data key version(s) 1 destroyed" in done.stdout
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -27,20 +25,10 @@ from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.installed import default_projections
 from acci.readmodels.runner import ProjectionRunner
+from tests.integration.cli_process import acci
 from tests.integration.projection_support import read_model_rows
 
 KEY = new_master_key()
-
-
-def _acci(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "acci.workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def test_shredding_a_tenant_forgets_its_read_models_and_leaves_the_others(
@@ -86,8 +74,8 @@ async def test_shredding_a_tenant_forgets_its_read_models_and_leaves_the_others(
         "ACCI_MASTER_KEY": KEY,
         "ACCI_MASTER_KEY_ID": "k1",
     }
-    assert (await asyncio.to_thread(_acci, env, "db", "migrate")).returncode == 0
-    done = await asyncio.to_thread(_acci, env, "tenant", "shred", "--tenant", gone, "--yes")
+    assert (await asyncio.to_thread(acci, env, "db", "migrate")).returncode == 0
+    done = await asyncio.to_thread(acci, env, "tenant", "shred", "--tenant", gone, "--yes")
     assert done.returncode == 0, done.stderr
 
     assert await read_model_rows(pool, [gone]) == {
@@ -130,13 +118,13 @@ async def test_acci_keys_rotate_rewraps_every_live_key_under_the_new_master_key(
         "ACCI_MASTER_KEY_ID": "k2",
         "ACCI_PREVIOUS_MASTER_KEYS": f"k1={KEY}",
     }
-    rotated = await asyncio.to_thread(_acci, env, "keys", "rotate", "--batch", "1", "--json")
+    rotated = await asyncio.to_thread(acci, env, "keys", "rotate", "--batch", "1", "--json")
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout)["to_rewrap"] == 0
     assert json.loads(rotated.stdout)["rewrapped"] >= 1
 
     del env["ACCI_PREVIOUS_MASTER_KEYS"]  # no longer needed
-    status = await asyncio.to_thread(_acci, env, "keys", "status", "--json")
+    status = await asyncio.to_thread(acci, env, "keys", "status", "--json")
     assert status.returncode == 0, status.stderr
     found = json.loads(status.stdout)
     assert set(found["live"]) == {"k2"} and found["shredded"] == 1 and found["to_rewrap"] == 0
