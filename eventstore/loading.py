@@ -12,10 +12,9 @@ from typing import Any, Final
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
-from acci.eventstore.cipher import is_sealed_text
 from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import translated
-from acci.eventstore.snapshots import snapshot_id_for
+from acci.eventstore.snapshots import opened_state
 
 # One statement, one round trip: the snapshot row (event_type NULL) first, then only the columns
 # a fold needs of each later event. schema_version 0 matches no snapshot (a load without one).
@@ -125,12 +124,15 @@ async def read_tail(
         await _open_events(encryption, rows, sealed, tenant_id, aggregate_id)
     if first:
         version, _, _, state, _ = rows[0]
-        if is_sealed_text(state):
-            snapshot_id = snapshot_id_for(
-                tenant_id, aggregate_type, aggregate_id, schema_version or 0, int(version)
-            )
-            where = f"snapshot {snapshot_id} of {tenant_id}/{aggregate_type}/{aggregate_id}"
-            state = await encryption.open_snapshot(tenant_id, snapshot_id, state, where)
+        state = await opened_state(
+            encryption,
+            tenant_id,
+            aggregate_type,
+            aggregate_id,
+            schema_version or 0,
+            int(version),
+            state,
+        )
         return StreamTail(int(version), json.loads(state), rows, 1)
     return StreamTail(0, None, rows, 0)
 

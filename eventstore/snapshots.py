@@ -11,7 +11,7 @@ from typing import Any, Final
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
-from acci.eventstore.cipher import is_sealed
+from acci.eventstore.cipher import is_sealed, is_sealed_text
 from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import translated
 from acci.eventstore.tenant_scope import scoped
@@ -43,6 +43,24 @@ def snapshot_id_for(
         _SNAPSHOT_NAMESPACE,
         f"{tenant_id}/{aggregate_type}/{aggregate_id}/{schema_version}/{version}",
     )
+
+
+async def opened_state(
+    encryption: PayloadEncryption,
+    tenant_id: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    schema_version: int,
+    version: int,
+    state: Any,
+) -> Any:
+    """A stored snapshot's state (decoded, or jsonb text), opened if it was sealed; as it came
+    otherwise. ``TenantKeyShreddedError`` for a shredded tenant's."""
+    if not (is_sealed_text(state) if isinstance(state, str) else is_sealed(state)):
+        return state
+    snapshot_id = snapshot_id_for(tenant_id, aggregate_type, aggregate_id, schema_version, version)
+    where = f"snapshot {snapshot_id} of {tenant_id}/{aggregate_type}/{aggregate_id}"
+    return await encryption.open_snapshot(tenant_id, snapshot_id, state, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +165,15 @@ class SnapshotStore:
         if row is None:
             return None
         aggregate_type, version, schema, state, metadata, created_at = row
-        if is_sealed(state):
-            snapshot_id = snapshot_id_for(
-                tenant_id, aggregate_type, aggregate_id, int(schema), int(version)
-            )
-            where = f"snapshot {snapshot_id} of {tenant_id}/{aggregate_type}/{aggregate_id}"
-            state = await self._encryption.open_snapshot(tenant_id, snapshot_id, state, where)
+        state = await opened_state(
+            self._encryption,
+            tenant_id,
+            aggregate_type,
+            aggregate_id,
+            int(schema),
+            int(version),
+            state,
+        )
         return Snapshot(
             tenant_id,
             aggregate_id,

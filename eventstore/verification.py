@@ -18,7 +18,7 @@ from acci.domain.registry import EventRegistry
 from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import TenantKeyShreddedError, translated
 from acci.eventstore.repository import AggregateRepository
-from acci.eventstore.snapshots import snapshot_id_for
+from acci.eventstore.snapshots import opened_state
 
 MAX_PROBLEMS: Final = 10
 _PAGE: Final = 2_000
@@ -145,10 +145,9 @@ async def snapshots_fold(
         cls = AGGREGATES.get(kind)
         if cls is None or cls.state_schema_version != schema:
             continue  # an aggregate or state schema no longer installed: never read
-        snapshot_id = snapshot_id_for(tenant_id, kind, aggregate_id, schema, version)
         try:
-            state = await encryption.open_snapshot(
-                tenant_id, snapshot_id, state, f"snapshot {snapshot_id}"
+            state = await opened_state(
+                encryption, tenant_id, kind, aggregate_id, schema, version, state
             )
         except TenantKeyShreddedError:
             continue  # shredded on purpose: nothing to compare
