@@ -50,7 +50,7 @@ _TOMBSTONE: Final = (
 # Sent by the shred's transaction, so delivered when it commits: every worker listening
 # (workers/worker.py) forgets the tenant's cached key at once instead of within the TTL.
 SHRED_CHANNEL: Final = "acci_key_shredded"
-_ANNOUNCE: Final = f"SELECT pg_notify('{SHRED_CHANNEL}', %s)"
+_ANNOUNCE: Final = "SELECT pg_notify(%s, %s)"
 _EVENTS: Final = (
     "SELECT count(*), count(*) FILTER (WHERE NOT data ? '$enc') FROM event_store.events"
     " WHERE tenant_id = %s"
@@ -248,7 +248,7 @@ class KeyRing:
                 cur = await conn.execute(_SHRED, (tenant_id,))
                 destroyed = tuple(sorted(row[0] for row in await cur.fetchall()))
                 await conn.execute(_TOMBSTONE, (tenant_id, self._wrapper.current_key_id))
-                await conn.execute(_ANNOUNCE, (tenant_id,))
+                await conn.execute(_ANNOUNCE, (SHRED_CHANNEL, tenant_id))
                 cur = await conn.execute(_EVENTS, (tenant_id,))
                 events, clear = await cur.fetchone() or (0, 0)
         self.forget(tenant_id)
