@@ -121,31 +121,6 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
-class RabbitMQApp:
-    """Stops and starts the RabbitMQ application (the node stays up), off the event loop."""
-
-    def __init__(self) -> None:
-        self.stopped = False
-
-    async def stop(self) -> None:
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
-        self.stopped = True
-
-    async def start(self) -> None:
-        await asyncio.to_thread(rabbitmqctl, "start_app")
-        await asyncio.to_thread(rabbitmqctl, "await_startup")
-        self.stopped = False
-
-
-@pytest_asyncio.fixture
-async def rabbitmq_app() -> AsyncIterator[RabbitMQApp]:
-    """RabbitMQ's app, started again at the end of the test whatever happened."""
-    app = RabbitMQApp()
-    yield app
-    if app.stopped:
-        await app.start()
-
-
 @dataclass
 class Captured:
     """Messages a test queue received: (routing key, properties, body), in arrival order."""
@@ -181,8 +156,10 @@ RUN = uuid.uuid4().hex[:6]
 
 
 @pytest.fixture
-def captured() -> Iterator[Captured]:
-    """A durable queue bound to every routing key, drained by a thread (it reconnects)."""
+def captured(settings: Settings) -> Iterator[Captured]:
+    """A durable queue on the module's broker, bound to every routing key, drained by a thread
+    (it reconnects)."""
+    url = pika.URLParameters(settings.rabbitmq_url.get_secret_value())
     queue = f"acci.test.{uuid.uuid4().hex[:8]}"
     capture = Captured(queue)
     stop = threading.Event()
@@ -192,13 +169,13 @@ def captured() -> Iterator[Captured]:
         channel.queue_declare(queue, durable=True)
         channel.queue_bind(queue, EXCHANGE, routing_key="#")
 
-    with pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)) as conn:
+    with pika.BlockingConnection(url) as conn:
         declare(conn.channel())
 
     def drain() -> None:
         while not stop.is_set():
             try:
-                with pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)) as conn:
+                with pika.BlockingConnection(url) as conn:
                     channel = conn.channel()
                     declare(channel)
                     while not stop.is_set():
@@ -209,7 +186,7 @@ def captured() -> Iterator[Captured]:
                         with capture.lock:
                             capture.messages.append((method.routing_key, props, body))
             except pika.exceptions.AMQPError:
-                stop.wait(0.5)  # RabbitMQ is down (a test stopped it): try again shortly
+                stop.wait(0.5)  # the broker is down (a test stopped it): try again shortly
 
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
@@ -217,7 +194,7 @@ def captured() -> Iterator[Captured]:
     stop.set()
     thread.join(10)
     try:
-        with pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL)) as conn:
+        with pika.BlockingConnection(url) as conn:
             conn.channel().queue_delete(queue)
     except pika.exceptions.AMQPError:
         pass

@@ -1,4 +1,8 @@
-"""Crashes and outages: a killed worker and a stopped RabbitMQ lose and double nothing."""
+"""Crashes and outages: a killed worker and a stopped RabbitMQ lose and double nothing.
+
+The module's worker publishes to a private RabbitMQ node, whose application the outage tests
+stop and start; the machine's shared broker is left alone.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecution
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -20,10 +26,34 @@ from acci.eventstore.store import EventStore
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import command_result, start_command
 from acci.workflows.command import CommandWorkflow
-from tests.workflows.conftest import Captured, RabbitMQApp, eventually, unique, worker_env
+from tests.workflows.conftest import Captured, eventually, unique, worker_env
 from tests.workflows.helpers import command, send
+from tests.workflows.rabbitmq_node import PrivateRabbitMQ, RabbitMQApp
 
 ACCI = str(Path(sys.executable).with_name("acci"))
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
+    node = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings, rabbitmq_node: PrivateRabbitMQ) -> Settings:
+    """The module's settings, publishing to the private node."""
+    return settings.model_copy(update={"rabbitmq_url": SecretStr(rabbitmq_node.url)})
+
+
+@pytest_asyncio.fixture
+async def rabbitmq_app(rabbitmq_node: PrivateRabbitMQ) -> AsyncIterator[RabbitMQApp]:
+    """The private node's application, started again at the end of the test whatever happened."""
+    app = RabbitMQApp(rabbitmq_node)
+    yield app
+    if app.stopped:
+        await app.start()
 
 
 class WorkerProcess:
