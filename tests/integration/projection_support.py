@@ -23,11 +23,18 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels.changes import Change, Upsert
 from acci.readmodels.projections import Projection
+from acci.readmodels.tenancy import TENANCY
 from acci.readmodels.tenancy.tenant_activity import TenantActivity
 from acci.readmodels.tenancy.tenants import TenantReadModel
 from acci.readmodels.tenancy.users import UserReadModel
 
 Rows = dict[str, list[dict[str, Any]]]
+
+
+def tenancy_projections() -> list[Projection]:
+    """The built-in read models' projections: not every installed one, as a workflow test run
+    earlier in the same process may have installed an application of its own."""
+    return [m.projection() for m in TENANCY.read_models]
 
 
 async def tenant_events(store: EventStore, tenant: str) -> list[RecordedEvent]:

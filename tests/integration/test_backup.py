@@ -46,11 +46,11 @@ from acci.eventstore.errors import CommandRemovedByRestoreError
 from acci.eventstore.records import NewEvent, Position
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
-from acci.readmodels.installed import default_projections
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.schema import prepare_database
 from acci.readmodels.tenant_refresh import refresh_tenant
 from tests.conftest import database_url_for, drop_database
+from tests.integration.projection_support import tenancy_projections
 from tests.integration.test_projections import new_tenant, send, visible
 
 EVENTS = (
@@ -105,7 +105,7 @@ async def busy_tenant(handler: CommandHandler, store: EventStore, users: int = 3
 
 async def catch_up(store: EventStore) -> None:
     await visible(store)
-    for projection in default_projections():
+    for projection in tenancy_projections():
         report = await ProjectionRunner(projection, store).catch_up()
         assert report.caught_up, report
 
@@ -128,7 +128,7 @@ async def restore_tenant(
             tenant=tenant,
             restore_id=f"test-{uuid.uuid4().hex[:6]}",
         )
-        await refresh_tenant(conn, store, tenant, default_projections())
+        await refresh_tenant(conn, store, tenant, tenancy_projections())
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -31,9 +31,8 @@ from acci.eventstore.event_migration import (
 )
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
-from acci.readmodels.installed import default_projections
 from acci.readmodels.runner import ProjectionRunner
-from tests.integration.projection_support import read_model_rows
+from tests.integration.projection_support import read_model_rows, tenancy_projections
 from tests.integration.test_projections import catch_up
 
 
@@ -211,7 +210,7 @@ async def test_read_models_rebuilt_after_the_migration_equal_those_before(
     pool: AsyncConnectionPool, store: EventStore, handler: CommandHandler
 ) -> None:
     tenants = [await tenant_with_old_and_new_users(handler, pool) for _ in range(3)]
-    runners = [ProjectionRunner(p, store) for p in default_projections()]
+    runners = [ProjectionRunner(p, store) for p in tenancy_projections()]
     await catch_up(runners, store)
     before = await read_model_rows(pool, tenants)
     assert {u["display_name"] for u in before["users"]} == {"Old old-1", "Old old-2", "New"}

@@ -25,7 +25,6 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels import waiting
 from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
-from acci.readmodels.installed import default_projections
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import SharedLog
 from tests.integration.projection_support import (
@@ -36,6 +35,7 @@ from tests.integration.projection_support import (
     newest_committed,
     read_model_rows,
     seen,
+    tenancy_projections,
 )
 from tests.workflows.conftest import eventually
 
@@ -61,7 +61,7 @@ def committed() -> Committed:
 
 @pytest.fixture(scope="module")
 def runners(store: EventStore, committed: Committed) -> list[ProjectionRunner]:
-    return [ProjectionRunner(p, store, on_committed=committed) for p in default_projections()]
+    return [ProjectionRunner(p, store, on_committed=committed) for p in tenancy_projections()]
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,9 @@ from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes, new_master_k
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
-from acci.readmodels.installed import default_projections
 from acci.readmodels.runner import ProjectionRunner
 from tests.integration.cli_process import acci
-from tests.integration.projection_support import read_model_rows
+from tests.integration.projection_support import read_model_rows, tenancy_projections
 
 KEY = new_master_key()
 
@@ -40,7 +39,7 @@ async def test_shredding_a_tenant_forgets_its_read_models_and_leaves_the_others(
     handler = CommandHandler(
         store, AggregateRepository(store, SnapshotStore(pool, encryption=encryption))
     )
-    runners = [ProjectionRunner(p, store) for p in default_projections()]
+    runners = [ProjectionRunner(p, store) for p in tenancy_projections()]
 
     async def send(tenant: str, command_type: str, **payload: Any) -> None:
         command = CommandInput(
