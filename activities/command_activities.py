@@ -165,7 +165,11 @@ class CommandActivities:
         if run_id:
             metadata["workflow_run_id"] = run_id
         outcome = await self._handler.handle(
-            command.tenant_id, parsed, command_id=command.command_id, metadata=metadata
+            command.tenant_id,
+            parsed,
+            command_id=command.command_id,
+            metadata=metadata,
+            principal=principal,
         )
         # The command's ids are on the line already (the worker binds them per activity).
         log.info(

@@ -16,6 +16,7 @@ from acci.domain import EventSourced, aggregate_for_command
 from acci.domain.catalogue import rules_for
 from acci.domain.command import Command
 from acci.domain.errors import CommandValidationError
+from acci.domain.principals import Principal
 from acci.eventstore.errors import CommandIdReusedError, ConcurrencyError
 from acci.eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
 from acci.eventstore.repository import AggregateRepository
@@ -90,8 +91,13 @@ class CommandHandler:
         *,
         command_id: uuid.UUID,
         metadata: Mapping[str, Any] | None = None,
+        principal: Principal | None = None,
     ) -> CommandOutcome:
         """Decide and append; a concurrency conflict reloads and decides again.
+
+        ``principal``, authorized by the command policy already, is checked again against the
+        loaded aggregate (``EventSourced.check_sender``); without one (ACCI's own callers in
+        process) there is nothing more to check.
 
         Conflicts are retried with jittered exponential backoff until the time budget is spent:
         a burst of commands on one aggregate (a backlog released after an outage, say) then
@@ -122,7 +128,7 @@ class CommandHandler:
         for attempt in itertools.count(1):
             try:
                 return await self._decide_and_append(
-                    cls, tenant_id, command, command_id, meta, fingerprint
+                    cls, tenant_id, command, command_id, meta, fingerprint, principal
                 )
             except ConcurrencyError:
                 # Full jitter: racing writers spread out instead of colliding again in step.
@@ -162,6 +168,7 @@ class CommandHandler:
         command_id: uuid.UUID,
         metadata: Mapping[str, Any],
         fingerprint: str,
+        principal: Principal | None,
     ) -> CommandOutcome:
         """Load, decide and append once; a ConcurrencyError means another writer came first.
 
@@ -179,6 +186,8 @@ class CommandHandler:
                 rule.check(tenant_id, other.state)
             related.append((rule, other))
         aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
+        if principal is not None:
+            cls.check_sender(command, aggregate.state, principal)
         events = aggregate.handle(command)
         changed: list[EventSourced[Any, Any]] = [aggregate]
         for rule, other in related:

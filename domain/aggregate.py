@@ -13,6 +13,7 @@ from acci.domain.command import Command
 from acci.domain.errors import CommandValidationError, validation_error_from_pydantic
 from acci.domain.events import DomainEvent
 from acci.domain.identifiers import validate_aggregate_id, validate_tenant_id
+from acci.domain.principals import Principal
 
 StateT = TypeVar("StateT", bound=BaseModel)
 CommandT = TypeVar("CommandT", bound=Command)
@@ -62,6 +63,13 @@ class EventSourced(ABC, Generic[StateT, CommandT]):
     @abstractmethod
     def evolve(state: StateT, event: DomainEvent) -> StateT:
         """The state after ``event``."""
+
+    @staticmethod
+    def check_sender(command: CommandT, state: StateT, principal: Principal) -> None:
+        """Refuse, with ``AuthorizationError``, a command that its sender may send in general
+        but not to this aggregate as it is now (an owner's account, say). The command policy
+        (``domain/authorization.py``) has decided before anything was loaded; this is only for
+        rules that depend on the target's state. By default there are none."""
 
     @classmethod
     def from_events(

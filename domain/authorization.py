@@ -13,7 +13,9 @@ The rules, in order (the first that answers decides):
 6. The built-in commands (``BUILT_IN``): a tenant's owners and admins rename it, change its
    settings and manage its users; only an owner grants or takes the owner role (registering
    a user as owner included), so an admin cannot raise anyone, themselves included, above
-   admin. Members may change their own email address (``ChangeUserEmail`` of the user whose
+   admin, and only an owner changes an owner's account (deactivates them, changes their
+   email address, takes a role from them; ``User.check_sender``, once the user is loaded).
+   Members may change their own email address (``ChangeUserEmail`` of the user whose
    id is theirs) and nothing else of the tenancy application; viewers may change nothing.
 7. Any other command type (an installed application's): the roles its command class declares
    in ``allowed_roles`` (a ``ClassVar[frozenset[str]]`` of tenant roles, e.g.
@@ -22,7 +24,9 @@ The rules, in order (the first that answers decides):
    opens its commands to members explicitly.
 
 The policy sees the command, never the aggregate's state: it is checked before anything is
-loaded, so a refused command costs no read and reveals nothing about the target.
+loaded, so a refused command costs no read and reveals nothing about the target. A rule that
+depends on the target (an owner's account) is the aggregate's ``check_sender``, which the
+command handler calls with the loaded state before deciding.
 """
 
 from __future__ import annotations
@@ -33,9 +37,8 @@ from typing import Final
 from acci.domain.command import Command
 from acci.domain.errors import AuthorizationError
 from acci.domain.principals import SYSTEM_ADMIN, Principal
-from acci.domain.roles import ROLES
+from acci.domain.roles import OWNER, ROLES
 
-OWNER: Final = "owner"
 MANAGERS: Final = frozenset({OWNER, "admin"})
 """The roles that manage a tenant: its settings, its name and its users."""
 

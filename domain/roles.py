@@ -9,7 +9,10 @@ from pydantic import AfterValidator, Strict
 
 from acci.domain.errors import shown
 
-ROLES: Final = frozenset({"owner", "admin", "member", "viewer"})
+OWNER: Final = "owner"
+"""The role that owns a tenant: only an owner grants it, takes it, or changes an owner's account."""
+
+ROLES: Final = frozenset({OWNER, "admin", "member", "viewer"})
 
 _ROLE_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 

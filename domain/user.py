@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 
 from acci.domain.aggregate import EventSourced
 from acci.domain.command import Command
-from acci.domain.errors import DomainError, UnknownEventTypeError
+from acci.domain.errors import AuthorizationError, DomainError, UnknownEventTypeError
 from acci.domain.events import DomainEvent
-from acci.domain.roles import ROLES
+from acci.domain.principals import Principal
+from acci.domain.roles import OWNER, ROLES
 from acci.domain.user_commands import (
     AssignRole,
     ChangeUserEmail,
@@ -84,6 +85,21 @@ class User(EventSourced[UserState, UserCommand]):
     def initial_state() -> UserState:
         """A user that is not registered yet."""
         return UserState()
+
+    @staticmethod
+    def check_sender(command: UserCommand, state: UserState, principal: Principal) -> None:
+        """Only an owner (or a system administrator) changes an owner's account: deactivates
+        them, changes their email address or takes a role from them. The command policy lets
+        admins manage users without seeing whom; here the user is loaded, and its roles known.
+        An owner acting on their own account is an owner."""
+        if OWNER not in state.roles or principal.is_system_admin or OWNER in principal.roles:
+            return
+        if isinstance(command, ChangeUserEmail | DeactivateUser | RevokeRole):
+            raise AuthorizationError(
+                f"{principal.describe()} may not send {command.command_type} to user"
+                f" {command.user_id!r}: the user is an {OWNER} of the tenant, and only an"
+                f" {OWNER} changes an {OWNER}'s account"
+            )
 
     @staticmethod
     def decide(command: UserCommand, state: UserState) -> list[DomainEvent]:

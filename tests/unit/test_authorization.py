@@ -25,6 +25,7 @@ from acci.domain.principals import (
     PrincipalFormatError,
     parse_principal,
 )
+from acci.domain.user import User, UserState, UserStatus
 
 ACME = "acme"
 
@@ -154,6 +155,25 @@ def test_only_an_owner_grants_or_takes_the_owner_role() -> None:
         with pytest.raises(AuthorizationError, match="only an owner may"):
             authorize(ADMIN, ACME, command)
         assert not allowed(MEMBER, command)
+
+
+@pytest.mark.parametrize("command_type", ["DeactivateUser", "ChangeUserEmail", "RevokeRole"])
+def test_only_an_owner_changes_an_owners_account_once_the_user_is_loaded(
+    command_type: str,
+) -> None:
+    command = built(command_type, role="admin") if command_type == "RevokeRole" else None
+    command = command or built(command_type)
+    an_owner = UserState(status=UserStatus.ACTIVE, roles=frozenset({"owner", "admin"}))
+    an_admin = UserState(status=UserStatus.ACTIVE, roles=frozenset({"admin"}))
+    # The policy lets an admin manage users, without knowing whom.
+    assert allowed(ADMIN, command)
+    with pytest.raises(AuthorizationError, match="the user is an owner of the tenant"):
+        User.check_sender(command, an_owner, ADMIN)
+    for sender in (OWNER, ADMIN_OF_SYSTEM):
+        User.check_sender(command, an_owner, sender)
+    User.check_sender(command, an_admin, ADMIN)
+    # Assigning an owner another role changes nothing they hold.
+    User.check_sender(built("AssignRole", role="member"), an_owner, ADMIN)
 
 
 def test_members_change_their_own_email_only_and_viewers_change_nothing() -> None:

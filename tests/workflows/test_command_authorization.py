@@ -167,6 +167,45 @@ async def test_an_accepted_commands_events_name_their_sender_in_the_store_and_on
     assert rows[0].error_type is None and rows[0].reason is None
 
 
+async def test_an_admin_may_not_deactivate_an_owner_and_nothing_is_written(
+    worker: Client, settings: Settings, store: EventStore, pool: AsyncConnectionPool
+) -> None:
+    q, t = settings.task_queue, unique("authz-owner")
+    await send(worker, q, t, "CreateTenant", name="Owned")
+    await send(
+        worker,
+        q,
+        t,
+        "RegisterUser",
+        user_id="olga",
+        email="o@x.io",
+        display_name="O",
+        roles=["owner", "admin"],
+    )
+    await send(worker, q, t, "RegisterUser", user_id="bob", email="b@x.io", display_name="B")
+    refused = command(t, "DeactivateUser", principal=admin(t), user_id="olga")
+    cause = await denied(worker, q, refused)
+    assert (cause.type, cause.non_retryable) == ("AuthorizationError", True)
+    assert "the user is an owner of the tenant" in cause.message
+    assert [e.event_type for e in await store.read_stream(t, "olga")] == ["UserRegistered"]
+    # The same admin manages a member; an owner deactivates the owner.
+    await execute_command(
+        worker, command(t, "DeactivateUser", principal=admin(t), user_id="bob"), task_queue=q
+    )
+    owner = Principal(id="oscar", tenant_id=t, roles=frozenset({"owner"}))
+    await execute_command(
+        worker, command(t, "DeactivateUser", principal=owner, user_id="olga"), task_queue=q
+    )
+    assert [e.event_type for e in await store.read_stream(t, "olga")][-1] == "UserDeactivated"
+    rows = [r for r in await audited(pool, t) if r.command_type == "DeactivateUser"]
+    assert [(r.outcome, r.principal, r.aggregate_id) for r in rows] == [
+        ("denied", f"ann@{t}", "olga"),
+        ("accepted", f"ann@{t}", "bob"),
+        ("accepted", f"oscar@{t}", "olga"),
+    ]
+    assert rows[0].reason == cause.message
+
+
 async def test_rejected_commands_are_audited_with_their_reason(
     worker: Client, settings: Settings, pool: AsyncConnectionPool
 ) -> None:
