@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Loader
+from psycopg.types.json import set_json_loads
+from pydantic_core import from_json
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
@@ -53,8 +58,23 @@ async def ensure_database(database_url: str) -> bool:
         raise translate(e) from e
 
 
+def json_loads(data: str | bytes) -> Any:
+    """A ``json``/``jsonb`` value as Python data, the same as ``json.loads`` makes of it.
+
+    Parsed by pydantic's JSON parser (jiter, in Rust: about 5x ``json.loads`` on events' data
+    and metadata, the largest part of reading the log). It reads integers of any size and
+    floats as ``json.loads`` does; what it refuses (nothing PostgreSQL stores as ``jsonb``;
+    deeper nesting than its limit) goes to ``json.loads``, which reads or fails as before.
+    """
+    try:
+        return from_json(data, cache_strings="keys")
+    except ValueError:
+        return json.loads(data)
+
+
 async def _configure(conn: psycopg.AsyncConnection[object]) -> None:
     conn.adapters.register_loader(XID8_OID, Xid8Loader)
+    set_json_loads(json_loads, conn)
 
 
 def create_pool(

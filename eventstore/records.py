@@ -66,9 +66,10 @@ IMPLIED_BY_COMMAND: Final = ("correlation_id", "causation_id")
 
 def with_envelope(metadata: dict[str, Any], command_id: uuid.UUID) -> dict[str, Any]:
     """``metadata`` (changed in place) with the fields it implies set to the command id."""
+    implied = None
     for key in IMPLIED_BY_COMMAND:
         if key not in metadata:
-            metadata[key] = str(command_id)
+            metadata[key] = implied = implied or str(command_id)
     return metadata
 
 
