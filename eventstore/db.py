@@ -8,10 +8,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Loader
-from psycopg.types.json import set_json_loads
-from pydantic_core import from_json
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+from pydantic_core import from_json
 
 from acci.eventstore.errors import translate
 
