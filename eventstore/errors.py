@@ -159,3 +159,8 @@ class DataKeyUnavailableError(EncryptionError):
 
 class CiphertextError(EncryptionError):
     """An encrypted payload failed authentication: it was changed, or moved to another row."""
+
+
+class KeyFileError(EncryptionError):
+    """A file of exported data keys (``acci keys import``) is malformed, or a key in it does not
+    unwrap with the configured master keys; nothing of it was imported."""

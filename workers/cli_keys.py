@@ -4,6 +4,8 @@
 events stay in the log, unreadable). ``acci keys rotate`` re-wraps every data key under the
 current master key (``ACCI_MASTER_KEY``/``ACCI_MASTER_KEY_ID``), the previous ones given in
 ``ACCI_PREVIOUS_MASTER_KEYS``; ``acci keys status`` says how many keys each master key wraps.
+``acci keys export`` / ``acci keys import`` carry the wrapped keys (and shreds) to another
+database, which a restore of encrypted events into it needs (``eventstore/key_export.py``).
 All of them are the owner's (cross-tenant) work: they connect with ``ACCI_DATABASE_URL``.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     from acci.eventstore.keyring import KeyRing
 
 keys_app = typer.Typer(
-    help="Tenants' data keys (payload encryption): status, master-key rotation.",
+    help="Tenants' data keys (payload encryption): status, master-key rotation, export/import.",
     no_args_is_help=True,
 )
 
@@ -230,3 +234,77 @@ def new_master_key() -> None:
     from acci.eventstore.keys import new_master_key as fresh
 
     typer.echo(fresh())
+
+
+KeyFileOption = Annotated[Path, typer.Option("--file", help="The key export file.")]
+
+
+@keys_app.command("export")
+def export(
+    file: KeyFileOption,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None,
+    as_principal: AsOption = None,
+) -> None:
+    """Write every tenant's data keys, wrapped by their master keys, and every shred, to a new
+    file (mode 0600): what a restore of encrypted events into another database needs besides the
+    backup. Useless without the master key. A system administrator's act (--as, else
+    ACCI_PRINCIPAL)."""
+    who = _system_administrator(as_principal, "export the data keys")
+    setup()
+
+    from acci.eventstore.db import create_pool
+    from acci.eventstore.key_export import export_keys
+
+    async def main() -> None:
+        url = get_settings().database_url.get_secret_value()
+        async with create_pool(url, min_size=1, max_size=1) as pool:
+            exported = await export_keys(pool, tenant)
+        try:
+            # Created, never overwritten: an older export is not replaced by mistake.
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            typer.echo(f"error (usage): {file} exists; give a new file", err=True)
+            raise typer.Exit(USAGE_EXIT) from None
+        with os.fdopen(fd, "w") as out:
+            out.write(exported.model_dump_json(indent=1))
+        shredded = sum(1 for k in exported.keys if k.wrapped_key is None)
+        log.info(
+            "data keys exported",
+            extra={"file": str(file), "keys": len(exported.keys), "principal": who},
+        )
+        typer.echo(
+            f"{len(exported.keys) - shredded} data key(s) and {shredded} shred(s) of"
+            f" {len({k.tenant_id for k in exported.keys})} tenant(s) written to {file};"
+            " keep it no longer than your erasure deadline allows"
+        )
+
+    run(main())
+
+
+@keys_app.command("import")
+def import_(file: KeyFileOption, as_principal: AsOption = None) -> None:
+    """Add the data keys and shreds of a key export that this database does not hold (never
+    replacing a key or undoing a shred here); every key is opened with the configured master
+    keys first, and a file that does not open writes nothing. A system administrator's act
+    (--as, else ACCI_PRINCIPAL)."""
+    who = _system_administrator(as_principal, "import data keys")
+    setup()
+
+    from acci.eventstore.errors import KeyFileError
+    from acci.eventstore.key_export import KeyFile, import_keys
+
+    async def main() -> None:
+        try:
+            text = file.read_bytes()
+        except OSError as e:
+            raise KeyFileError(f"cannot read {file}: {e.strerror}") from None
+        parsed = KeyFile.parse(text)
+        async with _keyring() as ring:
+            result = await import_keys(ring.pool, ring.wrapper, parsed)
+        log.info("data keys imported", extra={**asdict(result), "principal": who})
+        typer.echo(
+            f"{result.keys} data key(s) and {result.tombstones} shred(s) imported for"
+            f" {result.tenants} tenant(s); {result.kept} already here, left as they are"
+        )
+
+    run(main())
