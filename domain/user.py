@@ -90,8 +90,7 @@ class User(EventSourced[UserState, UserCommand]):
     def check_sender(command: UserCommand, state: UserState, principal: Principal) -> None:
         """Only an owner (or a system administrator) changes an owner's account: deactivates
         them, changes their email address or takes a role from them. The command policy lets
-        admins manage users without seeing whom; here the user is loaded, and its roles known.
-        An owner acting on their own account is an owner."""
+        admins manage users without seeing whom; here the user is loaded, and its roles known."""
         if OWNER not in state.roles or principal.is_system_admin or OWNER in principal.roles:
             return
         if isinstance(command, ChangeUserEmail | DeactivateUser | RevokeRole):

@@ -63,8 +63,9 @@ def json_loads(data: str | bytes) -> Any:
 
     Parsed by pydantic's JSON parser (jiter, in Rust: about 5x ``json.loads`` on events' data
     and metadata, the largest part of reading the log). It reads integers of any size and
-    floats as ``json.loads`` does; what it refuses (nothing PostgreSQL stores as ``jsonb``;
-    deeper nesting than its limit) goes to ``json.loads``, which reads or fails as before.
+    floats as ``json.loads`` does; what it refuses (a lone surrogate escape, which only a plain
+    ``json`` column holds; nesting deeper than its limit) goes to ``json.loads``, which reads or
+    fails as before.
     """
     try:
         return from_json(data, cache_strings="keys")
