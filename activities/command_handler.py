@@ -96,8 +96,8 @@ class CommandHandler:
         """Decide and append; a concurrency conflict reloads and decides again.
 
         ``principal``, authorized by the command policy already, is checked again against the
-        loaded aggregate (``EventSourced.check_sender``); without one (ACCI's own callers in
-        process) there is nothing more to check.
+        loaded aggregate (``EventSourced.authorize_on_state``) before anything else is decided;
+        without one (ACCI's own callers in process) there is nothing more to check.
 
         Conflicts are retried with jittered exponential backoff until the time budget is spent:
         a burst of commands on one aggregate (a backlog released after an outage, say) then
@@ -173,10 +173,13 @@ class CommandHandler:
         """Load, decide and append once; a ConcurrencyError means another writer came first.
 
         The command's related aggregates (``domain/rules.py``, declared by its application) are
-        loaded and checked first, and written with it where their rule records events on them.
+        loaded and checked after the target and before deciding, and written with it where their rule records events on them.
         A change racing this command on one of them lands before or after it (both valid
         histories), unless this command writes to it too, where the two collide.
         """
+        aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
+        if principal is not None:  # a sender refused by the target's state is denied first
+            cls.authorize_on_state(command, aggregate.state, principal)
         related = []
         for rule in rules_for(cls):
             other = await self._repository.load(
@@ -185,9 +188,6 @@ class CommandHandler:
             if rule.check is not None:
                 rule.check(tenant_id, other.state)
             related.append((rule, other))
-        aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
-        if principal is not None:
-            cls.check_sender(command, aggregate.state, principal)
         events = aggregate.handle(command)
         changed: list[EventSourced[Any, Any]] = [aggregate]
         for rule, other in related:

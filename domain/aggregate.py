@@ -65,7 +65,7 @@ class EventSourced(ABC, Generic[StateT, CommandT]):
         """The state after ``event``."""
 
     @staticmethod
-    def check_sender(command: CommandT, state: StateT, principal: Principal) -> None:
+    def authorize_on_state(command: CommandT, state: StateT, principal: Principal) -> None:
         """Refuse, with ``AuthorizationError``, a command that its sender may send in general
         but not to this aggregate as it is now (an owner's account, say). The command policy
         (``domain/authorization.py``) has decided before anything was loaded; this is only for

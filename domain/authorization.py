@@ -14,7 +14,7 @@ The rules, in order (the first that answers decides):
    settings and manage its users; only an owner grants or takes the owner role (registering
    a user as owner included), so an admin cannot raise anyone, themselves included, above
    admin, and only an owner changes an owner's account (deactivates them, changes their
-   email address, takes a role from them; ``User.check_sender``, once the user is loaded).
+   email address, takes a role from them; ``User.authorize_on_state``, once the user is loaded).
    Members may change their own email address (``ChangeUserEmail`` of the user whose
    id is theirs) and nothing else of the tenancy application; viewers may change nothing.
 7. Any other command type (an installed application's): the roles its command class declares
@@ -25,7 +25,7 @@ The rules, in order (the first that answers decides):
 
 The policy sees the command, never the aggregate's state: it is checked before anything is
 loaded, so a refused command costs no read and reveals nothing about the target. A rule that
-depends on the target (an owner's account) is the aggregate's ``check_sender``, which the
+depends on the target (an owner's account) is the aggregate's ``authorize_on_state``, which the
 command handler calls with the loaded state before deciding.
 """
 

@@ -87,7 +87,7 @@ class User(EventSourced[UserState, UserCommand]):
         return UserState()
 
     @staticmethod
-    def check_sender(command: UserCommand, state: UserState, principal: Principal) -> None:
+    def authorize_on_state(command: UserCommand, state: UserState, principal: Principal) -> None:
         """Only an owner (or a system administrator) changes an owner's account: deactivates
         them, changes their email address or takes a role from them. The command policy lets
         admins manage users without seeing whom; here the user is loaded, and its roles known."""

@@ -168,12 +168,12 @@ def test_only_an_owner_changes_an_owners_account_once_the_user_is_loaded(
     # The policy lets an admin manage users, without knowing whom.
     assert allowed(ADMIN, command)
     with pytest.raises(AuthorizationError, match="the user is an owner of the tenant"):
-        User.check_sender(command, an_owner, ADMIN)
+        User.authorize_on_state(command, an_owner, ADMIN)
     for sender in (OWNER, ADMIN_OF_SYSTEM):
-        User.check_sender(command, an_owner, sender)
-    User.check_sender(command, an_admin, ADMIN)
+        User.authorize_on_state(command, an_owner, sender)
+    User.authorize_on_state(command, an_admin, ADMIN)
     # Assigning an owner another role changes nothing they hold.
-    User.check_sender(built("AssignRole", role="member"), an_owner, ADMIN)
+    User.authorize_on_state(built("AssignRole", role="member"), an_owner, ADMIN)
 
 
 def test_members_change_their_own_email_only_and_viewers_change_nothing() -> None:
