@@ -251,22 +251,23 @@ def export(
     ACCI_PRINCIPAL)."""
     who = _system_administrator(as_principal, "export the data keys")
     setup()
+    fd = _new_private_file(file)
 
     from acci.eventstore.db import create_pool
     from acci.eventstore.key_export import export_keys
 
     async def main() -> None:
-        url = get_settings().database_url.get_secret_value()
-        async with create_pool(url, min_size=1, max_size=1) as pool:
-            exported = await export_keys(pool, tenant)
-        try:
-            # Created, never overwritten: an older export is not replaced by mistake.
-            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            typer.echo(f"error (usage): {file} exists; give a new file", err=True)
-            raise typer.Exit(USAGE_EXIT) from None
-        with os.fdopen(fd, "w") as out:
-            out.write(exported.model_dump_json(indent=1))
+        with os.fdopen(fd, "wb") as out:
+            try:
+                url = get_settings().database_url.get_secret_value()
+                async with create_pool(url, min_size=1, max_size=1) as pool:
+                    exported = await export_keys(pool, tenant)
+                out.write(exported.model_dump_json(indent=1).encode())
+                out.flush()
+                os.fsync(out.fileno())
+            except BaseException:
+                file.unlink(missing_ok=True)  # no half-written file passing for a key backup
+                raise
         shredded = sum(1 for k in exported.keys if k.wrapped_key is None)
         log.info(
             "data keys exported",
@@ -281,12 +282,26 @@ def export(
     run(main())
 
 
+def _new_private_file(file: Path) -> int:
+    """A new file only its owner may read, opened for writing; an existing one is never
+    overwritten (exit status 2), and one that cannot be made is an error line (exit status 1)."""
+    try:
+        return os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        typer.echo(f"error (usage): {file} exists; give a new file", err=True)
+        raise typer.Exit(USAGE_EXIT) from None
+    except OSError as e:
+        typer.echo(f"error (validation): cannot create {file}: {e.strerror}", err=True)
+        raise typer.Exit(1) from None
+
+
 @keys_app.command("import")
 def import_(file: KeyFileOption, as_principal: AsOption = None) -> None:
     """Add the data keys and shreds of a key export that this database does not hold (never
-    replacing a key or undoing a shred here); every key is opened with the configured master
-    keys first, and a file that does not open writes nothing. A system administrator's act
-    (--as, else ACCI_PRINCIPAL)."""
+    replacing a key or undoing a shred here). Every key is opened with the configured master
+    keys first; a file that does not open, or disagrees with this database (another key under
+    the same version, a shred of a tenant whose key is live here), writes nothing. A system
+    administrator's act (--as, else ACCI_PRINCIPAL)."""
     who = _system_administrator(as_principal, "import data keys")
     setup()
 
@@ -303,8 +318,9 @@ def import_(file: KeyFileOption, as_principal: AsOption = None) -> None:
             result = await import_keys(ring.pool, ring.wrapper, parsed)
         log.info("data keys imported", extra={**asdict(result), "principal": who})
         typer.echo(
-            f"{result.keys} data key(s) and {result.tombstones} shred(s) imported for"
-            f" {result.tenants} tenant(s); {result.kept} already here, left as they are"
+            f"{result.keys} data key(s) and {result.tombstones} shred(s) of {result.tenants}"
+            f" tenant(s) imported; {result.kept} already here (the same key, or shredded here),"
+            " left as they are"
         )
 
     run(main())

@@ -5,6 +5,7 @@ or does not open with the configured master keys writes nothing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import stat
@@ -22,15 +23,14 @@ from acci.activities.command_handler import CommandHandler
 from acci.activities.models import CommandInput
 from acci.eventstore.backup.export import create_backup
 from acci.eventstore.backup.restore import PointInTime, load_chain, restore_chain
-from acci.eventstore.db import create_pool, ensure_database
+from acci.eventstore.db import create_pool
 from acci.eventstore.encryption import PayloadEncryption
-from acci.eventstore.errors import DataKeyUnavailableError, TenantKeyShreddedError
+from acci.eventstore.errors import TenantKeyShreddedError
 from acci.eventstore.keyring import KeyRing
 from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes, new_master_key
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
-from acci.readmodels.schema import prepare_database
 from tests.conftest import database_url_for, drop_database
 from tests.integration.cli_process import acci
 
@@ -68,6 +68,11 @@ async def target_url() -> AsyncIterator[str]:
     await asyncio.to_thread(drop_database, url)
 
 
+async def keys_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    done = await asyncio.to_thread(acci, env, "keys", *args)
+    return done.returncode, done.stdout, done.stderr
+
+
 async def test_a_restore_into_another_database_reads_once_the_keys_are_imported(
     pool: AsyncConnectionPool, database_url: str, target_url: str, tmp_path: Path
 ) -> None:
@@ -97,67 +102,86 @@ async def test_a_restore_into_another_database_reads_once_the_keys_are_imported(
 
     # The export: wrapped keys and the shred, in a new file only its owner reads.
     keys_file = tmp_path / "keys.json"
-    exported = await asyncio.to_thread(acci, source_env, "keys", "export", "--file", str(keys_file))
-    assert exported.returncode == 0, exported.stderr
+    status, _, err = await keys_cli(source_env, "export", "--file", str(keys_file))
+    assert status == 0, err
     assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
     text = keys_file.read_text()
-    assert KEY not in text
+    raw_master_key = master_key_bytes(KEY)
+    for spelling in (KEY, raw_master_key.hex(), base64.b64encode(raw_master_key).decode()):
+        assert spelling not in text
     by_tenant = {k["tenant_id"]: k for k in json.loads(text)["keys"]}
     assert by_tenant[kept]["wrapped_key"] and by_tenant[gone]["wrapped_key"] is None
-    again = await asyncio.to_thread(acci, source_env, "keys", "export", "--file", str(keys_file))
-    assert again.returncode == 2 and "exists" in again.stderr
-    assert json.loads(keys_file.read_text()) == json.loads(text)  # not overwritten
+    status, _, err = await keys_cli(source_env, "export", "--file", str(keys_file))
+    assert status == 2 and "exists" in err
+    assert keys_file.read_text() == text  # not overwritten
+    nothing = tmp_path / "nothing.json"
+    status, _, err = await keys_cli(
+        source_env, "export", "--file", str(nothing), "--tenant", "nobody"
+    )
+    assert status == 1 and "no data keys of tenant 'nobody'" in err and not nothing.exists()
+    status, _, err = await keys_cli(source_env, "export", "--file", str(tmp_path / "no" / "k.json"))
+    assert status == 1 and err.startswith("error (validation): cannot create")
 
-    # A full backup restored into a new database: the events are there, sealed, with no key.
+    # The target: migrated, its keys imported, then the backup restored (the restore checks
+    # what it restored by reading it, which needs the keys).
     backup = await create_backup(pool, tmp_path / "backups")
-    await ensure_database(target_url)
+    target_env = env_for(target_url)
+    assert (await asyncio.to_thread(acci, target_env, "db", "migrate")).returncode == 0
     async with create_pool(target_url, min_size=1, max_size=4) as target:
-        await prepare_database(target)
-        async with target.connection() as conn, conn.transaction():
-            await restore_chain(
-                conn, load_chain(tmp_path / "backups", backup.backup_id), PointInTime()
-            )
-        with pytest.raises(DataKeyUnavailableError):
-            await encrypted_store(target).read_stream(kept, "u1")
-
-        target_env = env_for(target_url)
-        refusals = {
-            "cannot be opened": (env_for(target_url, WRONG_KEY), str(keys_file)),
-            "not an ACCI key export": (target_env, str(tmp_path / "bad.json")),
-        }
         (tmp_path / "bad.json").write_text('{"format": "acci-tenant-keys", "keys": "none"}')
+        refusals = {
+            "cannot be opened": (env_for(target_url, WRONG_KEY), keys_file),
+            "not an ACCI key export": (target_env, tmp_path / "bad.json"),
+        }
         for what, (env, path) in refusals.items():
-            refused = await asyncio.to_thread(acci, env, "keys", "import", "--file", path)
-            assert refused.returncode == 1, what
-            assert refused.stderr.startswith("error (validation)"), refused.stderr
-            assert what in refused.stderr
-            assert await key_rows(target) == [], what
-        not_admin = await asyncio.to_thread(
-            acci,
-            target_env,
-            "keys",
-            "import",
-            "--file",
-            str(keys_file),
-            "--as",
-            f"ann@{kept}:owner",
+            status, _, err = await keys_cli(env, "import", "--file", str(path))
+            assert (status, err.startswith("error (validation)")) == (1, True), err
+            assert what in err and await key_rows(target) == [], what
+        status, _, _ = await keys_cli(
+            target_env, "import", "--file", str(keys_file), "--as", f"ann@{kept}:owner"
         )
-        assert not_admin.returncode == 2 and await key_rows(target) == []
+        assert status == 2 and await key_rows(target) == []
+        # A key of its own for the tenant (a first write before the import): the file's would
+        # leave the restored events unreadable, so nothing is imported.
+        await KeyRing(target, LocalKeyWrapper("k1", master_key_bytes(KEY))).for_writing(kept)
+        status, _, err = await keys_cli(target_env, "import", "--file", str(keys_file))
+        assert status == 1 and f"{kept} has another data key version 1 here" in err
+        assert [r[0] for r in await key_rows(target)] == [kept]
+        async with target.connection() as conn:
+            await conn.execute("DELETE FROM event_store.tenant_keys WHERE tenant_id = %s", (kept,))
 
-        imported = await asyncio.to_thread(
-            acci, target_env, "keys", "import", "--file", str(keys_file)
-        )
-        assert imported.returncode == 0, imported.stderr
-        assert "1 data key(s) and 1 shred(s) imported for 2 tenant(s); 0 already" in imported.stdout
+        status, out, err = await keys_cli(target_env, "import", "--file", str(keys_file))
+        assert status == 0, err
+        assert "1 data key(s) and 1 shred(s) of 2 tenant(s) imported; 0 already" in out
         assert await key_rows(target) == await key_rows(pool)
+        async with target.connection() as conn, conn.transaction():
+            chain = load_chain(tmp_path / "backups", backup.backup_id)
+            await restore_chain(conn, chain, PointInTime())
         restored = await encrypted_store(target).read_stream(kept, "u1")
         assert [(e.event_id, e.data) for e in restored] == [(e.event_id, e.data) for e in source]
         with pytest.raises(TenantKeyShreddedError):
             await encrypted_store(target).read_stream(gone, "u1")
+        status, out, _ = await keys_cli(target_env, "import", "--file", str(keys_file))
+        assert status == 0 and "0 data key(s) and 0 shred(s) of 0 tenant(s)" in out
+        assert "2 already here" in out
 
-        # Twice: nothing more, and nothing replaced.
-        twice = await asyncio.to_thread(
-            acci, target_env, "keys", "import", "--file", str(keys_file)
+        # Shredded at the source later: its newer export refuses to pass for the target's live
+        # key (the operator shreds there too), and a shred in the target is never revived.
+        shred = await asyncio.to_thread(
+            acci, source_env, "tenant", "shred", "--tenant", kept, "--yes"
         )
-        assert twice.returncode == 0 and "0 data key(s) and 0 shred(s)" in twice.stdout
-        assert "2 already here" in twice.stdout
+        assert shred.returncode == 0, shred.stderr
+        newer = tmp_path / "keys-after-shred.json"
+        assert (await keys_cli(source_env, "export", "--file", str(newer)))[0] == 0
+        before = await key_rows(target)
+        status, _, err = await keys_cli(target_env, "import", "--file", str(newer))
+        assert status == 1 and f"{kept} is shredded in the file but its key is live here" in err
+        assert await key_rows(target) == before
+        shred = await asyncio.to_thread(
+            acci, target_env, "tenant", "shred", "--tenant", kept, "--yes"
+        )
+        assert shred.returncode == 0, shred.stderr
+        status, out, _ = await keys_cli(target_env, "import", "--file", str(keys_file))
+        assert status == 0 and "0 data key(s)" in out
+        with pytest.raises(TenantKeyShreddedError):
+            await encrypted_store(target).read_stream(kept, "u1")
