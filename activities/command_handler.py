@@ -173,9 +173,10 @@ class CommandHandler:
         """Load, decide and append once; a ConcurrencyError means another writer came first.
 
         The command's related aggregates (``domain/rules.py``, declared by its application) are
-        loaded and checked after the target and before deciding, and written with it where their rule records events on them.
-        A change racing this command on one of them lands before or after it (both valid
-        histories), unless this command writes to it too, where the two collide.
+        loaded and checked after the target and before deciding, and written with it where
+        their rule records events on them. A change racing this command on one of them lands
+        before or after it (both valid histories), unless this command writes to it too, where
+        the two collide.
         """
         aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
         if principal is not None:  # a sender refused by the target's state is denied first

@@ -36,21 +36,31 @@ class PrivateRabbitMQ:
         self.port = free_port()
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         self.process: subprocess.Popen[bytes] | None = None
-        self._env = self._environment(free_port())
+        dist_port = free_port()
+        while dist_port == self.port:
+            dist_port = free_port()
+        self._env = self._environment(dist_port)
 
     def _environment(self, dist_port: int) -> dict[str, str]:
         home = self.directory / "home"
         home.mkdir(parents=True, exist_ok=True)
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16))
-        cookie.chmod(0o400)
+        # Readable by its owner only from the start (Erlang refuses a cookie others may read).
+        fd = os.open(home / ".erlang.cookie", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as cookie:
+            cookie.write(secrets.token_hex(16))
         (self.directory / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
         )
         (self.directory / "enabled_plugins").write_text("[].\n")
         (self.directory / "rabbitmq-env.conf").write_text("")  # not the shared node's
+        (self.directory / "conf.d").mkdir(exist_ok=True)
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("RABBITMQ_", "ERL_"))
+        }
         return {
-            **os.environ,
+            **inherited,
             "HOME": str(home),
             "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
             "RABBITMQ_NODENAME": self.node,
@@ -60,11 +70,16 @@ class PrivateRabbitMQ:
             "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.directory / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
+            "RABBITMQ_CONFIG_FILES": str(self.directory / "conf.d"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.directory / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # Erlang distribution on loopback only, as the shared node's is.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
 
     def start(self) -> None:
+        """Start the node and wait until it takes AMQP connections; on failure it is stopped."""
         server = RABBITMQ_BIN / "rabbitmq-server"
         if not server.exists():
             pytest.fail(f"{server} is missing: the outage tests run a private RabbitMQ node")
@@ -75,9 +90,13 @@ class PrivateRabbitMQ:
                 cwd=self.directory,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # its own process group: close() ends every process
             )
-        self._await_amqp()
+        try:
+            self._await_amqp()
+        except BaseException:
+            self.close()
+            raise
 
     def _await_amqp(self) -> None:
         deadline = time.monotonic() + START_WITHIN
@@ -95,23 +114,44 @@ class PrivateRabbitMQ:
         return (self.directory / "server.out").read_text(errors="replace")[-4000:]
 
     def ctl(self, *args: str) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args],
             env=self._env,
-            check=True,
             capture_output=True,
+            text=True,
             timeout=120,
+            check=False,
         )
+        if done.returncode != 0:
+            pytest.fail(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        """Stop every process of the node's group (the broker outlives its start script), then
+        remove its directory."""
+        if self.process is not None:
+            group = self.process.pid  # start_new_session: the group's id is the leader's pid
+            for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+                try:
+                    os.killpg(group, sig)
+                except ProcessLookupError:
+                    break  # nothing of the group is left
+                if _group_ends(group, within=wait):
+                    break
+            if self.process.poll() is None:
                 self.process.wait(10)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _group_ends(group: int, *, within: float) -> bool:
+    """Whether every process of ``group`` is gone within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 class RabbitMQApp:
@@ -123,8 +163,8 @@ class RabbitMQApp:
         self.stopped = False
 
     async def stop(self) -> None:
+        self.stopped = True  # before: a stop that fails half-way is still started again
         await asyncio.to_thread(self.node.ctl, "stop_app")
-        self.stopped = True
 
     async def start(self) -> None:
         await asyncio.to_thread(self.node.ctl, "start_app")
