@@ -62,10 +62,10 @@ def json_loads(data: str | bytes) -> Any:
     """A ``json``/``jsonb`` value as Python data, the same as ``json.loads`` makes of it.
 
     Parsed by pydantic's JSON parser (jiter, in Rust: about 5x ``json.loads`` on events' data
-    and metadata, the largest part of reading the log). It reads integers of any size and
-    floats as ``json.loads`` does; what it refuses (a lone surrogate escape, which only a plain
-    ``json`` column holds; nesting deeper than its limit) goes to ``json.loads``, which reads or
-    fails as before.
+    and metadata, the largest part of reading the log). It makes the same integers (beyond
+    64 bits too; both refuse over 4,300 digits), floats and key order as ``json.loads``. What
+    it refuses (a lone surrogate escape, which only a plain ``json`` column holds; nesting
+    deeper than its limit) goes to ``json.loads``, which reads or fails as before.
     """
     try:
         return from_json(data, cache_strings="keys")
