@@ -33,9 +33,17 @@ _SELECT_MANY: Final = (
 )
 # Two first appends at once: both insert, one row stays, and both read it back (the SELECT is
 # a statement of its own: read committed, it sees the winner's row once the insert waited).
+# Never for a tenant whose events are sealed already: its key is missing (a restore into a
+# database its keys were not imported into), and a new key would leave them unreadable for good.
 _CREATE: Final = (
     "INSERT INTO event_store.tenant_keys (tenant_id, key_version, wrapped_key, master_key_id)"
-    " VALUES (%s, 1, %s, %s) ON CONFLICT DO NOTHING"
+    " SELECT %(tenant)s, 1, %(wrapped)s, %(master_key_id)s WHERE NOT EXISTS (SELECT 1 FROM"
+    " event_store.events WHERE tenant_id = %(tenant)s AND data ? '$enc')"
+    " ON CONFLICT DO NOTHING"
+)
+_MISSING: Final = (
+    "its events are sealed with a data key this database does not hold (restored without its"
+    " keys? `acci keys import` them)"
 )
 _SHRED: Final = (
     "UPDATE event_store.tenant_keys SET wrapped_key = NULL, shredded_at = now()"
@@ -179,7 +187,7 @@ class KeyRing:
         """Version ``version`` of ``versions``, or the typed error saying why there is none."""
         if version not in versions:
             raise DataKeyUnavailableError(
-                f"tenant {tenant_id} has no data key version {version} in this database"
+                f"tenant {tenant_id} has no data key version {version} in this database: {_MISSING}"
             )
         key = versions[version]
         if key is None:
@@ -222,9 +230,16 @@ class KeyRing:
         wrapped = wrapper.wrap(tenant_id, 1, new_data_key())
         with translated():
             async with scoped(self._pool, tenant_id) as conn:
-                await conn.execute(_CREATE, (tenant_id, wrapped, wrapper.current_key_id))
+                params = {
+                    "tenant": tenant_id,
+                    "wrapped": wrapped,
+                    "master_key_id": wrapper.current_key_id,
+                }
+                await conn.execute(_CREATE, params)
                 cur = await conn.execute(_SELECT, (tenant_id,))
                 rows = await cur.fetchall()
+        if not rows:
+            raise DataKeyUnavailableError(f"tenant {tenant_id} has no data key: {_MISSING}")
         entry = self._cache[tenant_id] = self._unwrapped(rows)
         return entry
 

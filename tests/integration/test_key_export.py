@@ -25,7 +25,7 @@ from acci.eventstore.backup.export import create_backup
 from acci.eventstore.backup.restore import PointInTime, load_chain, restore_chain
 from acci.eventstore.db import create_pool
 from acci.eventstore.encryption import PayloadEncryption
-from acci.eventstore.errors import TenantKeyShreddedError
+from acci.eventstore.errors import DataKeyUnavailableError, TenantKeyShreddedError
 from acci.eventstore.keyring import KeyRing
 from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes, new_master_key
 from acci.eventstore.repository import AggregateRepository
@@ -185,3 +185,36 @@ async def test_a_restore_into_another_database_reads_once_the_keys_are_imported(
         assert status == 0 and "0 data key(s)" in out
         with pytest.raises(TenantKeyShreddedError):
             await encrypted_store(target).read_stream(kept, "u1")
+
+
+async def test_no_new_key_is_made_for_a_tenant_whose_sealed_events_lost_theirs(
+    pool: AsyncConnectionPool,
+) -> None:
+    tenant = f"lost-{uuid.uuid4().hex[:8]}"
+    ring = KeyRing(pool, LocalKeyWrapper("k1", master_key_bytes(KEY)), cache_ttl=0)
+    store = EventStore(pool, encryption=PayloadEncryption(ring, encrypt=True))
+    handler = CommandHandler(store, AggregateRepository(store, None))
+    created = CommandInput(
+        command_id=uuid.uuid4(),
+        tenant_id=tenant,
+        command_type="CreateTenant",
+        payload={"name": "L"},
+    )
+    await handler.handle(tenant, parse(created), command_id=created.command_id)
+    # As after a restore whose keys were not imported: the events are sealed, the key is gone.
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM event_store.tenant_keys WHERE tenant_id = %s", (tenant,))
+    renamed = CommandInput(
+        command_id=uuid.uuid4(),
+        tenant_id=tenant,
+        command_type="RenameTenant",
+        payload={"name": "M"},
+    )
+    with pytest.raises(DataKeyUnavailableError, match="acci keys import"):
+        await handler.handle(tenant, parse(renamed), command_id=renamed.command_id)
+    with pytest.raises(DataKeyUnavailableError, match="acci keys import"):
+        await ring.for_writing(tenant)  # a first write of a new aggregate would ask for one
+    assert [r for r in await key_rows(pool) if r[0] == tenant] == []
+    # A tenant with no sealed events gets its first key as before.
+    fresh = f"fresh-{uuid.uuid4().hex[:8]}"
+    assert (await ring.for_writing(fresh)).version == 1
