@@ -130,7 +130,8 @@ class PrivateRabbitMQ:
         remove its directory."""
         if self.process is not None:
             group = self.process.pid  # start_new_session: the group's id is the leader's pid
-            for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+            # A throwaway node: a short grace, then killed (its data is deleted anyway).
+            for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
                 try:
                     os.killpg(group, sig)
                 except ProcessLookupError:
