@@ -20,7 +20,7 @@ from acci.readmodels.lag import Lag, measure_lag
 from acci.readmodels.projections import Projection
 from acci.readmodels.reports import BatchReport, EventFailure, describe
 from acci.readmodels.transaction import Batch, BatchTransaction, CheckpointMovedError, Parking
-from acci.readmodels.versioned import to_version, versioned_tables
+from acci.readmodels.versioned import allowed, versioned_tables
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Batches:
         self.transaction = BatchTransaction(
             self.name,
             store.pool,
+            tables=projection.tables,
             checkpoints=checkpoints,
             dead_letters=dead_letters,
             park_shredded=store.encryption.shredded_events == "park",
@@ -113,8 +114,8 @@ class Batches:
     def changes(
         self, events: Sequence[RecordedEvent], version: int
     ) -> tuple[Batch, EventFailure | None]:
-        """Each event's changes, to version ``version``'s tables, up to the first event whose
-        handler fails."""
+        """Each event's changes (to be applied to version ``version``'s tables), up to the first
+        event whose handler fails or writes a table that is not its projection's."""
         batch: Batch = []
         handle = self.projection.handle_event
         tables = versioned_tables(self.projection, version)  # once per batch
@@ -125,7 +126,7 @@ class Batches:
                 batch.append((event, []))
                 continue
             try:
-                changes = [to_version(change, tables) for change in handle(event)]
+                changes = allowed(handle(event), tables)
             except Exception as e:  # any handler failure is this event's failure
                 return batch, EventFailure(describe(e), event)
             batch.append((event, changes))

@@ -18,7 +18,7 @@ from acci.readmodels.db import applying_changes, translated
 from acci.readmodels.dead_letters import DeadLetter, DeadLetterStore, Resolution
 from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
 from acci.readmodels.reports import describe
-from acci.readmodels.versioned import to_version, versioned_tables
+from acci.readmodels.versioned import allowed, versioned_tables
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ class DeadLetterResolution:
                     raise TenantKeyShreddedError(event.tenant_id)
                 projection = self._batches.projection
                 tables = versioned_tables(projection, version)
-                changes = [to_version(c, tables) for c in projection.handle_event(event)]
-                await apply_changes(conn, changes)
+                changes = allowed(projection.handle_event(event), tables)
+                await apply_changes(conn, changes, tables)
         except ReadModelUnavailableError:
             raise
         except Exception as e:

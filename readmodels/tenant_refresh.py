@@ -23,7 +23,7 @@ from acci.readmodels.checkpoints import CheckpointStore
 from acci.readmodels.db import applying_changes, translated
 from acci.readmodels.errors import ReadModelError
 from acci.readmodels.projections import Projection
-from acci.readmodels.versioned import to_version, versioned_tables
+from acci.readmodels.versioned import allowed, versioned_tables
 
 _PAGE: Final = 5_000
 _HAS_TENANT: Final = (
@@ -84,9 +84,9 @@ async def _apply(
         # A shredded tenant's events are unreadable: refreshing after `acci tenant shred`
         # leaves only what its clear events (if any) make.
         changes = [
-            to_version(c, tables) for e in events if e.readable for c in projection.handle_event(e)
+            c for e in events if e.readable for c in allowed(projection.handle_event(e), tables)
         ]
         with applying_changes():
-            await apply_changes(conn, changes)
+            await apply_changes(conn, changes, tables)
         count += len(events)
         after = events[-1].position

@@ -26,6 +26,7 @@ from acci.readmodels.dead_letters import DeadLetterStore
 from acci.readmodels.errors import ChangeRefusedError
 from acci.readmodels.failure_policy import FailurePolicy
 from acci.readmodels.reports import EventFailure, describe
+from acci.readmodels.versioned import tables_of
 
 Batch = list[tuple[RecordedEvent, list[Change]]]
 """Events in the global order, each with the row changes its projection made of it."""
@@ -94,13 +95,16 @@ class BatchTransaction:
         name: str,
         pool: AsyncConnectionPool,
         *,
+        tables: frozenset[str],
         checkpoints: CheckpointStore,
         dead_letters: DeadLetterStore,
         park_shredded: bool = False,
     ) -> None:
-        """``park_shredded``: a shredded tenant's events are parked as they are passed over
+        """``tables``: the projection's (its changes land in the checkpoint's version of
+        them); ``park_shredded``: a shredded tenant's events are parked as they are passed over
         (else only passed over: setting ``shredded_events``)."""
         self._name = name
+        self._tables = tables
         self._park_shredded = park_shredded
         self._pool = pool
         self._checkpoints = checkpoints
@@ -149,7 +153,11 @@ class BatchTransaction:
                 with applying_changes():
                     async with conn.pipeline(), conn.transaction():
                         lock = await self._checkpoints.start_lock_at(conn, self._name, checkpoint)
-                        await apply_changes(conn, [c for _, changes in batch for c in changes])
+                        await apply_changes(
+                            conn,
+                            [c for _, changes in batch for c in changes],
+                            tables_of(self._tables, checkpoint.version),
+                        )
                         await self._locked(lock, checkpoint, turn)
                         after = await self._finish(conn, checkpoint, batch, failure, parking)
                 return Committed(batch, failure, after)
@@ -175,11 +183,12 @@ class BatchTransaction:
                     turn,
                 )
                 good: Batch = []
+                tables = tables_of(self._tables, checkpoint.version)
                 for event, changes in batch:
                     try:
                         with applying_changes():
                             async with conn.transaction():  # a savepoint
-                                await apply_changes(conn, changes)
+                                await apply_changes(conn, changes, tables)
                     except (ChangeRefusedError, MissingRowError) as e:
                         failure = EventFailure(describe(e), event)
                         break

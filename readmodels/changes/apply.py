@@ -7,7 +7,7 @@ then checks that every update found its row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
@@ -17,8 +17,15 @@ from acci.readmodels.changes.planner import Batch, plan
 from acci.readmodels.changes.table_facts import read_tables
 
 
-async def apply_changes(conn: AsyncConnection[Any], changes: Sequence[Change]) -> None:
+async def apply_changes(
+    conn: AsyncConnection[Any],
+    changes: Sequence[Change],
+    tables: Mapping[str, str] | None = None,
+) -> None:
     """Run the changes on ``conn`` (inside the caller's transaction), in one round trip.
+
+    ``tables`` names the table each change's table stands for (a read model's version's,
+    ``readmodels/versioned.py``); a table not there is the table named.
 
     The effect is that of running each change's ``statement`` in order (``planner.py`` says how
     a batch is regrouped). Raises ``MissingRowError`` when an ``Update`` found no row, and
@@ -28,7 +35,11 @@ async def apply_changes(conn: AsyncConnection[Any], changes: Sequence[Change]) -
     """
     if not changes:
         return
-    batches = plan(changes, await read_tables(conn, {change.table for change in changes}))
+    names = {table: table for table in {change.table for change in changes}}
+    if tables:
+        names = {table: tables.get(table, table) for table in names}
+    facts = await read_tables(conn, set(names.values()))
+    batches = plan(changes, {t: facts[n] for t, n in names.items() if n in facts}, names)
     checked: list[tuple[Batch, AsyncCursor[Any]]] = []
     async with conn.pipeline():
         for batch in batches:

@@ -153,6 +153,27 @@ def _delete_sql(table: str, key: tuple[str, ...]) -> sql.Composed:
     return sql.SQL("DELETE FROM {} WHERE {}").format(table_name(table), _where(key))
 
 
+def renamed(change: Change, table: str) -> Change:
+    """``change`` to the table ``table`` (itself if it names that table already)."""
+    if change.table == table:
+        return change
+    # Built directly: dataclasses.replace costs several times as much.
+    match change:
+        case Upsert():
+            return Upsert(table, change.key, change.values, change.increments)
+        case Update():
+            return Update(
+                table,
+                change.key,
+                change.values,
+                change.increments,
+                change.add_to_set,
+                change.remove_from_set,
+            )
+        case Delete():
+            return Delete(table, change.key)
+
+
 def _param(value: Any) -> Any:
     # JSON objects go to jsonb columns; lists of text adapt to text[] on their own.
     return Jsonb(value) if isinstance(value, dict) else value

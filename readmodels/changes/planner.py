@@ -20,7 +20,14 @@ from typing import Any
 
 from psycopg import AsyncCursor
 
-from acci.readmodels.changes.change import SCHEMA, Change, MissingRowError, Update, statement_bytes
+from acci.readmodels.changes.change import (
+    SCHEMA,
+    Change,
+    MissingRowError,
+    Update,
+    renamed,
+    statement_bytes,
+)
 from acci.readmodels.changes.merging import Net
 from acci.readmodels.changes.set_statements import delete_many, update_many, upsert_many
 from acci.readmodels.changes.shapes import shape_of
@@ -29,9 +36,10 @@ from acci.readmodels.changes.table_facts import TableFacts
 
 @dataclass(slots=True)
 class Batch:
-    """One statement, and the nets (rows) it changes."""
+    """One statement, the table it changes, and the nets (rows) it changes there."""
 
     statement: tuple[Any, Any]
+    table: str
     nets: list[Net]
 
     @property
@@ -55,21 +63,32 @@ class Batch:
             found = {row[0] for row in await cur.fetchall()}
             missing = [n for i, n in enumerate(self.nets, start=1) if i not in found]
         if missing:
-            change = missing[0].change
-            raise MissingRowError(
-                f"no row in {SCHEMA}.{change.table} with key {dict(change.key)} to update"
-            )
+            key = dict(missing[0].change.key)
+            raise MissingRowError(f"no row in {SCHEMA}.{self.table} with key {key} to update")
 
 
-def plan(changes: Sequence[Change], tables: Mapping[str, TableFacts]) -> list[Batch]:
-    """The statements to send, in order: set-based where exact, else one per change."""
+def plan(
+    changes: Sequence[Change], tables: Mapping[str, TableFacts], names: Mapping[str, str]
+) -> list[Batch]:
+    """The statements to send, in order: set-based where exact, else one per change.
+
+    ``tables`` holds the facts of each table the changes name (where the catalog has it), and
+    ``names`` the table each stands for (its version's): the changes keep the names their
+    projection gave them, and only the statements use the tables' own.
+    """
     layers = _layers(changes, tables)
     if layers is not None:
         try:
-            return [batch for layer in layers for batch in _batches(layer, tables)]
+            return [batch for layer in layers for batch in _batches(layer, tables, names)]
         except (TypeError, ValueError):
             pass  # a value JSON cannot carry: one by one, failing as that fails
-    return [Batch(statement_bytes(change), [Net.raw(change)]) for change in changes]
+    return [_alone(Net.raw(change), names) for change in changes]
+
+
+def _alone(net: Net, names: Mapping[str, str]) -> Batch:
+    """The net's change as its own statement."""
+    table = names[net.change.table]
+    return Batch(statement_bytes(renamed(net.change, table)), table, [net])
 
 
 def _layers(changes: Sequence[Change], tables: Mapping[str, TableFacts]) -> list[list[Net]] | None:
@@ -99,7 +118,9 @@ def _layers(changes: Sequence[Change], tables: Mapping[str, TableFacts]) -> list
     return [[s[n] for s in rows.values() if n < len(s)] for n in range(depth)]
 
 
-def _batches(layer: list[Net], tables: Mapping[str, TableFacts]) -> list[Batch]:
+def _batches(
+    layer: list[Net], tables: Mapping[str, TableFacts], names: Mapping[str, str]
+) -> list[Batch]:
     """The layer's statements: one per table for its updates (each row setting, adding to or
     taking from only its own columns), one per shape for upserts and deletes, and each raw
     change's own."""
@@ -107,18 +128,19 @@ def _batches(layer: list[Net], tables: Mapping[str, TableFacts]) -> list[Batch]:
     out: list[Batch] = []
     for net in layer:
         if net.kind == "raw" or net.shape is None:
-            out.append(Batch(statement_bytes(net.change), [net]))
+            out.append(_alone(net, names))
             continue
         group: tuple[Any, ...] = (net.change.table, net.kind, net.shape.row_key)
         if net.kind == "upsert":
             group += (net.columns,)
         groups.setdefault(group, []).append(net)
     for (table, kind, key, *shape), nets in groups.items():
+        name = names[table]
         if kind == "update":
-            query = update_many(tables[table], table, key, nets)
+            query = update_many(tables[table], name, key, nets)
         elif kind == "upsert":
-            query = upsert_many(table, key, shape[0], nets)
+            query = upsert_many(name, key, shape[0], nets)
         else:
-            query = delete_many(table, key, nets)
-        out.append(Batch(query, nets))
+            query = delete_many(name, key, nets)
+        out.append(Batch(query, name, nets))
     return out
