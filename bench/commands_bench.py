@@ -80,6 +80,7 @@ from acci.domain.principals import Principal
 from acci.eventstore.audit import AuditLog
 from acci.eventstore.errors import MessagingError
 from acci.eventstore.messaging.publisher import EventPublisher
+from acci.workers.process import tune_gc
 from acci.workers.runtime import EventStoreRuntime, open_event_store
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import command_result, execute_command, start_command
@@ -756,6 +757,7 @@ def main() -> None:
     sizes = Sizes.for_run(quick=args.quick)
     failures = WarningCounter()
     logging.getLogger("temporalio.activity").addFilter(failures)
+    tune_gc()  # as `acci worker` does once its modules are imported (workers/process.py)
     t0 = time.perf_counter()
     results, notes = asyncio.run(run(sizes, failures))
     log(f"done in {time.perf_counter() - t0:.0f} s")

@@ -40,6 +40,7 @@ from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import SharedLog
 from acci.readmodels.tenancy import TENANCY
 from acci.readmodels.waiting import BACKLOG_BATCH
+from acci.workers.process import tune_gc
 from acci.workers.runtime import open_event_store, query_cache
 from acci.workers.settings import Settings
 
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events stored (20,000)")
     parser.add_argument("--rounds", type=int, default=4, help="timed rounds (4)")
     args = parser.parse_args()
+    tune_gc()  # as `acci worker` does once its modules are imported (workers/process.py)
     asyncio.run(run(args.events, args.rounds))
 
 

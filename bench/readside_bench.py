@@ -109,6 +109,7 @@ from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import PAGE_SIZE, SharedLog
 from acci.readmodels.tenancy.tenants import GetTenantDetails, ListTenants
 from acci.readmodels.waiting import BACKLOG_BATCH
+from acci.workers.process import tune_gc
 from acci.workers.runtime import open_event_store, open_query_bus, query_cache
 from acci.workers.settings import Settings
 from acci.workers.temporal_client import execute_command
@@ -1038,6 +1039,7 @@ def main() -> None:
     quiet = WarningCounter()
     for name in ("temporalio.activity", "temporalio.workflow", "readmodels", "workers"):
         logging.getLogger(name).addFilter(quiet)
+    tune_gc()  # as `acci worker` does once its modules are imported (workers/process.py)
     t0 = time.perf_counter()
     rows, notes = asyncio.run(
         run(

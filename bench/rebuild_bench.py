@@ -67,6 +67,7 @@ from acci.readmodels.rebuild import Rebuild
 from acci.readmodels.reports import BatchReport
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.schema import prepare_database
+from acci.workers.process import tune_gc
 
 DB = "acci_bench_rebuild"
 MODELS = ("tenants", "users", "tenant_activity")
@@ -472,6 +473,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="only the JSON line on stdout")
     args = parser.parse_args()
     options = Options(args.events, args.rounds, args.keep, args.fresh, args.json)
+    tune_gc()  # as `acci worker` does once its modules are imported (workers/process.py)
     t0 = time.perf_counter()
     text, figures = asyncio.run(run(options))
     figures["total_s"] = round(time.perf_counter() - t0, 1)

@@ -175,6 +175,7 @@ def worker(
     """Run a worker on the command task queue until SIGINT/SIGTERM (in-flight work finishes)."""
     setup()
     from acci.workers.metrics_temporal import metrics_runtime
+    from acci.workers.process import tune_gc
     from acci.workers.temporal_client import connect
     from acci.workers.tracing import configure_tracing
     from acci.workers.worker import running_worker
@@ -185,6 +186,8 @@ def worker(
     if max_activities is not None:
         overrides["worker_max_concurrent_activities"] = max_activities
     settings = get_settings().model_copy(update=overrides)
+
+    tune_gc()  # the worker's modules are imported: what they made is frozen (process.py)
 
     async def main() -> None:
         stop = _stop_on_signals()
@@ -220,10 +223,13 @@ def dev(
     from acci.workers.devserver import DevServer, DevServerError, set_retention
     from acci.workers.http_endpoint import http_endpoint, readiness_on_loop
     from acci.workers.metrics_temporal import metrics_runtime
+    from acci.workers.process import tune_gc
     from acci.workers.schedules import apply_schedules
     from acci.workers.temporal_client import connect
     from acci.workers.tracing import configure_tracing
     from acci.workers.worker import running_worker
+
+    tune_gc()  # the worker's modules are imported: what they made is frozen (process.py)
 
     async def main() -> None:
         with ExitStack() as stack:
