@@ -139,8 +139,8 @@ def _batches(
         if kind == "update":
             query = update_many(tables[table], name, key, nets)
         elif kind == "upsert":
-            query = upsert_many(name, key, shape[0], nets)
+            query = upsert_many(tables[table], name, key, shape[0], nets)
         else:
-            query = delete_many(name, key, nets)
+            query = delete_many(tables[table], name, key, nets)
         out.append(Batch(query, name, nets))
     return out
