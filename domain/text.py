@@ -35,6 +35,8 @@ def _clean_text(value: str, *, what: str, max_length: int, allowed_controls: str
         raise ValueError(f"{what} must not be empty")
     if len(text) > max_length:
         raise ValueError(f"{what} {shown(text)} is {len(text)} characters; at most {max_length}")
+    if text.isascii() and text.isprintable():
+        return text  # no control, separator, surrogate or bidi character: none is printable ASCII
     for char in text:
         if char in allowed_controls:
             continue
