@@ -17,7 +17,8 @@ local activity (``RunCommand``: validate, handle, publish), its search attribute
 sandbox (``workers.worker.SANDBOX_PASSTHROUGH``), started with ``request_eager_start=True``, so
 the server hands the first workflow task straight back to the worker in this process. To compare
 like with like, the bare workflow is started eagerly too, on the same client, and its module (this
-file) is passed through the sandbox as well.
+file) is passed through the sandbox as well. The process's garbage collector is set up as
+``acci worker`` sets up its own (``workers/process.py``), for both workers alike.
 
 What-if rows (fewer against SQLite) measure ACCI's own workflow and activity, ACCI's code
 unchanged, started or run differently; each one's "what-if ÷ ACCI" column is what ACCI's choice

@@ -11,7 +11,8 @@ one shared log, reset and caught up from 0 (``ProjectionRunner.catch_up``, trans
 the pool's ``json``/``jsonb`` loader set to ``json.loads`` and once with ``eventstore.db``'s
 ``json_loads`` (each side its own pool, made with that loader). Figures: the median events/s of
 each side; ratio: the median of the rounds' now/before ratios (lowest-highest in brackets).
-The database is dropped at the end.
+The database is dropped at the end. The process's garbage collector is set up as the worker's
+(``workers/process.py``).
 """
 
 from __future__ import annotations

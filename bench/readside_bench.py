@@ -46,7 +46,9 @@ Redis keys go under a prefix of this run's own (``bench-read-<hex>``), deleted a
    cache) against cached (Redis, warmed first: every ask is a hit), one ask at a time, rounds
    alternating who goes first. Ratio: cached over uncached p50, pooled (range of the rounds).
 
-The machine is shared and noisy: read the ratios, and the figures as this run's. Progress goes
+The process's garbage collector is set up as the worker's (``workers/process.py``), and the
+generated commands are let go of before the rounds (a worker holds nothing like them). The
+machine is shared and noisy: read the ratios, and the figures as this run's. Progress goes
 to stderr, the table to stdout.
 """
 

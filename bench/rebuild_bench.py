@@ -30,7 +30,9 @@ whose order rotates round by round (and within a pair, who goes first alternates
 
 A figure is the median over rounds of N / seconds; a ratio is the median over rounds of the two
 sides' same-round ratio, lowest and highest round in brackets. Targets: rebuild >= 0.8x the
-catch-up path, rebuild >= 25,000 ev/s. The machine is shared and noisy: read the ratios.
+catch-up path, rebuild >= 25,000 ev/s. The process's garbage collector is set up as the
+worker's (``workers/process.py``), where a rebuild runs. The machine is shared and noisy: read
+the ratios.
 Progress goes to stderr; the markdown table and a JSON line to stdout (``--json``: only the
 JSON line; the table goes to stderr).
 """
