@@ -50,7 +50,7 @@ class Batches:
         self.transaction = BatchTransaction(
             self.name,
             store.pool,
-            tables=projection.tables,
+            tables=frozenset(projection.tables),
             checkpoints=checkpoints,
             dead_letters=dead_letters,
             park_shredded=store.encryption.shredded_events == "park",

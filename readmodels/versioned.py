@@ -26,7 +26,8 @@ def physical_table(table: str, version: int) -> str:
 
 def versioned_tables(projection: Projection, version: int) -> Mapping[str, str]:
     """Each table ``projection`` may write, to its name in version ``version``."""
-    return tables_of(projection.tables, version)
+    # frozenset() of a frozenset is itself; a projection that declared a set still works.
+    return tables_of(frozenset(projection.tables), version)
 
 
 @lru_cache(maxsize=256)

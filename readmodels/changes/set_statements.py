@@ -40,7 +40,7 @@ def upsert_many(
 ) -> Statement:
     """One INSERT ... ON CONFLICT for upserts of the same columns (values, increments)."""
     values, increments, _, _ = columns
-    records = _records(nets, objects=_objects(table, values))
+    records = _records(nets, objects=_objects(table, (*key, *values)))
     return _upsert_many_sql(name, key, values, increments), (records,)
 
 

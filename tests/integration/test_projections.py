@@ -20,10 +20,11 @@ from acci.activities.command_handler import CommandHandler
 from acci.activities.models import CommandInput
 from acci.domain.errors import CommandError
 from acci.domain.tenant_settings import TenantSettings
-from acci.eventstore.records import Position
+from acci.eventstore.records import Position, RecordedEvent
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels import waiting
+from acci.readmodels.changes import Change, Update
 from acci.readmodels.errors import NotFoundError, ProjectionError, ReadModelUnavailableError
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.shared_log import SharedLog
@@ -521,3 +522,32 @@ async def test_a_refused_event_is_parked_and_a_skip_projection_goes_on(
     (letter,) = await runner.dead_letters.list(projection="flaky_skip", include_resolved=True)
     assert letter.resolution == "skipped"
     assert await seen(pool, "flaky_skip", tenant) == {created.event_id: 1, after.event_id: 1}
+
+
+class _Trespassing(FlakyPause):
+    """Writes a row of ``tenants`` (not one of its tables) for each rename."""
+
+    name = "trespassing"
+
+    def handle_event(self, event: RecordedEvent) -> list[Change]:
+        changes = super().handle_event(event)
+        if event.event_type == "TenantRenamed":
+            changes.append(Update("tenants", {"tenant_id": event.tenant_id}, {"name": "stolen"}))
+        return changes
+
+
+async def test_a_change_to_a_table_not_its_projections_fails_its_event_and_writes_nothing(
+    seen_table: None, pool: AsyncConnectionPool, store: EventStore, handler: CommandHandler
+) -> None:
+    tenant = new_tenant("trespass")
+    runner = ProjectionRunner(_Trespassing({tenant}), store)
+    await runner.catch_up()
+    await send(handler, tenant, "CreateTenant", name="Own")
+    await send(handler, tenant, "RenameTenant", name="Renamed")
+    created, renamed = await store.read_stream(tenant, tenant)
+
+    report = await runner.catch_up()
+    assert report.failure is not None and report.failure.event_id == renamed.event_id
+    assert "may not write read_models.tenants" in report.failure.error
+    assert report.position == created.position  # the event before it is applied, it is not
+    assert await seen(pool, "trespassing", tenant) == {created.event_id: 1}
