@@ -35,9 +35,8 @@ async def apply_changes(
     """
     if not changes:
         return
-    names = {table: table for table in {change.table for change in changes}}
-    if tables:
-        names = {table: tables.get(table, table) for table in names}
+    tables = tables or {}
+    names = {table: tables.get(table, table) for table in {change.table for change in changes}}
     facts = await read_tables(conn, set(names.values()))
     batches = plan(changes, {t: facts[n] for t, n in names.items() if n in facts}, names)
     checked: list[tuple[Batch, AsyncCursor[Any]]] = []

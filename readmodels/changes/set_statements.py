@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
 from psycopg import sql
 from pydantic_core import to_json
@@ -22,13 +22,12 @@ from pydantic_core import to_json
 from acci.readmodels.changes.change import column_list, on_conflict, table_name
 from acci.readmodels.changes.merging import Net
 from acci.readmodels.changes.table_facts import TableFacts
+from acci.readmodels.changes.type_rules import JSON_TYPES
 
 Statement = tuple[bytes, tuple[Any, ...]]
 
 # How an update sets a column in one row of the shared statement (0, absent: left as it is).
 _SET, _INCREMENT, _ADD, _REMOVE = 1, 2, 3, 4
-
-JSON_TYPES: Final = frozenset({"json", "jsonb"})
 
 
 def upsert_many(

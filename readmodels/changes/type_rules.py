@@ -22,6 +22,7 @@ INT_RANGES: Final = {
     "bigint": (-(2**63), 2**63 - 1),
 }
 TEXT_TYPES: Final = frozenset({"text", "character varying"})
+JSON_TYPES: Final = frozenset({"json", "jsonb"})  # the types whose values may be JSON objects
 
 
 def never(value: Any) -> bool:
@@ -67,7 +68,7 @@ def carrier(column_type: str) -> Check:
     if column_type == "timestamp without time zone":
         # A timestamp without time zone would drop the offset that a parameter converts.
         return lambda v: v is None or (isinstance(v, datetime) and v.tzinfo is None)
-    if column_type in ("json", "jsonb"):
+    if column_type in JSON_TYPES:
         return lambda v: v is None or type(v) is dict
     if column_type == "text[]":
         return lambda v: (
