@@ -15,7 +15,7 @@ from typing import Any
 from acci.domain import EventSourced, aggregate_for_command
 from acci.domain.catalogue import rules_for
 from acci.domain.command import Command
-from acci.domain.errors import CommandValidationError
+from acci.domain.errors import AuthorizationError, CommandValidationError, DomainError
 from acci.domain.principals import Principal
 from acci.eventstore.errors import CommandIdReusedError, ConcurrencyError
 from acci.eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
@@ -111,11 +111,38 @@ class CommandHandler:
                 f" but was sent for tenant {tenant_id!r}"
             )
         fingerprint = command.fingerprint(tenant_id)
-        # A command already stored returns its first outcome: deciding it again against the
-        # state it produced would refuse it ("already exists") or double it.
-        earlier = await self._store.command_record(command_id, tenant_id)
-        if earlier is not None:
+        # Decided first, asked about afterwards: a command stored before (a re-send, or a retry
+        # of an attempt whose publish failed) is found by the append itself, whose command row
+        # collides, or else it fails or decides nothing against the state it produced ("already
+        # exists"). Only then is the store asked for its first outcome, which stands; a first
+        # send, nearly every command, saves that round trip.
+        try:
+            outcome = await self._decide_until_stored(
+                cls, tenant_id, command, command_id, metadata, fingerprint, principal
+            )
+        except (DomainError, AuthorizationError, CommandValidationError, CommandIdReusedError):
+            earlier = await self._store.command_record(command_id, tenant_id)
+            if earlier is None:
+                raise
             return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
+        if outcome.event_ids and not outcome.duplicate:
+            return outcome
+        earlier = await self._store.command_record(command_id, tenant_id)
+        if earlier is None:
+            return outcome  # an idempotent no-op, never stored before
+        return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
+
+    async def _decide_until_stored(
+        self,
+        cls: type[EventSourced[Any, Any]],
+        tenant_id: str,
+        command: Command,
+        command_id: uuid.UUID,
+        metadata: Mapping[str, Any] | None,
+        fingerprint: str,
+        principal: Principal | None,
+    ) -> CommandOutcome:
+        """Decide and append, again after each concurrency conflict while the budget lasts."""
         # The envelope is the system's to write: clients cannot set these (activities.models
         # refuses them), and a command's events are caused by the command.
         meta = {
