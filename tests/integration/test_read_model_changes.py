@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import random
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -44,6 +45,7 @@ CREATE TABLE read_models.change_fuzz (
     j jsonb,
     a text[] NOT NULL DEFAULT '{}',
     t timestamptz,
+    u uuid,
     PRIMARY KEY (k, k2),
     CHECK (n IS NULL OR b >= n)
 )
@@ -65,7 +67,21 @@ _VALUES: dict[str, tuple[list[Any], list[Any]]] = {
         [{"bad": "a\x00"}, "text", [1], {"when": _AT}, {"ids": {1, 2}}],
     ),
     "a": ([["a", "b"], [], ["b", "a"]], [None, ["a", None]]),
-    "t": ([_AT, _AT + timedelta(hours=1), datetime(2026, 1, 1), None], ["2026-01-02T00:00Z"]),
+    # Any offset, a negative one and one with seconds (a zone's local mean time of old) too,
+    # lands as the instant a parameter makes of it.
+    "t": (
+        [
+            _AT,
+            _AT + timedelta(hours=1),
+            datetime(2026, 1, 1),
+            None,
+            _AT.replace(microsecond=5),
+            datetime(2026, 6, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+            datetime(1890, 1, 1, tzinfo=timezone(timedelta(seconds=561))),
+        ],
+        ["2026-01-02T00:00Z"],
+    ),
+    "u": ([uuid.UUID(int=1), "00000000-0000-0000-0000-000000000002", None], ["not a uuid"]),
 }
 _STEPS: dict[str, tuple[list[Any], list[Any]]] = {
     "n": ([1, 2, -1, -3, 0], [2**31 - 1, -(2**31), 2**31]),
@@ -123,7 +139,7 @@ def _rows_changed(rng: random.Random) -> list[tuple[str, int]]:
 
 async def _rows(conn: AsyncConnection[Any]) -> list[str]:
     cur = await conn.execute(
-        "SELECT k, k2, s, n, b, c, f, j, a, t FROM read_models.change_fuzz ORDER BY k, k2"
+        "SELECT k, k2, s, n, b, c, f, j, a, t, u FROM read_models.change_fuzz ORDER BY k, k2"
     )
     return [repr(row) for row in await cur.fetchall()]  # repr: NaN equals itself
 
