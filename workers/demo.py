@@ -27,7 +27,8 @@ from acci.workers.urls import without_password
 ACME: Final = "demo-acme"
 GLOBEX: Final = "demo-globex"
 # Fixed command ids: running the demo again re-sends the same commands, which shows that a
-# re-sent command returns its first result and runs nothing twice.
+# re-sent command returns its first result and runs nothing twice (the refused ones are refused
+# again: the scenario leaves no state in which one would now pass).
 _NAMESPACE: Final = uuid.UUID("0f7d7c36-2a0e-4d7e-8a44-0c1f3d9b6e01")
 _PSQL_QUERY: Final = (
     "'SELECT global_position, tenant_id, aggregate_id, event_type FROM event_store.events'"
@@ -130,13 +131,16 @@ async def run_demo(settings: Settings, client: Client, *, dev: DevSetup | None =
         display_name="Dave",
     )
 
-    _say("\n3. A concurrent conflict: two suspensions of one tenant at once")
+    _say("\n3. A concurrent conflict: two reactivations of one tenant at once")
     _say("   (the loser reloads, decides again on the new state, and is refused)")
+    await s.send("acme-suspend", ACME, "SuspendTenant", reason="audit")
+    # Refused on the state the winner leaves, and on every later run's: a refused command is
+    # decided again when it is sent again (only what stored events is recorded), so a second
+    # run of the demo refuses it again and stores nothing new.
     await asyncio.gather(
-        s.send("acme-suspend-1", ACME, "SuspendTenant", reason="audit (first)"),
-        s.send("acme-suspend-2", ACME, "SuspendTenant", reason="audit (second)"),
+        s.send("acme-reactivate-1", ACME, "ReactivateTenant"),
+        s.send("acme-reactivate-2", ACME, "ReactivateTenant"),
     )
-    await s.send("acme-reactivate", ACME, "ReactivateTenant")
 
     _say("\n4. The same command id again: the first run's result, nothing runs twice")
     await s.send("acme", ACME, "CreateTenant", name="Acme Corporation")

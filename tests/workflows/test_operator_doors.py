@@ -188,9 +188,14 @@ async def test_acci_dev_runs_the_demo_and_keeps_runs_across_restarts(
     assert "REJECTED (validation)" in out and "REJECTED (domain)" in out
     assert "demo-acme    CreateTenant     Tenant demo-acme -> v1" in out
     assert (data_dir / "temporal.db").exists()
+    stored = [line for line in out.splitlines() if " -> v" in line]
+    assert len(stored) == 10, out  # the scenario's commands that store events
     if run_number == 2:
-        # The dev server kept the first runs in its SQLite file: every command is a re-send.
-        assert out.count("[re-sent: first result]") >= 6
+        # The dev server kept the first runs in its SQLite file, and the store its events:
+        # every command that stored events is a re-send, and the refused ones are refused again
+        # (the loser of the race too: nothing new is stored by a second run).
+        assert all(line.endswith("[re-sent: first result]") for line in stored), out
+        assert out.count(" REJECTED ") == 3, out
 
 
 @asynccontextmanager
