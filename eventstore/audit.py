@@ -52,6 +52,9 @@ _COLUMNS: Final = (
     "workflow_run_id",
 )
 
+# The tenant of the row comes from `scope` below, the other columns from the attempt.
+_FROM_ROW: Final = tuple(c for c in _COLUMNS if c != "tenant_id")
+
 # One statement that scopes its own transaction to the tenant, as the append and the load do
 # (eventstore/append.py, loading.py): the row is selected from `scope`'s, so row-level security's
 # check runs after the setting. A separate set_config, pipelined before the insert, cost the
@@ -66,8 +69,8 @@ _RECORD: Final = (
         " ON CONFLICT ON CONSTRAINT command_attempts_once DO NOTHING RETURNING id"
     )
     .format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
-        values=sql.SQL(", ").join(map(sql.Placeholder, _COLUMNS[1:])),
+        columns=sql.SQL(", ").join(map(sql.Identifier, ("tenant_id", *_FROM_ROW))),
+        values=sql.SQL(", ").join(map(sql.Placeholder, _FROM_ROW)),
     )
     .as_string(None)
 )
