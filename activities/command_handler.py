@@ -121,16 +121,32 @@ class CommandHandler:
                 cls, tenant_id, command, command_id, metadata, fingerprint, principal
             )
         except (DomainError, AuthorizationError, CommandValidationError, CommandIdReusedError):
-            earlier = await self._store.command_record(command_id, tenant_id)
-            if earlier is None:
+            first = await self._first_outcome(cls, tenant_id, command, command_id, fingerprint)
+            if first is None:
                 raise
-            return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
+            return first
         if outcome.event_ids and not outcome.duplicate:
             return outcome
+        # A duplicate, or an idempotent no-op (unless this command was stored before).
+        first = await self._first_outcome(cls, tenant_id, command, command_id, fingerprint)
+        return outcome if first is None else first
+
+    async def _first_outcome(
+        self,
+        cls: type[EventSourced[Any, Any]],
+        tenant_id: str,
+        command: Command,
+        command_id: uuid.UUID,
+        fingerprint: str,
+    ) -> CommandOutcome | None:
+        """The outcome of this command's earlier send, if one stored events (None if none did);
+        ``CommandIdReusedError`` if the id was used for another command, in any tenant."""
         earlier = await self._store.command_record(command_id, tenant_id)
-        if earlier is None:
-            return outcome  # an idempotent no-op, never stored before
-        return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
+        if earlier is not None:
+            return await self._earlier(earlier, cls.aggregate_type, tenant_id, command, fingerprint)
+        if await self._store.command_id_taken(command_id):  # by another tenant's command
+            raise CommandIdReusedError(command_id)
+        return None
 
     async def _decide_until_stored(
         self,

@@ -98,7 +98,7 @@ _HEAD: Final = (
 )
 
 # Whether any tenant's command has this id (acci_app cannot see other tenants'; migration 012).
-_COMMAND_ID_TAKEN: Final = "SELECT event_store.command_id_taken(%s)"
+COMMAND_ID_TAKEN: Final = "SELECT event_store.command_id_taken(%s)"
 
 Rows = list[tuple[Any, ...]]
 CommandEvents = Callable[[str, uuid.UUID], Coroutine[Any, Any, list[RecordedEvent]]]
@@ -311,7 +311,7 @@ class Appender:
             if record is not None:
                 results[i] = await self._stored(append, record, params[i]["command_type"])
                 continue
-            if await self._value(_COMMAND_ID_TAKEN, (append.command_id,)):
+            if await self._value(COMMAND_ID_TAKEN, (append.command_id,)):
                 # Stored by another tenant's command, which this role may not see.
                 raise CommandIdReusedError(append.command_id)
             version = await self._version(append)

@@ -15,7 +15,7 @@ from acci.domain import errors as domain_errors
 from acci.domain.registry import EventRegistry
 from acci.domain.registry import registry as default_registry
 from acci.eventstore import instruments, validation
-from acci.eventstore.append import Appender
+from acci.eventstore.append import COMMAND_ID_TAKEN, Appender
 from acci.eventstore.encryption import OFF, PayloadEncryption
 from acci.eventstore.errors import (
     EventStoreValidationError,
@@ -185,15 +185,14 @@ class EventStore:
         if row is None:
             return None
         command_id, tenant_id, aggregate_type, aggregate_id, command_type, fingerprint, ids = row
-        return CommandRecord(
-            command_id,
-            tenant_id,
-            aggregate_type,
-            aggregate_id,
-            command_type,
-            fingerprint,
-            tuple(ids),
-        )
+        record = (command_id, tenant_id, aggregate_type, aggregate_id, command_type, fingerprint)
+        return CommandRecord(*record, tuple(ids))
+
+    async def command_id_taken(self, command_id: uuid.UUID) -> bool:
+        """Whether a command of any tenant stored events under this id (the database answers
+        for every tenant without showing the command: acci_app sees only its own tenant's)."""
+        row = await self._fetchone(COMMAND_ID_TAKEN, (command_id,))
+        return bool(row and row[0])
 
     async def command_events(self, tenant_id: str, command_id: uuid.UUID) -> list[RecordedEvent]:
         """Every event an earlier append of this command stored in this tenant, in every stream

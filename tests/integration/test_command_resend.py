@@ -120,3 +120,24 @@ async def test_an_id_another_tenant_used_is_refused_and_reveals_nothing(
         )
     assert first not in str(refused.value) and "One" not in str(refused.value)
     assert await _events(store, second) == []
+
+
+async def test_an_id_another_tenant_used_is_refused_however_this_decision_goes(
+    store: EventStore, repository: AggregateRepository
+) -> None:
+    """Refused as a reused id, not as what deciding it here says: a tenant that does not
+    exist, or a rename that would change nothing."""
+    handler = CommandHandler(store, repository)
+    first, missing, command_id = _tenant("owner"), _tenant("missing"), uuid.uuid4()
+    await handler.handle(first, CreateTenant(tenant_id=first, name="One"), command_id=command_id)
+    with pytest.raises(CommandIdReusedError):
+        await handler.handle(
+            missing, RenameTenant(tenant_id=missing, name="X"), command_id=command_id
+        )
+    other = _tenant("other")
+    await handler.handle(other, CreateTenant(tenant_id=other, name="Same"), command_id=uuid.uuid4())
+    with pytest.raises(CommandIdReusedError):
+        await handler.handle(
+            other, RenameTenant(tenant_id=other, name="Same"), command_id=command_id
+        )
+    assert await _events(store, missing) == [] and len(await _events(store, other)) == 1
