@@ -30,6 +30,8 @@ from acci.readmodels.errors import QueryValidationError
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
+# An offset PostgreSQL takes (a bigint): larger is bad paging, refused before anything is read.
+MAX_OFFSET: Final = 2**63 - 1
 
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T", bound=BaseModel)

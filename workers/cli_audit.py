@@ -36,7 +36,12 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     value = text.strip()
     match = _DURATION.fullmatch(value)
     if match:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:  # further back than a datetime reaches (year 1)
+            raise typer.BadParameter(
+                f"{value!r} reaches back before the year 1", param_hint="'--since'"
+            ) from None
     try:
         at = datetime.fromisoformat(value)
     except ValueError:

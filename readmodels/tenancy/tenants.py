@@ -26,6 +26,7 @@ from acci.readmodels.projections import Projection
 from acci.readmodels.queries import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    MAX_OFFSET,
     Page,
     Query,
     Result,
@@ -173,7 +174,7 @@ class ListTenants(Query[Page[TenantView]]):
     sort: TenantSort = "name"
     descending: bool = False
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     cursor: str | None = None
 
     @field_validator("cursor")

@@ -28,6 +28,7 @@ from acci.readmodels.projections import Projection
 from acci.readmodels.queries import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    MAX_OFFSET,
     Page,
     Result,
     TenantQuery,
@@ -154,7 +155,7 @@ class ListTenantUsers(TenantQuery[Page[UserView]]):
     status: UserStatus | None = None
     role: RoleName | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     cursor: str | None = None
 
     @field_validator("cursor")

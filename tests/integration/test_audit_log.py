@@ -271,6 +271,8 @@ async def test_acci_audit_lets_a_tenant_admin_read_their_own_tenant(
     [
         (["--as", "ann@audit-a:boss"], "unknown role(s) 'boss'"),
         (["--since", "yesterday"], "neither a duration"),
+        (["--since", "3000000d"], "before the year 1"),
+        (["--since", "99999999999d"], "before the year 1"),
         (["--outcome", "exploded"], "unknown outcome(s) exploded"),
     ],
 )

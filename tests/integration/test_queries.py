@@ -190,6 +190,7 @@ async def test_paging_by_offset_and_by_cursor_visits_every_tenant_once(
         ({"limit": 0}, "limit: Input should be greater than or equal to 1 (got 0)"),
         ({"limit": 501}, "limit: Input should be less than or equal to 500 (got 501)"),
         ({"offset": -1}, "offset: Input should be greater than or equal to 0 (got -1)"),
+        ({"offset": 2**63}, "offset: Input should be less than or equal to 9223372036854775807"),
         ({"sort": "email"}, "sort: Input should be 'name', 'created_at' or 'last_updated'"),
         ({"status": "gone"}, "status: Input should be 'active', 'suspended' or 'deleted'"),
         ({"cursor": "not-a-cursor"}, "cursor 'not-a-cursor' is not a cursor this query returned"),
