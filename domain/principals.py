@@ -119,7 +119,9 @@ def parse_principal(text: str) -> Principal:
     if body.startswith(SERVICE_PREFIX):
         kind, body = "service", body[len(SERVICE_PREFIX) :]
     head, _, role_text = body.rpartition(":") if ":" in body else (body, "", "")
-    ident, _, tenant = head.rpartition("@") if "@" in head else (head, "", "")
+    ident, at, tenant = head.rpartition("@") if "@" in head else (head, "", "")
+    if at and not tenant.strip():  # "ann@": a tenant forgotten, not a system principal
+        raise PrincipalFormatError(f"{shown(text)}: no tenant after '@' ({PRINCIPAL_FORMAT})")
     roles = frozenset(r.strip() for r in role_text.split(",") if r.strip())
     if kind == "service" and not tenant and not roles:
         roles = frozenset({SYSTEM_ADMIN})

@@ -302,6 +302,8 @@ def test_the_compact_form_names_a_principal_and_round_trips(text: str, expected:
         ("ops:admin", "tenant roles (admin) need @TENANT"),
         ("ann@acme:system_admin", "system_admin belongs to system principals"),
         ("service/:system_admin", "principal id ''"),
+        ("ann@", "no tenant after '@'"),
+        ("ann@:admin", "no tenant after '@'"),
     ],
 )
 def test_a_bad_compact_form_is_refused_saying_why(text: str, says: str) -> None:
