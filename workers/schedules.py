@@ -19,6 +19,7 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -206,7 +207,8 @@ async def describe_schedules(client: Client, settings: Settings) -> list[dict[st
                 "exists": True,
                 "paused": described.schedule.state.paused,
                 "every_seconds": [int(i.every.total_seconds()) for i in spec.intervals],
-                "cron": list(spec.cron_expressions),
+                # A cron expression comes back as the calendar the server parsed it into.
+                "cron": [*spec.cron_expressions, *map(calendar_text, spec.calendars)],
                 "time_zone": spec.time_zone_name,
                 "next_runs": [t.isoformat() for t in info.next_action_times[:3]],
                 "last_run": recent.started_at.isoformat() if recent else None,
@@ -215,3 +217,34 @@ async def describe_schedules(client: Client, settings: Settings) -> list[dict[st
             }
         )
     return found
+
+
+_CALENDAR_FIELDS = ("minute", "hour", "day_of_month", "month", "day_of_week")
+
+
+def calendar_text(calendar: ScheduleCalendarSpec) -> str:
+    """A calendar as the five fields of a cron expression (``0 3 * * 0``), seconds first where
+    they are not 0; a field that takes every value its default takes is ``*``."""
+    fields = list(_CALENDAR_FIELDS)
+    if _ranges(calendar.second) != [(0, 0, 1)]:
+        fields.insert(0, "second")
+    parts = []
+    for name in fields:
+        ranges = _ranges(getattr(calendar, name))
+        default = _ranges(ScheduleCalendarSpec.__dataclass_fields__[name].default)
+        if name in ("day_of_month", "month", "day_of_week") and ranges == default:
+            parts.append("*")
+            continue
+        parts.append(
+            ",".join(
+                f"{start}{f'-{end}' if end > start else ''}{f'/{step}' if step > 1 else ''}"
+                for start, end, step in ranges
+            )
+        )
+    return " ".join(parts)
+
+
+def _ranges(ranges: Any) -> list[tuple[int, int, int]]:
+    """Each range as (start, end, step), with the SDK's defaults filled in (an end before the
+    start is the start; a step of 0 is 1)."""
+    return [(r.start, max(r.end, r.start), max(r.step, 1)) for r in ranges]

@@ -147,6 +147,11 @@ async def test_schedules_apply_creates_then_updates_and_list_shows_it(
     }
     assert shown["schedule_id"] == SNAPSHOT_SCHEDULE_ID
     assert shown["exists"] and shown["every_seconds"] == [86_400] and not shown["paused"]
+    # A cron schedule shows its expression (the server hands back the calendar it parsed).
+    [full] = [s for s in listed if s["schedule_id"] == "acci-backup-full"]
+    assert full["cron"] == [settings.backup_full_cron] == ["0 3 * * 0"], full
+    text = await acci(settings, "schedules", "list")
+    assert ", 0 3 * * 0 (UTC), next " in next(line for line in text.splitlines() if "full" in line)
 
 
 async def test_a_triggered_run_snapshots_streams_far_behind_and_prunes_old_snapshots(
