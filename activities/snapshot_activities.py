@@ -2,8 +2,10 @@
 
 A stream whose head is at least ``min_events`` (per aggregate type, or the default) past its
 newest snapshot is loaded (from that snapshot) and snapshotted at its head; its snapshots but the
-newest ``keep`` are pruned. Writing a snapshot is idempotent (keyed by stream, state schema and
-version), so a batch run twice, or two jobs at once, write each snapshot once.
+newest ``keep`` are pruned, as are those of any stream holding more than ``keep`` (a hot stream
+the command path's policy snapshots every ``ACCI_SNAPSHOT_AFTER_EVENTS`` events). Writing a
+snapshot is idempotent (keyed by stream, state schema and version), so a batch run twice, or two
+jobs at once, write each snapshot once.
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ class SnapshotActivities:
         written = pruned = 0
         for done, stream in enumerate(page.streams, start=1):
             threshold = self._by_type.get(stream.key[2], self._min_events)
-            if stream.behind >= threshold:
-                if await self._snapshot(stream):
-                    written += 1
-                    SNAPSHOTS_WRITTEN.labels(stream.key[2]).inc()
+            if stream.behind >= threshold and await self._snapshot(stream):
+                written += 1
+                SNAPSHOTS_WRITTEN.labels(stream.key[2]).inc()
+            # Snapshotted here, or many times on the command path (a hot stream, never far
+            # behind): either way only the newest are kept.
+            if stream.behind >= threshold or stream.snapshots > self._keep:
                 pruned += await prune(self._pool, stream.key, keep=self._keep)
             if done % 10 == 0:  # the SDK throttles what it sends
                 activity.heartbeat(done)

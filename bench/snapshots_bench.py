@@ -12,8 +12,9 @@ Temporal's constant overhead), in fresh databases ``acci_bench_snapshots`` (part
 
 * baseline: ``RegisterUser`` on a fresh tenant (its tenant stream holds one event), p50 of N;
 * the same command on a tenant whose stream holds 100,000 events (``--quick``: 20,000):
-  with the policy on (default 500), the first command (which writes the snapshot) and then
-  the p50 of N; with it off, the p50 of a few (each folds every event).
+  with the policy on (the default, ``Settings().snapshot_after_events``: 50), the first command
+  (which writes the snapshot) and then the p50 of N; with it off, the p50 of a few (each folds
+  every event).
 
 Target (issue 11): with the policy, p50 within 1.5x the fresh tenant's.
 
@@ -23,7 +24,16 @@ job's threshold: streams snapshotted per second, beside a plain load of the same
 job's floor: it loads each one) in the same run. Then the load of one 10,000-event stream with a
 snapshot at its head vs without (p50; target with a snapshot: <= 1 ms).
 
-Run: ``.venv/bin/python bench/snapshots_bench.py [--quick]``.
+Part 3, the policy's threshold in steady state: a hot aggregate. Part 1 measures commands right
+after a snapshot; a tenant that takes commands all day folds, on average, half the threshold's
+events per load. One tenant per threshold (500, 100, 50, 25), each fresh, takes ``RenameTenant``
+commands (``--quick``: 500 each, else 2,000), the thresholds taking turns command by command so
+the machine's noise hits them alike. Per threshold: the p50 and mean latency of a command, this
+process's CPU per command including the snapshot writes it leaves behind (waited for after each
+command, so none runs during another threshold's) and the snapshots written; ratios against 500
+(the default until 2026-12-02).
+
+Run: ``.venv/bin/python bench/snapshots_bench.py [--quick]`` (``--steady-only``: part 3 alone).
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from acci.activities.command_handler import CommandHandler
 from acci.activities.models import SnapshotJobInput
 from acci.activities.snapshot_activities import SnapshotActivities
 from acci.domain import Tenant
-from acci.domain.tenant_commands import CreateTenant
+from acci.domain.tenant_commands import CreateTenant, RenameTenant
 from acci.domain.user_commands import RegisterUser
 from acci.eventstore.db import create_pool, ensure_database
 from acci.eventstore.records import NewEvent, StreamAppend
@@ -51,11 +61,13 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.schema import prepare_database
+from acci.workers.settings import Settings
 
 LONG = 10_000
 SERVER = os.environ.get("ACCI_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 DB = "acci_bench_snapshots"
 BATCH = 1_000
+AFTER = Settings().snapshot_after_events  # the policy's default threshold
 
 
 def say(text: str) -> None:
@@ -99,7 +111,7 @@ async def policy(url: str, quick: bool) -> None:
     async with create_pool(url, min_size=2, max_size=4) as pool:
         store = EventStore(pool)
         snapshots = SnapshotStore(pool)
-        on = AggregateRepository(store, snapshots, snapshot_after=500)
+        on = AggregateRepository(store, snapshots, snapshot_after=AFTER)
         off = AggregateRepository(store, snapshots, snapshot_after=0)
         handler_on, handler_off = CommandHandler(store, on), CommandHandler(store, off)
         fresh = f"t-fresh-{uuid.uuid4().hex[:8]}"
@@ -130,7 +142,7 @@ async def policy(url: str, quick: bool) -> None:
             first / p50,
         ),
         (
-            f"{events:,}-event tenant, policy on (500), p50",
+            f"{events:,}-event tenant, policy on ({AFTER}), p50",
             statistics.median(with_policy),
             statistics.median(with_policy) / p50,
         ),
@@ -219,9 +231,70 @@ async def job(url: str, quick: bool) -> None:
     )
 
 
-async def main(quick: bool) -> None:
+THRESHOLDS = (500, 100, 50, 25)
+
+
+async def rename(handler: CommandHandler, tenant: str, i: int) -> None:
+    await handler.handle(
+        tenant, RenameTenant(tenant_id=tenant, name=f"Hot {i}"), command_id=uuid.uuid4()
+    )
+
+
+async def steady(url: str, quick: bool) -> None:
+    commands = 500 if quick else 2_000
+    async with create_pool(url, min_size=2, max_size=4) as pool:
+        store, snapshots = EventStore(pool), SnapshotStore(pool)
+        sides = {}
+        for threshold in THRESHOLDS:
+            repository = AggregateRepository(store, snapshots, snapshot_after=threshold)
+            handler = CommandHandler(store, repository)
+            tenant = f"t-hot-{threshold}-{uuid.uuid4().hex[:6]}"
+            await handler.handle(
+                tenant, CreateTenant(tenant_id=tenant, name="Hot"), command_id=uuid.uuid4()
+            )
+            sides[threshold] = (tenant, handler, repository)
+        say(f"{commands:,} commands on one tenant per threshold, taking turns")
+        latency: dict[int, list[float]] = {t: [] for t in THRESHOLDS}
+        cpu = dict.fromkeys(THRESHOLDS, 0.0)
+        for i in range(commands):
+            for threshold in THRESHOLDS[i % 4 :] + THRESHOLDS[: i % 4]:
+                tenant, handler, repository = sides[threshold]
+                cpu0, started = time.process_time(), time.perf_counter()
+                await rename(handler, tenant, i)
+                latency[threshold].append(time.perf_counter() - started)
+                await repository.drain()
+                cpu[threshold] += time.process_time() - cpu0
+        written = {}
+        async with pool.connection() as conn:
+            for threshold, (tenant, _, _) in sides.items():
+                row = await (
+                    await conn.execute(
+                        "SELECT count(*) FROM snapshots.aggregate_snapshots WHERE tenant_id = %s",
+                        (tenant,),
+                    )
+                ).fetchone()
+                written[threshold] = int(row[0]) if row else 0
+    base_p50 = statistics.median(latency[500])
+    base_cpu = cpu[500] / commands
+    print()
+    print(
+        "| threshold | p50 | mean | CPU/command (this process) | ÷ 500: p50, CPU |"
+        " snapshots written |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for threshold in THRESHOLDS:
+        p50, per = statistics.median(latency[threshold]), cpu[threshold] / commands
+        mean = statistics.mean(latency[threshold])
+        print(
+            f"| {threshold} | {p50 * 1000:.2f} ms | {mean * 1000:.2f} ms | {per * 1000:.3f} ms |"
+            f" {p50 / base_p50:.2f}x, {per / base_cpu:.2f}x | {written[threshold]:,} |"
+        )
+
+
+async def main(quick: bool, *, steady_only: bool = False) -> None:
+    parts = [(policy, DB), (job, f"{DB}_job"), (steady, f"{DB}_steady")]
     # One database per part: the job's scan sees only its own streams.
-    for part, name in ((policy, DB), (job, f"{DB}_job")):
+    for part, name in parts[2:] if steady_only else parts:
         url = recreate(name)
         await ensure_database(url)
         async with create_pool(url, min_size=1, max_size=1) as pool:
@@ -232,4 +305,6 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 events, fewer samples")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--steady-only", action="store_true", help="part 3 alone")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, steady_only=args.steady_only))

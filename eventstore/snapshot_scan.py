@@ -1,9 +1,12 @@
-"""What the snapshot job reads and prunes: streams far past their newest snapshot, page by page.
+"""What the snapshot job reads and prunes: streams far past their newest snapshot, or holding
+more snapshots than it keeps, page by page.
 
 Streams are visited in the stream key's order (tenant, aggregate id, aggregate type), a page
 at a time after a cursor, so a job can stop anywhere and resume where it left off. A page's
 heads come from the stream key index in order (a grouped index scan that stops after ``scan``
-streams), each beside its newest snapshot of the aggregate type's current state schema.
+streams), each beside its newest snapshot of the aggregate type's current state schema and how
+many snapshots it has (any schema: the command path's policy writes them on hot streams, which
+are then never far behind, and the job prunes them all the same).
 """
 
 from __future__ import annotations
@@ -31,13 +34,17 @@ WITH heads AS (
      LIMIT %(scan)s
 )
 SELECT h.tenant_id, h.aggregate_id, h.aggregate_type, h.head, c.schema_version,
-       coalesce((SELECT max(s.sequence_number) FROM snapshots.aggregate_snapshots s
-                  WHERE s.tenant_id = h.tenant_id AND s.aggregate_id = h.aggregate_id
-                    AND s.aggregate_type = h.aggregate_type
-                    AND s.schema_version = c.schema_version), 0) AS snapped
+       coalesce(s.snapped, 0), s.kept
   FROM heads h
   LEFT JOIN unnest(%(types)s::text[], %(schemas)s::int[]) AS c(aggregate_type, schema_version)
     ON c.aggregate_type = h.aggregate_type
+ CROSS JOIN LATERAL (
+    SELECT max(sequence_number) FILTER (WHERE schema_version = c.schema_version) AS snapped,
+           count(*) AS kept
+      FROM snapshots.aggregate_snapshots
+     WHERE tenant_id = h.tenant_id AND aggregate_id = h.aggregate_id
+       AND aggregate_type = h.aggregate_type
+ ) AS s
  ORDER BY h.tenant_id, h.aggregate_id, h.aggregate_type
 """
 
@@ -56,11 +63,13 @@ DELETE FROM snapshots.aggregate_snapshots
 
 @dataclass(frozen=True, slots=True)
 class StreamPosition:
-    """A stream's head and its newest usable snapshot's version (0: none)."""
+    """A stream's head, its newest usable snapshot's version (0: none) and how many snapshots
+    it has."""
 
     key: StreamKey
     head: int
     snapshot: int
+    snapshots: int
 
     @property
     def behind(self) -> int:
@@ -103,8 +112,8 @@ async def scan_page(
             cur = await conn.execute(_HEADS, params)
             rows = await cur.fetchall()
     streams = [
-        StreamPosition((t, a, k), int(head), int(snapped))
-        for t, a, k, head, schema, snapped in rows
+        StreamPosition((t, a, k), int(head), int(snapped), int(kept))
+        for t, a, k, head, schema, snapped, kept in rows
         if schema is not None  # a type no installed application declares: not ours to load
     ]
     last = (str(rows[-1][0]), str(rows[-1][1]), str(rows[-1][2])) if len(rows) == scan else None

@@ -73,9 +73,11 @@ class Settings(BaseSettings):
     codec_cors_origins: list[str] = Field(default_factory=list)
 
     # A current load that folds at least this many events past the stream's newest snapshot
-    # writes a snapshot in the background (eventstore/repository.py), so loads stay bounded
-    # however long a stream grows. 0: never on the command path.
-    snapshot_after_events: int = Field(default=500, ge=0)
+    # writes a snapshot in the background (eventstore/repository.py) and prunes the stream's to
+    # snapshot_keep, so loads stay bounded however long a stream grows; a hot aggregate's load
+    # folds half this on average (bench/snapshots_bench.py, part 3: 50 costs a command half the
+    # CPU that 500 did). 0: never on the command path.
+    snapshot_after_events: int = Field(default=50, ge=0)
 
     # The snapshot job (SnapshotWorkflow, run by the acci-snapshots Schedule): a stream whose
     # head is this many events past its newest snapshot is snapshotted (per aggregate type:

@@ -159,24 +159,28 @@ async def test_a_triggered_run_snapshots_streams_far_behind_and_prunes_old_snaps
 ) -> None:
     await acci(settings, "schedules", "apply")
     long, short = await tenant_with(store, 12), await tenant_with(store, 3)
+    # A hot stream, snapshotted often on the command path: never 5 behind, but holding 4.
+    hot = await tenant_with(store, 6)
     # Old snapshots of the long stream (versions 1, 2, 3): pruned down to the newest 2.
     snapshots = SnapshotStore(pool)
-    for version in (1, 2, 3):
-        folded = await AggregateRepository(store, snapshots).load(
-            Tenant, long, long, version=version
-        )
-        await snapshots.save(
-            long,
-            long,
-            "Tenant",
-            version=version,
-            schema_version=Tenant.state_schema_version,
-            state=folded.state_to_json(),
-        )
+    for tenant, versions in ((long, (1, 2, 3)), (hot, (2, 3, 4, 5))):
+        for version in versions:
+            folded = await AggregateRepository(store, snapshots).load(
+                Tenant, tenant, tenant, version=version
+            )
+            await snapshots.save(
+                tenant,
+                tenant,
+                "Tenant",
+                version=version,
+                schema_version=Tenant.state_schema_version,
+                state=folded.state_to_json(),
+            )
     status = await run_job(worker)
-    assert status.phase == "done" and status.written >= 1 and status.pruned >= 2
+    assert status.phase == "done" and status.written >= 1 and status.pruned >= 4
     assert await snapshot_versions(pool, long) == [3, 12]  # 12 - 3 >= 5: written at the head
     assert await snapshot_versions(pool, short) == []  # 3 events: under the threshold
+    assert await snapshot_versions(pool, hot) == [4, 5]  # 1 behind: pruned, none written
     repository = AggregateRepository(store, snapshots)
     loaded = await repository.load(Tenant, long, long)
     folded = await repository.load(Tenant, long, long, use_snapshot=False)
@@ -189,6 +193,7 @@ async def test_a_triggered_run_snapshots_streams_far_behind_and_prunes_old_snaps
     # Run again: nothing is far behind any more, nothing is written twice.
     again = await run_job(worker)
     assert await snapshot_versions(pool, long) == [3, 12]
+    assert await snapshot_versions(pool, hot) == [4, 5]
     assert again.phase == "done" and again.scanned >= 2
 
 
