@@ -190,6 +190,8 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise typer.BadParameter(f"{option} is not JSON: {e}") from None
+    except RecursionError:
+        raise typer.BadParameter(f"{option} is nested too deeply") from None
     if not isinstance(value, dict):
         raise typer.BadParameter(f"{option} must be a JSON object")
     return value

@@ -25,6 +25,7 @@ from typer._click.exceptions import UsageError
 
 from acci.domain.errors import CommandValidationError, shown, validation_error_from_pydantic
 from acci.eventstore.records import Position
+from acci.eventstore.validation import MAX_JSON_DEPTH
 from acci.readmodels.errors import QueryValidationError
 from acci.readmodels.queries import Query
 from acci.workers.cli_commands import CommandIdOption, NoWaitOption
@@ -223,6 +224,8 @@ def data_object(text: str | None, error: Callable[[str], Exception]) -> dict[str
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise error(f"{source} is not JSON: {e}") from None
+    except RecursionError:  # deeper than the parser goes; far deeper than a payload may be
+        raise error(f"{source} is nested more than {MAX_JSON_DEPTH} levels deep") from None
     if not isinstance(value, dict):
         raise error(f"{source} must be a JSON object, not {_JSON_KINDS.get(type(value), 'that')}")
     return value

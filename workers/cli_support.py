@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from acci.domain.errors import CommandError
@@ -14,10 +18,12 @@ from acci.eventstore.errors import EventStoreError
 from acci.readmodels.errors import QueryError
 from acci.workers.apps import ApplicationLoadError, app_names, load_applications
 from acci.workers.codec import CodecError
-from acci.workers.logs import configure_logging
-from acci.workers.settings import get_settings
+from acci.workers.logs import configure_logging, redact
+from acci.workers.settings import ENV_PREFIX, get_settings
 
 T = TypeVar("T")
+
+_SETTINGS_FIELD = re.compile(r'field "(\w+)"')
 
 USAGE_EXIT: int = 2
 
@@ -80,9 +86,33 @@ def invoke(app: typer.Typer, args: Sequence[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("error (aborted): aborted", err=True)
         return 1
+    except (ValidationError, SettingsError) as e:
+        typer.echo(f"error (configuration): {settings_message(e)}", err=True)
+        return 1
+    except Exception as e:  # a failure no verb expected: one line still, and never a password
+        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        typer.echo(f"error (internal): {type(e).__name__}: {redact(str(e))}", err=True)
+        return 1
     # Without standalone mode Typer returns the status of a raised typer.Exit, or the
     # command's own return value (None: every command prints rather than returns).
     return result if isinstance(result, int) else 0
+
+
+def settings_message(error: ValidationError | SettingsError) -> str:
+    """What is wrong with the settings, by environment variable, without the values given (a
+    value may be a secret): ``ACCI_METRICS_PORT: Input should be a valid integer``."""
+    if isinstance(error, SettingsError):  # a list or mapping setting that is not JSON
+        named = _SETTINGS_FIELD.search(str(error))
+        if named is None:
+            return str(error)
+        example = """'["a", "b"]'"""
+        return f"{ENV_PREFIX}{named[1].upper()}: is not JSON (this setting takes JSON: {example})"
+    problems = []
+    for e in error.errors(include_url=False, include_input=False):
+        field = next((str(part) for part in e["loc"] if isinstance(part, str)), "")
+        where = f"{ENV_PREFIX}{field.upper()}: " if field else ""
+        problems.append(where + e["msg"].removeprefix("Value error, "))
+    return "; ".join(problems) or "invalid settings"
 
 
 def usage_message(error: typer.TyperException) -> str:

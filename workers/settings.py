@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from acci.workers import urls
+
+ENV_PREFIX: Final = "ACCI_"
 
 
 class Settings(BaseSettings):
     """Every knob ACCI has; nothing else in the code reads the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="ACCI_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/acci")
     db_pool_min_size: int = Field(default=2, ge=1)
@@ -229,6 +233,48 @@ class Settings(BaseSettings):
         # that means not set, not a secret of no characters.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url", "app_database_url")
+    @classmethod
+    def _libpq_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, where the message can leave the URL out: libpq's own error quotes the
+        # part it could not parse, which may be the password.
+        if value is not None:
+            try:
+                conninfo_to_dict(value.get_secret_value())
+            except Exception:
+                raise ValueError(
+                    "is not a PostgreSQL connection URL libpq can parse (percent-encode any"
+                    " '%', '@', ':' or '/' in the password)"
+                ) from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _a_level(cls, value: str) -> str:
+        if value.upper() not in _LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
+        return value.upper()
+
+    @field_validator("previous_master_keys")
+    @classmethod
+    def _id_key_pairs(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _pairs(value.get_secret_value())
+        return value
+
+    @field_validator("redis_url", "rabbitmq_url")
+    @classmethod
+    def _service_url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        schemes = _SCHEMES[info.field_name or ""]
+        try:
+            parts = urlsplit(value.get_secret_value())
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("is not a URL (its host or port does not parse)") from None
+        if parts.scheme not in schemes:
+            raise ValueError(f"must start with {' or '.join(f'{s}://' for s in schemes)}")
+        return value
+
     @model_validator(mode="after")
     def _encryption_has_a_key(self) -> Settings:
         if self.encryption and self.master_key is None:
@@ -236,16 +282,25 @@ class Settings(BaseSettings):
         return self
 
 
+_SCHEMES: Final = {"redis_url": ("redis", "rediss", "unix"), "rabbitmq_url": ("amqp", "amqps")}
+_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def previous_master_keys(settings: Settings) -> dict[str, str]:
-    """``ACCI_PREVIOUS_MASTER_KEYS`` as {master key id: key}; a malformed entry is refused."""
+    """``ACCI_PREVIOUS_MASTER_KEYS`` as {master key id: key} (checked when the settings load)."""
     text = settings.previous_master_keys
+    return _pairs(text.get_secret_value() if text else "")
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """Comma-separated ``id=key`` pairs; a malformed entry is refused (naming no key)."""
     keys: dict[str, str] = {}
-    for entry in (text.get_secret_value() if text else "").split(","):
+    for entry in text.split(","):
         if not entry.strip():
             continue
         key_id, sep, key = entry.strip().partition("=")
         if not sep or not key_id or not key:
-            raise ValueError("ACCI_PREVIOUS_MASTER_KEYS takes id=key pairs separated by commas")
+            raise ValueError("takes id=key pairs separated by commas")
         keys[key_id] = key
     return keys
 

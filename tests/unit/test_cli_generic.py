@@ -175,6 +175,20 @@ def test_bad_command_data_is_refused_before_anything_is_sent(
     refused(acci(nowhere, "command", "IssueInvoice", "--tenant", "t1", "--data", data), message)
 
 
+def test_data_nested_deeper_than_the_parser_goes_is_refused_in_one_line(
+    nowhere: dict[str, str], tmp_path: Path
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"name": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    for verb, kind in (("command", "CreateTenant"), ("query", "ListTenants")):
+        ran = acci(nowhere, verb, kind, "--tenant", "t1", "--data", f"@{deep}")
+        refused(ran, f"--data @{deep} is nested more than 64 levels deep")
+    settings = '{"a": ' + "[" * 30_000 + "]" * 30_000 + "}"
+    ran = acci(nowhere, "tenant", "create", "-t", "t1", "--name", "T", "--settings", settings)
+    assert (ran.code, ran.out) == (2, ""), ran
+    assert ran.err.startswith("error (usage): Invalid value: --settings is nested too deeply")
+
+
 def test_data_is_read_from_a_file_or_standard_input(
     nowhere: dict[str, str], tmp_path: Path
 ) -> None:

@@ -7,7 +7,7 @@ import base64
 import os
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
@@ -108,9 +108,10 @@ def test_the_codec_is_off_by_default_and_refuses_to_start_without_a_usable_key()
 
 
 def test_a_malformed_previous_key_is_refused_and_not_quoted() -> None:
-    # The pairs themselves are read as tests/unit/test_encryption_settings.py checks.
-    with pytest.raises(CodecError, match="id=key pairs") as bad:
-        data_converter(codec_settings(new_key(), previous="a=x,s3cretkeywithoutid"))
+    # The pairs themselves are read as tests/unit/test_encryption_settings.py checks; the
+    # settings refuse a malformed one before any codec is built.
+    with pytest.raises(ValidationError, match="id=key pairs") as bad:
+        codec_settings(new_key(), previous="a=x,s3cretkeywithoutid")
     assert "s3cretkeywithoutid" not in str(bad.value)
 
 

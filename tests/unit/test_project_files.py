@@ -155,3 +155,15 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     assert {n.split("/")[0] for n in names} == {"acci", wheel.name.split("-py3")[0] + ".dist-info"}
     assert "acci/eventstore/migrations/001_event_store.sql" in names
     assert "acci/readmodels/changes/planner.py" in names
+
+
+def test_every_setting_is_in_the_readme_settings_table() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Settings\n") : readme.index("\n## The `acci` command line")]
+    names = [
+        field.validation_alias
+        if isinstance(field.validation_alias, str)
+        else f"ACCI_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+    ]
+    assert [n for n in names if f"`{n}`" not in section] == []
