@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,16 +145,13 @@ class CommandActivities:
         an earlier attempt of this run whose publish failed) has them as stored, read back: the
         store is the truth, also after a crash between append and publish.
         """
-        result = _result(command, outcome)
         if outcome.events or not outcome.event_ids:
-            return result, list(outcome.events)
+            return _result(command, outcome, outcome.events), list(outcome.events)
         events = await self._store.command_events(command.tenant_id, command.command_id)
         ours = bool(run_id and events) and events[0].metadata.get("workflow_run_id") == run_id
-        if result.duplicate and ours:
-            # Stored by an earlier attempt of this very run (its publish failed, say), not by an
-            # earlier send of the command.
-            result = result.model_copy(update={"duplicate": False})
-        return result, events
+        # Stored by an earlier attempt of this very run (its publish failed, say), not by an
+        # earlier send of the command: not a duplicate.
+        return _result(command, outcome, events, duplicate=outcome.duplicate and not ours), events
 
     async def _handle(
         self, command: CommandInput, parsed: Command, principal: Principal, run_id: str | None
@@ -234,17 +232,31 @@ class _Attempt:
         )
 
 
-def _result(command: CommandInput, outcome: CommandOutcome) -> CommandResult:
+def _result(
+    command: CommandInput,
+    outcome: CommandOutcome,
+    events: Sequence[RecordedEvent],
+    *,
+    duplicate: bool | None = None,
+) -> CommandResult:
+    """The command's result: the addressed stream's version, and every event the command
+    stored in any stream (``RegisterUser`` also takes a seat on its tenant's), in global order,
+    so that its ``position``, the last, covers them all for read-your-writes."""
+    ids, positions = (
+        ([e.event_id for e in events], [e.position for e in events])
+        if events
+        else (list(outcome.event_ids), list(outcome.positions))
+    )
     return CommandResult(
         command_id=command.command_id,
         tenant_id=outcome.tenant_id,
         aggregate_id=outcome.aggregate_id,
         aggregate_type=outcome.aggregate_type,
         stream_version=outcome.stream_version,
-        event_ids=list(outcome.event_ids),
-        global_positions=[p.global_position for p in outcome.positions],
-        positions=[str(p) for p in outcome.positions],
-        duplicate=outcome.duplicate,
+        event_ids=ids,
+        global_positions=[p.global_position for p in positions],
+        positions=[str(p) for p in positions],
+        duplicate=outcome.duplicate if duplicate is None else duplicate,
     )
 
 

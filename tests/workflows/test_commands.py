@@ -62,14 +62,20 @@ async def test_every_command_lands_in_the_store_and_on_rabbitmq(
         ("UserSeatReserved", {"user_id": "u1"}),
         ("UserSeatReleased", {"user_id": "u1"}),
     ]
-    assert {e.event_id for e in stored} - {e.event_id for e in seats} == {
-        i for r in results for i in r.event_ids
-    }
-    # Each result's positions are where the store put the events.
+    # Each result lists every event its command stored, the seats on the tenant's stream too,
+    # in global order, where the store put them: its position (the last) covers them all.
+    assert sorted(i for r in results for i in r.event_ids) == sorted(e.event_id for e in stored)
     by_id = {e.event_id: e for e in stored}
     for r in results:
         assert [str(by_id[i].position) for i in r.event_ids] == r.positions
         assert [by_id[i].global_position for i in r.event_ids] == r.global_positions
+        assert r.position == str(max(by_id[i].position for i in r.event_ids))
+    registered = results[3]
+    assert [by_id[i].event_type for i in registered.event_ids] == [
+        "UserRegistered",
+        "UserSeatReserved",
+    ]
+    assert (registered.aggregate_type, registered.stream_version) == ("User", 1)
 
     await captured.wait_for({str(e.event_id) for e in stored})
     assert len(captured.message_ids(t)) == len(stored)
