@@ -152,6 +152,20 @@ class TenantKeyShreddedError(EncryptionError):
         self.tenant_id = tenant_id
 
 
+class UnknownTenantError(EventStoreValidationError):
+    """The tenant has nothing in this store (no events, no data key): an act that would mark it
+    for good (a shred) is refused rather than taken on a mistyped name."""
+
+    code: ClassVar[str | None] = "not_found"
+
+    def __init__(self, tenant_id: str, doing: str) -> None:
+        super().__init__(
+            f"tenant {tenant_id!r} has no events and no data key in this store: nothing to"
+            f" {doing} (is the name right?)"
+        )
+        self.tenant_id = tenant_id
+
+
 class DataKeyUnavailableError(EncryptionError):
     """An encrypted payload whose data key is not there to read it: no master key configured,
     no key row for it, or a key wrapped by a master key this process does not have."""

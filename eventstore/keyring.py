@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg_pool import AsyncConnectionPool
 
 from acci.eventstore import validation
-from acci.eventstore.errors import DataKeyUnavailableError, TenantKeyShreddedError, translated
+from acci.eventstore.errors import (
+    DataKeyUnavailableError,
+    TenantKeyShreddedError,
+    UnknownTenantError,
+    translated,
+)
 from acci.eventstore.keys import KeyWrapper, new_data_key
 from acci.eventstore.tenant_scope import scoped
 
@@ -59,6 +64,12 @@ _TOMBSTONE: Final = (
 # (workers/worker.py) forgets the tenant's cached key at once instead of within the TTL.
 SHRED_CHANNEL: Final = "acci_key_shredded"
 _ANNOUNCE: Final = "SELECT pg_notify(%s, %s)"
+# Whether the store knows the tenant at all: a shred of a name it does not know (a typo) would
+# otherwise leave a tombstone that refuses that name for good.
+_KNOWN: Final = (
+    "SELECT EXISTS (SELECT FROM event_store.tenant_keys WHERE tenant_id = %(t)s)"
+    " OR EXISTS (SELECT FROM event_store.events WHERE tenant_id = %(t)s)"
+)
 _EVENTS: Final = (
     "SELECT count(*), count(*) FILTER (WHERE NOT data ? '$enc') FROM event_store.events"
     " WHERE tenant_id = %s"
@@ -256,10 +267,14 @@ class KeyRing:
     # -- the owner's work (cross-tenant role) ----------------------------------------------
 
     async def shred(self, tenant_id: str) -> ShredResult:
-        """Destroy every data key of the tenant, at once and for good (its rows stay, marked)."""
+        """Destroy every data key of the tenant, at once and for good (its rows stay, marked);
+        ``UnknownTenantError`` if the store has neither events nor a key of the tenant."""
         validation.tenant_id(tenant_id)
         with translated():
             async with self._pool.connection() as conn, conn.transaction():
+                known = await (await conn.execute(_KNOWN, {"t": tenant_id})).fetchone()
+                if not (known and known[0]):
+                    raise UnknownTenantError(tenant_id, "shred")
                 cur = await conn.execute(_SHRED, (tenant_id,))
                 destroyed = tuple(sorted(row[0] for row in await cur.fetchall()))
                 await conn.execute(_TOMBSTONE, (tenant_id, self._wrapper.current_key_id))

@@ -106,6 +106,41 @@ async def test_shredding_a_tenant_forgets_its_read_models_and_leaves_the_others(
     assert (await read_model_rows(pool, [kept]))["users"] == before["users"]
 
 
+async def test_a_tenant_the_store_does_not_know_is_not_shredded_and_its_name_stays_free(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    env = {
+        **os.environ,
+        "ACCI_DATABASE_URL": database_url,
+        "ACCI_MASTER_KEY": KEY,
+        "ACCI_MASTER_KEY_ID": "k1",
+    }
+    typo = f"typo-{uuid.uuid4().hex[:8]}"
+    done = await asyncio.to_thread(acci, env, "tenant", "shred", "--tenant", typo, "--yes")
+    assert (done.returncode, done.stdout) == (1, ""), done
+    assert done.stderr == (
+        f"error (not_found): tenant {typo!r} has no events and no data key in this store:"
+        " nothing to shred (is the name right?)\n"
+    )
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM event_store.tenant_keys WHERE tenant_id = %s", (typo,)
+        )
+        assert await cur.fetchone() == (0,)  # no tombstone
+    # The name is still free: its first sealed event makes its key.
+    ring = KeyRing(pool, LocalKeyWrapper("k1", master_key_bytes(KEY)), cache_ttl=0)
+    encryption = PayloadEncryption(ring, encrypt=True)
+    store = EventStore(pool, encryption=encryption)
+    handler = CommandHandler(
+        store, AggregateRepository(store, SnapshotStore(pool, encryption=encryption))
+    )
+    command = CommandInput(
+        command_id=uuid.uuid4(), tenant_id=typo, command_type="CreateTenant", payload={"name": "T"}
+    )
+    outcome = await handler.handle(typo, parse(command), command_id=command.command_id)
+    assert outcome.stream_version == 1
+
+
 async def test_acci_keys_rotate_rewraps_every_live_key_under_the_new_master_key(
     pool: AsyncConnectionPool, database_url: str
 ) -> None:
