@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from invoicing import app
 from invoicing.domain import (
+    MAX_TOTAL_CENTS,
     AddInvoiceLine,
     Invoice,
     InvoiceIssued,
@@ -21,6 +22,7 @@ from invoicing.domain import (
     PayInvoice,
     VoidInvoice,
 )
+from pydantic import ValidationError
 
 from acci import Application, Command, DomainError, DomainEvent, EventRegistry
 from tests.unit.given_when_then import Given
@@ -100,6 +102,35 @@ def test_a_line_adds_its_quantity_times_its_unit_price_to_the_total() -> None:
         .then([InvoiceLineAdded(description="Travel", quantity=1, unit_price_cents=250)])
     )
     assert (invoice.state.lines, invoice.state.total_cents) == (2, 1750)
+
+
+def test_a_line_that_would_take_the_total_past_the_maximum_is_refused() -> None:
+    def big(quantity: int) -> InvoiceLineAdded:
+        return InvoiceLineAdded(description="Big", quantity=quantity, unit_price_cents=10**12)
+
+    # Up to the maximum exactly, a line is added.
+    given([ISSUED, big(999)]).when(
+        AddInvoiceLine(invoice_id=INV, description="Big", unit_price_cents=10**12)
+    ).then([big(1)])
+    error = (
+        given([ISSUED, big(1_000)])
+        .when(AddInvoiceLine(invoice_id=INV, description="One more", unit_price_cents=1))
+        .then_raises(DomainError, reason="total_too_large")
+    )
+    assert str(error) == (
+        f"invoice 'inv-1' would total {MAX_TOTAL_CENTS + 1} cents with this line,"
+        f" more than an invoice may ({MAX_TOTAL_CENTS})"
+    )
+
+
+@pytest.mark.parametrize("value", [True, "10", 1.5])
+def test_amounts_and_quantities_are_numbers_not_strings_or_booleans(value: object) -> None:
+    for field in ("quantity", "unit_price_cents"):
+        data = {"invoice_id": INV, "description": "X", "unit_price_cents": 1, field: value}
+        with pytest.raises(ValidationError, match=field):
+            AddInvoiceLine.model_validate(data)
+    with pytest.raises(ValidationError, match="amount_cents"):
+        PayInvoice.model_validate({"invoice_id": INV, "amount_cents": value})
 
 
 # --- paying --------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Pure: ``decide`` turns a command and the state into events (or a ``DomainError`` naming the rule
 it breaks), ``evolve`` folds an event into the state. Rules: an invoice is issued once; lines are
-added only while it is open; it is paid in full, once, and only with at least one line; a paid or
-void invoice never changes again.
+added only while it is open, and its total never passes ``MAX_TOTAL_CENTS``; it is paid in full,
+once, and only with at least one line; a paid or void invoice never changes again.
 """
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from acci import Command, DomainError, DomainEvent, EventSourced, UnknownEventTypeError
+
+# What an invoice may total: ten trillion in the currency's units. Far past any real invoice, and
+# far inside what every store of amounts (a PostgreSQL bigint, the read model's) can hold: a line
+# that would pass it is refused, not stored to break the read models later.
+MAX_TOTAL_CENTS = 10**15
 
 # --- events --------------------------------------------------------------------------------------
 
@@ -97,8 +102,9 @@ class AddInvoiceLine(_InvoiceCommand):
     command_type: ClassVar[str] = "AddInvoiceLine"
 
     description: str = Field(min_length=1, max_length=500)
-    quantity: int = Field(default=1, ge=1, le=1_000_000)
-    unit_price_cents: int = Field(ge=0, le=10**12)
+    # Strict: a number, not a string of one or a boolean (JSON's true is no quantity).
+    quantity: StrictInt = Field(default=1, ge=1, le=1_000_000)
+    unit_price_cents: StrictInt = Field(ge=0, le=10**12)
 
 
 class PayInvoice(_InvoiceCommand):
@@ -106,7 +112,7 @@ class PayInvoice(_InvoiceCommand):
 
     command_type: ClassVar[str] = "PayInvoice"
 
-    amount_cents: int = Field(ge=0)
+    amount_cents: StrictInt = Field(ge=0, le=MAX_TOTAL_CENTS)
 
 
 class VoidInvoice(_InvoiceCommand):
@@ -175,6 +181,13 @@ class Invoice(EventSourced[InvoiceState, InvoiceCommand]):
             )
         match command:
             case AddInvoiceLine():
+                total = state.total_cents + command.quantity * command.unit_price_cents
+                if total > MAX_TOTAL_CENTS:
+                    raise DomainError(
+                        f"invoice {invoice!r} would total {total} cents with this line,"
+                        f" more than an invoice may ({MAX_TOTAL_CENTS})",
+                        reason="total_too_large",
+                    )
                 return [
                     InvoiceLineAdded(
                         description=command.description,
