@@ -220,7 +220,9 @@ async def fold(
         read += len(events)
         page: list[tuple[RecordedEvent, Change]] = []
         for event in events:
-            if event.event_id in skipped:
+            if event.event_id in skipped or not event.readable:
+                # Parked, or a shredded tenant's (no handler can read it): the live projection
+                # passed over it too (readmodels/batch.py).
                 continue
             try:
                 changes = [to_version(c, tables) for c in projection.handle_event(event)]
