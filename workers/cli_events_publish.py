@@ -49,8 +49,8 @@ async def publish_range(
     progress: Progress | None = None,
 ) -> tuple[int, Position]:
     """Publish the events after ``after`` in global order, up to ``until`` (inclusive) and from
-    ``since`` (their ``created_at``), of one tenant or all; returns how many and the last
-    position read. Reads what the gap-free order shows now: events still being committed are
+    ``since`` (their ``created_at``), of one tenant or all, but a shredded tenant's; returns how
+    many and the last position read. Reads what the gap-free order shows now: events still being committed are
     not reached."""
     count, position = 0, after
     while True:
@@ -60,7 +60,9 @@ async def publish_range(
         if not events:
             return count, position
         position = events[-1].position
-        chosen = [e for e in events if since is None or e.created_at >= since]
+        # A shredded tenant's events are passed over: their data is gone, and a consumer must
+        # never be handed the ciphertext as if it were the event.
+        chosen = [e for e in events if e.readable and (since is None or e.created_at >= since)]
         await asyncio.to_thread(publisher.publish_events, chosen)
         count += len(chosen)
         if progress is not None:

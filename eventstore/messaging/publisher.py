@@ -43,12 +43,15 @@ class EventPublisher:
         self, events: Iterable[RecordedEvent], *, causation_id: str | None = None
     ) -> None:
         """Publish events in order; returns once all are confirmed, else raises MessagingError.
+        A shredded tenant's events are left out.
 
         Each message's causation id is ``causation_id`` if given, else the one recorded in the
         event's metadata. Publishing the same events again is harmless: subscribers deduplicate
         on message_id.
         """
-        events = list(events)
+        # A shredded tenant's events (read by read_all as unreadable) are never sent: their data
+        # is gone, and a message must not carry the ciphertext as if it were the event's.
+        events = [e for e in events if e.readable]
         messages = [
             encode(event, causation_id=causation_id or _caused_by(event)) for event in events
         ]

@@ -10,6 +10,7 @@ import os
 import uuid
 from typing import Any
 
+import pika
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,14 +21,18 @@ from acci.eventstore.encryption import PayloadEncryption
 from acci.eventstore.errors import TenantKeyShreddedError
 from acci.eventstore.keyring import KeyRing
 from acci.eventstore.keys import LocalKeyWrapper, master_key_bytes, new_master_key
+from acci.eventstore.messaging.publisher import EventPublisher
+from acci.eventstore.records import START
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.snapshots import SnapshotStore
 from acci.eventstore.store import EventStore
 from acci.readmodels.installed import read_models
 from acci.readmodels.runner import ProjectionRunner
 from acci.readmodels.verification import verify_read_model
+from acci.workers.cli_events_publish import publish_range
 from tests.integration.cli_process import acci
 from tests.integration.projection_support import read_model_rows, tenancy_projections
+from tests.workflows.conftest import RABBITMQ_URL
 
 KEY = new_master_key()
 
@@ -106,12 +111,37 @@ async def test_shredding_a_tenant_forgets_its_read_models_and_leaves_the_others(
         "tenant_activity": [],
     }
     assert (await read_model_rows(pool, [kept]))["users"] == before["users"]
+    # Republishing passes over the shredded tenant's events: no consumer is handed ciphertext.
+    assert await republished(store, gone) == []
+    assert {e["tenant_id"] for e in await republished(store, kept)} == {kept}
     # `acci verify` and a rebuild's check fold the store as the projections do: past the
     # shredded tenant's events, so every read model still equals its fold.
     for model in (m for m in read_models() if m.name in {p.name for p in tenancy_projections()}):
         for tenant in (gone, kept, None):
             comparisons = await verify_read_model(store, model, tenant=tenant)
             assert comparisons and all(c.equal for c in comparisons), (model.name, comparisons)
+
+
+async def republished(store: EventStore, tenant: str) -> list[dict[str, Any]]:
+    """The bodies RabbitMQ delivers when ``tenant``'s events are published again, through an
+    exchange and queue of this test's own (deleted after)."""
+    exchange = f"acci.events.test-shred-{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    channel = connection.channel()
+    try:
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, exchange, routing_key="#")
+        with EventPublisher(RABBITMQ_URL, exchange=exchange) as publisher:
+            count, _ = await publish_range(store, publisher, after=START, tenant_id=tenant)
+        bodies = []
+        while (message := channel.basic_get(queue, auto_ack=True))[0] is not None:
+            bodies.append(json.loads(message[2]))
+        assert len(bodies) == count
+        return bodies
+    finally:
+        channel.exchange_delete(exchange)
+        connection.close()
 
 
 async def test_a_tenant_the_store_does_not_know_is_not_shredded_and_its_name_stays_free(
