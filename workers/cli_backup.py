@@ -25,8 +25,34 @@ backup_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+def _tenant_id(value: str | None) -> str | None:
+    """A malformed tenant id is a usage error (exit 2), before anything is started."""
+    from acci.domain.errors import CommandError
+    from acci.domain.identifiers import validate_tenant_id
+
+    if value is None:
+        return None
+    try:
+        return validate_tenant_id(value)
+    except CommandError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _position(value: str | None) -> str | None:
+    from acci.eventstore.records import Position
+
+    if value is not None:
+        try:
+            Position.parse(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
+
+
 TenantScope = Annotated[
-    str | None, typer.Option("--tenant", "-t", help="One tenant; default: every tenant.")
+    str | None,
+    typer.Option("--tenant", "-t", help="One tenant; default: every tenant.", callback=_tenant_id),
 ]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")]
 
@@ -136,14 +162,20 @@ def restore(
     backup_id: Annotated[str, typer.Argument(help="The backup to restore (with its chain).")],
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", "-t", help="Restore this tenant only, while the system runs."),
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="Restore this tenant only, while the system runs.",
+            callback=_tenant_id,
+        ),
     ] = None,
     until_time: Annotated[
         datetime | None,
         typer.Option("--until-time", help="Stop at this time (ISO 8601): events created then."),
     ] = None,
     until_position: Annotated[
-        str | None, typer.Option("--until-position", help="Stop at this position, TX:GP.")
+        str | None,
+        typer.Option("--until-position", help="Stop at this position, TX:GP.", callback=_position),
     ] = None,
     republish: Annotated[
         bool, typer.Option("--republish", help="Publish the tenant's events to RabbitMQ again.")
@@ -153,6 +185,8 @@ def restore(
 ) -> None:
     """Restore one tenant (replacing its events, snapshots and read-model rows, others
     untouched) or everything into an empty store, to the chain's end or a point in time."""
+    if until_time is not None and until_position is not None:
+        raise typer.BadParameter("--until-time and --until-position exclude each other")
     setup()
 
     async def main() -> None:

@@ -50,8 +50,8 @@ async def publish_range(
 ) -> tuple[int, Position]:
     """Publish the events after ``after`` in global order, up to ``until`` (inclusive) and from
     ``since`` (their ``created_at``), of one tenant or all, but a shredded tenant's; returns how
-    many and the last position read. Reads what the gap-free order shows now: events still being committed are
-    not reached."""
+    many and the last position read. Reads what the gap-free order shows now: events still
+    being committed are not reached."""
     count, position = 0, after
     while True:
         events = await store.read_all(position, limit=batch_size, tenant_id=tenant_id)

@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from acci.activities.models import CommandInput
 from acci.eventstore.backup.catalog import apply_retention, list_backups
 from acci.eventstore.backup.export import create_backup
 from acci.eventstore.backup.manifest import (
+    BackupError,
     BackupNotFoundError,
     CorruptBackupError,
     Manifest,
@@ -203,6 +205,11 @@ async def test_a_chain_restores_to_its_end_to_a_position_and_to_a_time(
     assert await rows(pool, a) == at_full
     second_time = middle[-1][3]  # created_at of the "Second" rename
     await restore_tenant(pool, store, tmp_path, last, a, PointInTime(time=second_time))
+    assert await rows(pool, a) == middle
+    # A point before the tenant's first event would leave it with none: refused, unchanged.
+    before_it = at_full[0][3] - timedelta(days=1)
+    with pytest.raises(BackupError, match=f"the chain holds no event of tenant {a} up to"):
+        await restore_tenant(pool, store, tmp_path, last, a, PointInTime(time=before_it))
     assert await rows(pool, a) == middle
 
 

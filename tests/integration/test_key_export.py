@@ -22,6 +22,7 @@ from acci.activities.command_activities import parse
 from acci.activities.command_handler import CommandHandler
 from acci.activities.models import CommandInput
 from acci.eventstore.backup.export import create_backup
+from acci.eventstore.backup.manifest import BackupError
 from acci.eventstore.backup.restore import PointInTime, load_chain, restore_chain
 from acci.eventstore.db import create_pool
 from acci.eventstore.encryption import PayloadEncryption
@@ -149,6 +150,15 @@ async def test_a_restore_into_another_database_reads_once_the_keys_are_imported(
         assert [r[0] for r in await key_rows(target)] == [kept]
         async with target.connection() as conn:
             await conn.execute("DELETE FROM event_store.tenant_keys WHERE tenant_id = %s", (kept,))
+        # Restored before the keys, the sealed events could never be read: refused, and the
+        # store stays empty for the restore to run once they are imported.
+        with pytest.raises(BackupError, match="import the keys first"):
+            async with target.connection() as conn, conn.transaction():
+                chain = load_chain(tmp_path / "backups", backup.backup_id)
+                await restore_chain(conn, chain, PointInTime())
+        async with target.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM event_store.events")
+            assert await cur.fetchone() == (0,)
 
         status, out, err = await keys_cli(target_env, "import", "--file", str(keys_file))
         assert status == 0, err
