@@ -18,6 +18,7 @@ import typer
 
 from acci.domain.principals import Principal, PrincipalFormatError, parse_principal
 from acci.eventstore.records import Position
+from acci.readmodels.errors import QueryError
 from acci.readmodels.tenancy.tenants import GetTenantDetails
 from acci.readmodels.tenancy.users import GetUser
 from acci.workers.cli_support import run, setup
@@ -140,7 +141,18 @@ def send(
         if delivery.result is None:
             _show_publish_pending(command_type, delivery, as_json=as_json)
             return PUBLISH_PENDING_EXIT
-        view = await _read_back(delivery.result, principal) if wait_for_read_model else None
+        view = None
+        if wait_for_read_model:
+            try:
+                view = await _read_back(delivery.result, principal)
+            except QueryError as e:
+                # Stored all the same: say so first, or the sender may send it again anew.
+                _show_result(
+                    command_type, delivery.result, None, resent=sent.resent, as_json=as_json
+                )
+                kind = getattr(e, "code", None) or type(e).__name__
+                typer.echo(f"error ({kind}): the command is stored (above), but {e}", err=True)
+                return 1
         _show_result(command_type, delivery.result, view, resent=sent.resent, as_json=as_json)
         return 0
 

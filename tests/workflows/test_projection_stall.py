@@ -153,6 +153,19 @@ async def test_a_paused_projection_reports_its_real_lag(
         assert shown["lag_events"] >= 3 and shown["lag_seconds"] > 0
         assert shown["head"] == str(await newest_committed(pool))
         assert not shown["stalled"]
+        # Waiting for the paused read model times out, and says the command is stored all the
+        # same (its result first), so that nobody sends it again as a new command.
+        code, out, err = await run(
+            [ACCI, "tenant", "rename", "-t", "stall-p", "--name", "P9", "--wait-for-read-model"],
+            {**worker_env(settings), "ACCI_QUERY_CONSISTENCY_TIMEOUT_MS": "300"},
+            within=60,
+        )
+        assert code == 1, err
+        assert re.match(r"RenameTenant: Tenant stall-p -> v5, position \d+:\d+", out), out
+        assert err.startswith(
+            "error (projection): the command is stored (above), but read model 'tenants'"
+            " has not reached position"
+        ), err
     finally:
         await projections_cli(settings, "resume", "tenants")
 
