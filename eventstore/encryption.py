@@ -33,7 +33,7 @@ from acci.eventstore.errors import (
     TenantKeyShreddedError,
 )
 from acci.eventstore.keyring import DataKey, KeyRing
-from acci.eventstore.records import RecordedEvent, UnreadableEvent
+from acci.eventstore.records import DamagedEvent, RecordedEvent, UnreadableEvent
 
 ShreddedEvents = Literal["skip", "park"]
 """What a projection does with a shredded tenant's event: move past it, or park it."""
@@ -87,9 +87,10 @@ class PayloadEncryption:
     async def open_events(
         self, events: MutableSequence[RecordedEvent], *, mark_shredded: bool
     ) -> None:
-        """Open the sealed data of ``events`` in place. A shredded tenant's event becomes an
-        ``UnreadableEvent`` (data as stored) with ``mark_shredded``, else raises
-        ``TenantKeyShreddedError``."""
+        """Open the sealed data of ``events`` in place. With ``mark_shredded`` (a reader of the
+        log), a shredded tenant's event becomes an ``UnreadableEvent`` and one whose sealed data
+        fails authentication a ``DamagedEvent`` (data as stored); else they raise
+        ``TenantKeyShreddedError`` and ``CiphertextError``."""
         sealed = [i for i, event in enumerate(events) if is_sealed(event.data)]
         if not sealed:
             return
@@ -111,6 +112,9 @@ class PayloadEncryption:
                     continue
                 plain = unseal(key.aes, data, event_context(tenant_id, event.event_id))
             except CiphertextError as e:
+                if mark_shredded:  # one damaged event does not stop a reader of the log
+                    events[i] = DamagedEvent._make(event)
+                    continue
                 where = f"stored event {event.event_id} in {tenant_id}/{event.aggregate_id}"
                 raise CiphertextError(f"{where}: {e}") from None
             # A new tuple beside the data (namedtuple's _replace costs twice as much).

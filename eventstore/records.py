@@ -100,6 +100,11 @@ class RecordedEvent(NamedTuple):
         """False for a shredded tenant's event (``UnreadableEvent``): its data is lost."""
         return True
 
+    def damage(self) -> str | None:
+        """What is wrong with an event whose sealed data failed authentication
+        (``DamagedEvent``), as a failure's text; None for every other event."""
+        return None
+
 
 class UnreadableEvent(RecordedEvent):
     """A shredded tenant's event, as ``read_all`` returns it: every envelope field as stored,
@@ -111,6 +116,21 @@ class UnreadableEvent(RecordedEvent):
     @property
     def readable(self) -> bool:
         return False
+
+
+class DamagedEvent(UnreadableEvent):
+    """An event whose sealed data failed authentication (changed in place, or moved to another
+    row), as ``read_all`` returns it: not readable, and not to be passed over as a shredded
+    tenant's is. A projection fails on it, so that it is retried and then parked, naming it."""
+
+    __slots__ = ()
+
+    def damage(self) -> str:
+        return (
+            f"CiphertextError: stored event {self.event_id} in {self.tenant_id}/"
+            f"{self.aggregate_id}: encrypted payload failed authentication (changed, or moved"
+            " from another row)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,8 @@ class Batches:
         handle = self.projection.handle_event
         tables = versioned_tables(self.projection, version)  # once per batch
         for event in events:
+            if (damage := event.damage()) is not None:  # its sealed data was changed
+                return batch, EventFailure(damage, event)
             if not event.readable:
                 # A shredded tenant's event (eventstore/encryption.py): no handler can read it.
                 # Passed over, or parked by the transaction (setting shredded_events).

@@ -220,6 +220,8 @@ async def fold(
         read += len(events)
         page: list[tuple[RecordedEvent, Change]] = []
         for event in events:
+            if (damage := event.damage()) is not None and event.event_id not in skipped:
+                raise FoldError(f"event {event.event_id} cannot be read: {damage}")
             if event.event_id in skipped or not event.readable:
                 # Parked, or a shredded tenant's (no handler can read it): the live projection
                 # passed over it too (readmodels/batch.py).

@@ -139,6 +139,49 @@ async def test_a_changed_or_moved_ciphertext_is_a_typed_error(pool: AsyncConnect
     assert len(await store.read_stream(t, "a1")) == 2
 
 
+async def test_a_changed_ciphertext_fails_its_event_in_a_projection_and_is_parked(
+    pool: AsyncConnectionPool,
+) -> None:
+    """One damaged event does not stall the projections for ever: it is that event's failure,
+    retried and then parked as any other, and the events after it are applied."""
+    await create_seen_table(pool)
+    store, t = sealing(pool), tenant()
+    await store.append(
+        t, "a1", "Note", [events.noted("one"), events.noted("two")], command_id=uuid.uuid4()
+    )
+    await store.append(t, "a1", "Note", [events.noted("three")], command_id=uuid.uuid4())
+    first, second, third = await stored(pool, t)
+    move = "UPDATE event_store.events SET data = %s::jsonb WHERE tenant_id = %s AND event_id = %s"
+    async with pool.connection() as conn:
+        await conn.execute(move, (first[4], t, second[0]))
+    projection = FlakySkip({t})
+    projection.name = "flaky_damaged"  # type: ignore[misc]
+    runner = ProjectionRunner(projection, store)
+    try:
+        report = await runner.catch_up()
+        assert report.failure is not None and report.failure.event_id == second[0]
+        assert report.failure.error.startswith(f"CiphertextError: stored event {second[0]}")
+        assert await seen(pool, projection.name, t) == {first[0]: 1}
+
+        parked = await runner.run_batch(park=second[0], attempts=3)
+        assert parked.parked is not None and parked.parked.event_id == second[0]
+        await runner.catch_up()
+        assert await seen(pool, projection.name, t) == {first[0]: 1, third[0]: 1}
+        (letter,) = [
+            d
+            for d in await runner.dead_letters.list(projection=projection.name)
+            if d.tenant_id == t
+        ]
+        assert letter.event_id == second[0] and "CiphertextError" in letter.error
+        # Reading the log goes on past it; reading its stream still names the damage.
+        assert any(e.event_id == third[0] for e in await everything(store))
+        with pytest.raises(CiphertextError):
+            await store.read_stream(t, "a1")
+    finally:
+        async with pool.connection() as conn:  # put it back: read_all reads every tenant
+            await conn.execute(move, (second[4], t, second[0]))
+
+
 async def test_two_first_appends_at_once_create_one_key(pool: AsyncConnectionPool) -> None:
     t = tenant()
     stores = [sealing(pool, keyring(pool)) for _ in range(4)]  # each its own key cache
