@@ -15,6 +15,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from acci.workers.settings import Settings
 
 _START_HINT = "docker compose up -d postgres redis rabbitmq"
+# How PostgreSQL's own refusals start (a password, a role, pg_hba): it answered.
+_REFUSED_LOGIN = "FATAL:"
 DEFAULT_TIMEOUT = 3.0
 
 
@@ -27,6 +29,9 @@ class ServiceCheck:
     ok: bool
     detail: str
     latency_ms: float = 0.0
+    # The service answered but refused the login, or the vhost or database: not a service to
+    # start, but credentials (or a name) to put right in its URL.
+    refused: bool = False
 
 
 def timed(check: Callable[[], ServiceCheck]) -> ServiceCheck:
@@ -48,7 +53,8 @@ def postgres(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> ServiceChe
         ) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as e:
-        return ServiceCheck("PostgreSQL", False, f"{where}: {str(e).strip()}")
+        refused = isinstance(e, psycopg.OperationalError) and _REFUSED_LOGIN in str(e)
+        return ServiceCheck("PostgreSQL", False, f"{where}: {str(e).strip()}", refused=refused)
     return ServiceCheck("PostgreSQL", True, where)
 
 
@@ -64,7 +70,8 @@ def redis_check(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> Service
     try:
         client.ping()
     except redis.RedisError as e:
-        return ServiceCheck("Redis", False, f"{where}: {e}")
+        refused = isinstance(e, redis.AuthenticationError | redis.exceptions.ResponseError)
+        return ServiceCheck("Redis", False, f"{where}: {e}", refused=refused)
     finally:
         client.close()
     return ServiceCheck("Redis", True, where)
@@ -80,8 +87,13 @@ def rabbitmq(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> ServiceChe
     where = f"{params.host}:{params.port}"
     try:
         pika.BlockingConnection(params).close()
-    except Exception as e:  # pika raises a zoo of types, all meaning "not answering"
-        return ServiceCheck("RabbitMQ", False, f"{where}: {type(e).__name__} {e}".strip())
+    except Exception as e:  # pika raises a zoo of types, most meaning "not answering"
+        refused = isinstance(
+            e,
+            pika.exceptions.ProbableAuthenticationError | pika.exceptions.ProbableAccessDeniedError,
+        ) or "ACCESS_REFUSED" in str(e)
+        detail = f"{where}: {type(e).__name__} {e}".strip()
+        return ServiceCheck("RabbitMQ", False, detail, refused=refused)
     return ServiceCheck("RabbitMQ", True, where)
 
 

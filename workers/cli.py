@@ -86,13 +86,22 @@ def check_services() -> None:
     for result in results:
         mark = "ok  " if result.ok else "DOWN"
         typer.echo(f"{mark} {result.name:<10} {result.detail}")
-    down = [r.name for r in results if not r.ok]
+    down = [r.name for r in results if not r.ok and not r.refused]
+    refused = [r.name for r in results if r.refused]
+    if refused:
+        typer.echo(
+            f"\n{', '.join(refused)} answered but refused the login (or the database or vhost"
+            " named): check the user, password and name in its URL (ACCI_DATABASE_URL,"
+            " ACCI_REDIS_URL, ACCI_RABBITMQ_URL).",
+            err=True,
+        )
     if down:
         typer.echo(
             f"\n{', '.join(down)} not answering. Start the local service(s) (README, 'Services'),"
             f" or run: {start_hint()}",
             err=True,
         )
+    if down or refused:
         raise typer.Exit(2)
 
 

@@ -237,6 +237,32 @@ def test_check_services_names_the_one_that_is_down(fresh_url: str) -> None:
     assert "docker compose up -d postgres redis rabbitmq" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("ACCI_RABBITMQ_URL", "amqp://guest:not-the-password@127.0.0.1:5672/%2F"),
+        ("ACCI_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/no-such-vhost"),
+        ("ACCI_DATABASE_URL", "postgresql://no_such_role@127.0.0.1:5432/acci"),
+    ],
+)
+def test_check_services_tells_a_refused_login_from_a_service_that_is_down(
+    variable: str, url: str
+) -> None:
+    out = subprocess.run(
+        [ACCI, "check-services"],
+        env={**os.environ, variable: url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    name = "RabbitMQ" if "RABBITMQ" in variable else "PostgreSQL"
+    assert f"DOWN {name}" in out.stdout
+    assert f"{name} answered but refused the login" in out.stderr
+    assert "not answering" not in out.stderr and "not-the-password" not in out.stdout + out.stderr
+
+
 def test_cache_stats_shows_the_tally_every_process_keeps_in_redis(fresh_url: str) -> None:
     prefix = f"acci-test-{uuid.uuid4().hex[:12]}"
     env = {**os.environ, "ACCI_DATABASE_URL": fresh_url, "ACCI_CACHE_PREFIX": prefix}
