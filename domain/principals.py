@@ -122,7 +122,12 @@ def parse_principal(text: str) -> Principal:
     ident, at, tenant = head.rpartition("@") if "@" in head else (head, "", "")
     if at and not tenant.strip():  # "ann@": a tenant forgotten, not a system principal
         raise PrincipalFormatError(f"{shown(text)}: no tenant after '@' ({PRINCIPAL_FORMAT})")
-    roles = frozenset(r.strip() for r in role_text.split(",") if r.strip())
+    listed = [r.strip() for r in role_text.split(",")] if ":" in body else []
+    if "" in listed:  # "ann@acme:" or "ann@acme:admin,": a role left out, not "no roles"
+        raise PrincipalFormatError(
+            f"{shown(text)}: an empty role after ':' or ',' ({PRINCIPAL_FORMAT})"
+        )
+    roles = frozenset(listed)
     if kind == "service" and not tenant and not roles:
         roles = frozenset({SYSTEM_ADMIN})
     if tenant and SYSTEM_ADMIN in roles:

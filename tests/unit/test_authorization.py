@@ -304,6 +304,10 @@ def test_the_compact_form_names_a_principal_and_round_trips(text: str, expected:
         ("service/:system_admin", "principal id ''"),
         ("ann@", "no tenant after '@'"),
         ("ann@:admin", "no tenant after '@'"),
+        ("ann@acme:", "an empty role after ':' or ','"),
+        ("ann@acme:admin,", "an empty role after ':' or ','"),
+        ("ann@acme:admin,,member", "an empty role after ':' or ','"),
+        ("ops:", "an empty role after ':' or ','"),
     ],
 )
 def test_a_bad_compact_form_is_refused_saying_why(text: str, says: str) -> None:
