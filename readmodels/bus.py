@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final, TypeVar
 
+import psycopg
 import psycopg_pool
 import pydantic
 from prometheus_client import Histogram
@@ -230,13 +231,25 @@ async def pooled_query_bus(
 
 
 async def _connected(pool: AsyncConnectionPool, url: str, within: float) -> None:
-    """Fail now, not after the pool's own 30 s wait inside the first query."""
+    """Fail now, not after the pool's own 30 s wait inside the first query; at once, with
+    PostgreSQL's own reason, if the server answers and refuses (no such database or role, a
+    wrong password)."""
+    where = conninfo_to_dict(url)
+    server = f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)}"
+    user = where.get("user", "the default user")
+    try:
+        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, round(within)))
+    except psycopg.OperationalError as e:
+        refusal = next((line for line in str(e).splitlines() if "FATAL:" in line), None)
+        if refusal is not None:  # it answered: waiting will not change that
+            reason = refusal.split("FATAL:", 1)[1].strip()
+            hint = " (`acci db migrate` creates it)" if "does not exist" in reason else ""
+            raise ReadModelError(f"{server} refused {user}: {reason}{hint}") from None
+    else:
+        await probe.close()
     try:
         await pool.wait(timeout=within)
     except psycopg_pool.PoolTimeout:
-        where = conninfo_to_dict(url)
         raise ReadModelError(
-            f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)} did not"
-            f" accept a connection (as {where.get('user', 'the default user')}) within"
-            f" {within:.1f} s"
+            f"{server} did not accept a connection (as {user}) within {within:.1f} s"
         ) from None

@@ -263,6 +263,23 @@ def test_check_services_tells_a_refused_login_from_a_service_that_is_down(
     assert "not answering" not in out.stderr and "not-the-password" not in out.stdout + out.stderr
 
 
+def test_a_query_on_a_database_that_does_not_exist_says_so() -> None:
+    missing = f"acci_t_missing_{uuid.uuid4().hex[:8]}"
+    out = subprocess.run(
+        [ACCI, "tenant", "list"],
+        env={**os.environ, "ACCI_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{missing}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr.splitlines()[-1] == (
+        f'error (read_model): PostgreSQL at 127.0.0.1:5432 refused acci_app: database "{missing}"'
+        " does not exist (`acci db migrate` creates it)"
+    )
+
+
 def test_cache_stats_shows_the_tally_every_process_keeps_in_redis(fresh_url: str) -> None:
     prefix = f"acci-test-{uuid.uuid4().hex[:12]}"
     env = {**os.environ, "ACCI_DATABASE_URL": fresh_url, "ACCI_CACHE_PREFIX": prefix}
