@@ -91,7 +91,9 @@ def invoke(app: typer.Typer, args: Sequence[str] | None = None) -> int:
         return 1
     except Exception as e:  # a failure no verb expected: one line still, and never a password
         logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
-        typer.echo(f"error (internal): {type(e).__name__}: {redact(str(e))}", err=True)
+        code = getattr(e, "code", None)
+        said = redact(str(e)) if isinstance(code, str) else f"{type(e).__name__}: {redact(str(e))}"
+        typer.echo(f"error ({code if isinstance(code, str) else 'internal'}): {said}", err=True)
         return 1
     # Without standalone mode Typer returns the status of a raised typer.Exit, or the
     # command's own return value (None: every command prints rather than returns).

@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     # within this.
     projection_poll_ms: int = Field(default=1_000, ge=0)
     projection_wake_interval_ms: int = Field(default=100, ge=0)
+    # How often a worker looks whether another worker took its projections' runs to another
+    # task queue (and takes them back): workers/projection_runs.py.
+    projection_guard_s: float = Field(default=30.0, gt=0)
 
     # Queries (DESIGN §5): how long a cached answer lives, how long Redis may take to answer
     # before a query reads PostgreSQL instead, how long Redis is then left alone, the prefix of

@@ -11,8 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Final
 
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -20,7 +19,7 @@ from acci.activities.backup_activities import BackupActivities, backup_activitie
 from acci.activities.command_activities import CommandActivities
 from acci.activities.command_handler import CommandHandler
 from acci.activities.migration_activities import MigrationActivities
-from acci.activities.models import ProjectionConfig, ProjectionInput, projection_workflow_id
+from acci.activities.models import ProjectionConfig
 from acci.activities.projection_activities import ProjectionActivities
 from acci.activities.rebuild_activities import RebuildActivities, rebuild_activities
 from acci.activities.snapshot_activities import SnapshotActivities
@@ -42,6 +41,7 @@ from acci.workers.interceptors import BindLogContext, ObserveActivities, WakePro
 from acci.workers.metrics import worker_metrics
 from acci.workers.metrics_commands import CommandMetrics
 from acci.workers.metrics_projections import ProjectionActivity
+from acci.workers.projection_runs import deployment_of, guard_projections, start_projections
 from acci.workers.runtime import EventStoreRuntime, open_event_store, query_cache
 from acci.workers.settings import Settings
 from acci.workers.tracing import untraced, untraced_polls, worker_interceptors
@@ -231,10 +231,16 @@ async def running_worker(
                     _flushing(cache),
                     worker,
                 ):
-                    await start_projections(
-                        untraced(client),
-                        [projection_config(settings, p) for p in projections],
-                        task_queue=settings.task_queue,
+                    configs = [projection_config(settings, p) for p in projections]
+                    runs = {
+                        "task_queue": settings.task_queue,
+                        "deployment": deployment_of(settings.database_url.get_secret_value()),
+                    }
+                    await start_projections(untraced(client), configs, **runs)
+                    guard = asyncio.create_task(
+                        guard_projections(
+                            untraced(client), configs, every=settings.projection_guard_s, **runs
+                        )
                     )
                     log.info(
                         "worker polling",
@@ -247,6 +253,7 @@ async def running_worker(
                     try:
                         yield worker
                     finally:
+                        guard.cancel()
                         # Batches waiting for appends return now, so the worker stops at once.
                         appended.close()
         finally:
@@ -301,49 +308,3 @@ def projection_config(settings: Settings, projection: Projection) -> ProjectionC
         poll_seconds=settings.projection_poll_ms / 1000,
         gather_seconds=settings.projection_wake_interval_ms / 1000,
     )
-
-
-async def start_projections(
-    client: Client, configs: Sequence[ProjectionConfig], *, task_queue: str
-) -> None:
-    """Start each projection's workflow, or send the running one this config (idempotent).
-
-    A run found on another task queue belongs to a deployment that is gone (its progress lives
-    in the checkpoint row, not in the run): it is terminated and started again here.
-    """
-    for config in configs:
-        workflow_id = projection_workflow_id(config.name)
-        await _take_over(client, workflow_id, task_queue)
-        # Signal-with-start: starts the run if none is running, else only signals it.
-        await client.start_workflow(
-            ProjectionWorkflow.run,
-            ProjectionInput(config=config),
-            id=workflow_id,
-            task_queue=task_queue,
-            start_signal="configure",
-            start_signal_args=[config],
-            static_summary=f"projection {config.name}: keeps its read model up to date",
-        )
-
-
-async def _take_over(client: Client, workflow_id: str, task_queue: str) -> None:
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        description = await handle.describe()
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return
-        raise
-    if (
-        description.status == WorkflowExecutionStatus.RUNNING
-        and description.task_queue != task_queue
-    ):
-        log.warning(
-            "taking over a projection run of another task queue",
-            extra={"workflow_id": workflow_id, "task_queue": description.task_queue},
-        )
-        try:
-            await handle.terminate(reason=f"taken over by a worker on task queue {task_queue}")
-        except RPCError as e:
-            if e.status != RPCStatusCode.NOT_FOUND:
-                raise

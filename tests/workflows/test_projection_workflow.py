@@ -28,6 +28,7 @@ from acci.eventstore.records import Position
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels.installed import default_projections
+from acci.workers.projection_runs import start_projections
 from acci.workers.settings import Settings
 from acci.workers.worker import running_worker
 from acci.workflows.projection import ProjectionWorkflow
@@ -72,6 +73,7 @@ def settings(database_url: str, temporal_address: str) -> Settings:
         projection_retry_initial_ms=50,
         projection_retry_max_ms=200,
         projection_wake_interval_ms=20,
+        projection_guard_s=0.5,
         metrics_port=free_port(),
     )
 
@@ -339,3 +341,36 @@ async def test_a_projection_continues_as_new_with_its_state_and_its_history_repl
 def _flaky_projections_are_healthy_again() -> None:
     FLAKY_PAUSE.poisoned.clear()
     FLAKY_SKIP.refused.clear()
+
+
+async def test_a_projection_run_another_deployment_took_away_is_taken_back(
+    worker: Client, settings: Settings, pool: AsyncConnectionPool
+) -> None:
+    """A worker of another database on the same namespace, started on its own task queue,
+    takes the run (saying at error level that two deployments share the namespace) and then
+    stops: the run would wait on its queue for good. This deployment's worker takes it back."""
+    handle = worker.get_workflow_handle(projection_workflow_id("tenants"))
+    assert (await handle.describe()).task_queue == settings.task_queue
+    elsewhere = f"elsewhere-{uuid.uuid4().hex[:8]}"
+    await start_projections(
+        worker,
+        [ProjectionConfig(name="tenants")],
+        task_queue=elsewhere,
+        deployment="db.example:5432/another",
+    )
+    taken = await handle.describe()
+    assert (taken.task_queue, taken.status) == (elsewhere, WorkflowExecutionStatus.RUNNING)
+
+    async def back() -> bool:
+        d = await handle.describe()
+        return d.task_queue == settings.task_queue and d.status == WorkflowExecutionStatus.RUNNING
+
+    await eventually(back, within=30, what="the run to be taken back")
+    # And it projects again: a command reaches the read model.
+    t = f"guarded-{uuid.uuid4().hex[:6]}"
+    await send(worker, settings.task_queue, t, "CreateTenant", name="Guarded")
+
+    async def projected() -> bool:
+        return bool((await read_model_rows(pool, [t]))["tenants"])
+
+    await eventually(projected, within=30, what="the tenant's row")
