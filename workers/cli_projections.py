@@ -8,6 +8,7 @@ truth about them, so it works with no worker running.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -30,7 +31,8 @@ NameArgument = Annotated[str, typer.Argument(help="The projection (e.g. tenants)
 EventIdArgument = Annotated[uuid.UUID, typer.Argument(help="The parked event's id.")]
 ProjectionOption = Annotated[str, typer.Option("--projection", "-p", help="The projection.")]
 
-_RPC_TIMEOUT = timedelta(seconds=10)
+# A running worker answers a query in milliseconds; a run no worker polls never does.
+_RPC_TIMEOUT = timedelta(seconds=5)
 
 
 @projections_app.command("status")
@@ -59,10 +61,12 @@ def status(as_json: JsonOption = False) -> None:
             # A rebuild's checkpoint shows in `acci readmodels status` instead.
             rebuilds = {n for n in checkpoints if is_rebuild_checkpoint(n)}
             names = sorted({*projection_names(), *checkpoints} - rebuilds)
+            # Asked all at once: a run no worker polls answers only when the query times out.
+            answers = await asyncio.gather(*(_query_status(client, name) for name in names))
             statuses = []
-            for name in names:
+            for name, answer in zip(names, answers, strict=True):
                 checkpoint = checkpoints.get(name)
-                found = await _query_status(client, name) or _stopped(name, checkpoint)
+                found = answer or _stopped(name, checkpoint)
                 statuses.append(await _measured(rt.pool, found, checkpoint))
         if as_json:
             typer.echo(json.dumps([s.model_dump(mode="json") for s in statuses], indent=2))
