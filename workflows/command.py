@@ -74,9 +74,17 @@ class CommandWorkflow:
 
     @workflow.run
     async def run(self, raw: CommandArgument = NO_INPUT) -> CommandResult:
-        command = decode_input(
-            raw, CommandInput, what="CommandWorkflow input", error_type=INPUT_ERROR_TYPE
-        )
+        try:
+            command = decode_input(
+                raw, CommandInput, what="CommandWorkflow input", error_type=INPUT_ERROR_TYPE
+            )
+        except ApplicationError as e:
+            # No activity runs, so the SDK logs nothing: the worker's log says it here (once:
+            # the workflow logger is silent on replay), as it does a rejection by the activity.
+            workflow.logger.warning(
+                "command rejected", extra={"error_type": e.type, "error": e.message}
+            )
+            raise
         # start_command sets the search attributes at the start; a run started without them (a
         # plain `temporal workflow start`) upserts them itself, the aggregate once it is known.
         _set_missing(command_search_attributes(command))

@@ -12,6 +12,7 @@ Pure and deterministic (no I/O): it runs in workflow code, also on replay.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final, TypeVar
 
 import pydantic
@@ -20,6 +21,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from acci.domain.errors import describe_problems
+from acci.domain.json_values import json_problem
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
@@ -29,6 +31,8 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 NO_INPUT: Final[Any] = RawValue(Payload())
 
 _JSON: Final = b"json/plain"
+# Deeper than any input model goes: only text problems are looked for here.
+MAX_DEPTH: Final = 1_000
 
 
 def decode_input(value: object, model: type[ModelT], *, what: str, error_type: str) -> ModelT:
@@ -47,9 +51,22 @@ def decode_input(value: object, model: type[ModelT], *, what: str, error_type: s
         # nesting past its recursion limit are validation errors, like a wrong field.
         return model.model_validate_json(value.payload.data)
     except pydantic.ValidationError as e:
-        raise _invalid(what, describe_problems(e), error_type) from None
+        raise _invalid(
+            what, _json_text_problem(value.payload.data) or describe_problems(e), error_type
+        ) from None
     except (ValueError, TypeError, RecursionError) as e:
         raise _invalid(what, f"{type(e).__name__}: {e}", error_type) from None
+
+
+def _json_text_problem(data: bytes) -> str | None:
+    """Where JSON the strict reader refused holds something that is no text (a lone surrogate
+    escape, ``"\\ud800"``): the reader calls that invalid JSON, which names no field."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None  # not JSON indeed: the reader's own words say where
+    problem = json_problem(value, max_depth=MAX_DEPTH)
+    return None if problem is None else f"the input {problem}"
 
 
 def _invalid(what: str, problem: str, error_type: str) -> ApplicationError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import uuid
 
@@ -104,12 +105,17 @@ BAD_INPUTS = [
         _nested(MAX_PAYLOAD_DEPTH + 5),
         f"nested more than {MAX_PAYLOAD_DEPTH} levels",
     ),
-    ("a lone surrogate escape", JSON, _with_raw_text(tenant_id=r'"t\ud800"'), "Invalid JSON"),
+    (
+        "a lone surrogate escape",
+        JSON,
+        _with_raw_text(tenant_id=r'"t\ud800"'),
+        "the input has a string at 'tenant_id' that contains a lone surrogate",
+    ),
     (
         "a lone surrogate in the payload",
         JSON,
         _with_raw_text(payload=r'{"name": "x\udfff"}'),
-        "Invalid JSON",
+        "the input has a string at 'payload.name' that contains a lone surrogate",
     ),
     (
         "invalid UTF-8 in the payload",
@@ -138,9 +144,16 @@ async def test_malformed_input_fails_the_run_at_once_with_a_typed_error(
     assert await count_rows(pool) == before
 
 
-async def test_a_start_without_any_input_fails_at_once(worker: Client, settings: Settings) -> None:
-    error = await _fails(worker, settings)
+async def test_a_start_without_any_input_fails_at_once(
+    worker: Client, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="temporalio.workflow"):
+        error = await _fails(worker, settings)
     assert "expected a JSON object, got no input" in error.message
+    # The worker's log has it as one line, as a rejection by the activity (README, "Logs").
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("command rejected")]
+    assert getattr(line, "error_type", None) == "CommandValidationError"
+    assert "got no input" in getattr(line, "error", "")
 
 
 @pytest.mark.parametrize(
