@@ -42,10 +42,14 @@ class Position(NamedTuple):
             ) from None
         if position.transaction_id < 0 or position.global_position < 0:
             raise ValueError(f"not a position: {text!r} (negative)")
+        if max(position.transaction_id, position.global_position) > _LARGEST:
+            raise ValueError(f"not a position: {text!r} (past the largest, {_LARGEST})")
         return position
 
 
 START: Final = Position(0, 0)
+# Transaction ids and global positions are PostgreSQL bigints (xid8 as far as it goes).
+_LARGEST: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)

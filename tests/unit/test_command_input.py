@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from acci.activities.models import MAX_PAYLOAD_DEPTH, CommandInput, CommandResult
 from acci.domain.json_values import json_problem
 from acci.domain.metadata import reserved_keys
+from acci.eventstore.records import Position
 
 
 def _input(**fields: Any) -> CommandInput:
@@ -125,3 +127,20 @@ def test_a_result_recorded_before_position_existed_still_decodes() -> None:
 
 def test_a_sent_position_never_disagrees_with_the_positions() -> None:
     assert CommandResult.model_validate(_result(["7:3"], position="1:1")).position == "7:3"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("abc", "expected 'transaction:position'"),
+        ("-1:1", "negative"),
+        ("99999999999999999999999:1", "past the largest, 9223372036854775807"),
+        ("1:9223372036854775808", "past the largest"),
+    ],
+)
+def test_a_position_is_two_bigints(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Position.parse(text)
+    assert Position.parse("9223372036854775807:9223372036854775807") == Position(
+        2**63 - 1, 2**63 - 1
+    )
