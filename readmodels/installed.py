@@ -50,6 +50,17 @@ def projection_names() -> list[str]:
     return [cls.name for cls in application.projection_classes()]
 
 
+def known_projection(name: str) -> str:
+    """``name`` if an installed application has that projection; ``UnknownReadModelError``
+    naming those there are otherwise."""
+    names = projection_names()
+    if name not in names:
+        raise UnknownReadModelError(
+            f"no projection {name!r}; the installed projections are {sorted(names)}"
+        )
+    return name
+
+
 def query_handlers() -> dict[type[Query[Any]], HandlerFactory]:
     """Every installed application's query types and their handler factories."""
     return application.query_handlers()

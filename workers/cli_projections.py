@@ -136,12 +136,15 @@ def dlq_list(
 
     async def main() -> None:
         from acci.readmodels.dead_letters import DeadLetterStore
+        from acci.readmodels.installed import known_projection
         from acci.workers.runtime import open_event_store
 
         async with open_event_store(get_settings()) as rt:
             letters = await DeadLetterStore(rt.pool).list(
                 projection=projection, include_resolved=include_resolved
             )
+        if projection is not None and not letters:
+            known_projection(projection)  # none parked, or no such projection: say which
         if as_json:
             rows = [
                 {
@@ -241,8 +244,10 @@ async def _execute_update(name: str, update: str, arg: Any, result_type: type[An
 
     from acci.activities.models import projection_workflow_id
     from acci.readmodels.errors import NotFoundError, ProjectionError
+    from acci.readmodels.installed import known_projection
     from acci.workers.temporal_client import connect
 
+    known_projection(name)  # a typo is not "not running"
     client = await connect(get_settings())
     workflow_id = projection_workflow_id(name)
     handle = client.get_workflow_handle(workflow_id)

@@ -374,3 +374,19 @@ async def test_a_projection_run_another_deployment_took_away_is_taken_back(
         return bool((await read_model_rows(pool, [t]))["tenants"])
 
     await eventually(projected, within=30, what="the tenant's row")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("pause", "tenantz"), ("resume", "tenantz"), ("dlq", "list", "-p", "tenantz")]
+    + [("dlq", verb, str(uuid.UUID(int=1)), "-p", "tenantz") for verb in ("retry", "skip")],
+)
+async def test_a_projection_name_that_names_none_is_not_found(
+    worker: Client, settings: Settings, args: tuple[str, ...]
+) -> None:
+    ran = await projections_cli(settings, *args)
+    assert (ran.code, ran.out) == (1, ""), ran
+    assert ran.err.endswith(
+        "error (not_found): no projection 'tenantz'; the installed projections are"
+        " ['open_invoices', 'tenant_activity', 'tenants', 'users']\n"
+    ), ran.err
