@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from acci.domain.registry import registry
 from acci.eventstore.backup.manifest import (
     SUFFIX,
+    BackupError,
     BackupKind,
     FileEntry,
     Manifest,
@@ -114,6 +115,16 @@ _EVENT_COUNTS: Final = (
 )
 
 
+async def _has_events(pool: AsyncConnectionPool, tenant: str) -> bool:
+    with translated():
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT FROM event_store.events WHERE tenant_id = %s)", (tenant,)
+            )
+            row = await cur.fetchone()
+    return bool(row and row[0])
+
+
 async def create_backup(
     pool: AsyncConnectionPool,
     root: Path,
@@ -132,6 +143,11 @@ async def create_backup(
             extra={"parent": parent.backup_id, "tenant": tenant},
         )
         parent = None
+    if tenant is not None and parent is None and not await _has_events(pool, tenant):
+        raise BackupError(
+            f"tenant {tenant!r} has no events in this store: nothing to back up (is the name"
+            " right?)"
+        )
     kind: BackupKind = "full" if parent is None else "incremental"
     started, clock = datetime.now(UTC), time.monotonic()
     backup_id = new_backup_id(kind, started)

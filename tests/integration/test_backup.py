@@ -179,6 +179,15 @@ async def test_a_tenant_restored_to_its_backup_equals_it_and_the_others_are_unto
     assert await read_model_rows(pool, a) == a_models
 
 
+async def test_a_tenant_the_store_has_no_events_of_gets_no_backup(
+    pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    typo = f"typo-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(BackupError, match=f"tenant '{typo}' has no events in this store"):
+        await create_backup(pool, tmp_path, tenant=typo)
+    assert not os.listdir(tmp_path)  # no folder left behind
+
+
 async def test_a_chain_restores_to_its_end_to_a_position_and_to_a_time(
     pool: AsyncConnectionPool, store: EventStore, handler: CommandHandler, tmp_path: Path
 ) -> None:
