@@ -98,6 +98,9 @@ class BackupActivities:
                 manifest = await create_backup(
                     self._store.pool, self._root, tenant=job.tenant, parent=parent
                 )
+        except BackupError as e:  # a refusal: trying again would not change it
+            BACKUPS.labels(kind, scope, "failed").inc()
+            raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from e
         except Exception:
             BACKUPS.labels(kind, scope, "failed").inc()
             raise

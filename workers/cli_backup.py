@@ -71,6 +71,9 @@ def create(
     setup()
 
     async def main() -> None:
+        from temporalio.client import WorkflowFailureError
+        from temporalio.exceptions import ActivityError
+
         from acci.activities.backup_models import BACKUP_WORKFLOW, BackupInput, BackupResult
 
         job = BackupInput(tenant=tenant, full=full)
@@ -78,7 +81,12 @@ def create(
         handle = await _start(BACKUP_WORKFLOW, job, workflow_id, "backing up", no_wait, as_json)
         if handle is None:
             return
-        result = BackupResult.model_validate(await handle.result())
+        try:
+            result = BackupResult.model_validate(await handle.result())
+        except WorkflowFailureError as e:
+            cause = e.cause.cause if isinstance(e.cause, ActivityError) else e.cause
+            typer.echo(f"error (backup): {getattr(cause, 'message', None) or cause}", err=True)
+            raise typer.Exit(1) from None
         _echo(
             {"workflow_id": workflow_id, **result.model_dump(mode="json")},
             as_json,

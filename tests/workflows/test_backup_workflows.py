@@ -251,3 +251,15 @@ async def test_acci_verify_passes_a_sound_store_and_names_what_is_wrong_in_a_dam
     assert "'user_id': 'u2'" in out, out
     _, out, _ = await acci(settings, "verify", "--tenant", sound, "--json")
     assert json.loads(out)["passed"]
+
+
+async def test_a_backup_of_a_tenant_with_no_events_is_refused_at_once_through_the_cli(
+    worker: Client, settings: Settings
+) -> None:
+    typo = f"typo-{uuid.uuid4().hex[:8]}"
+    code, out, err = await acci(settings, "backup", "create", "--tenant", typo, ok=False)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        f"error (backup): tenant '{typo}' has no events in this store: nothing to back up"
+        " (is the name right?)"
+    )
