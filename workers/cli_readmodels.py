@@ -194,6 +194,7 @@ async def _query(handle: Any) -> dict[str, Any] | None:
 
 async def _follow(handle: Any, *, show_bar: bool) -> dict[str, Any]:
     """Poll the ``status`` query until the rebuild settles, drawing a progress bar."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -203,7 +204,9 @@ async def _follow(handle: Any, *, show_bar: bool) -> dict[str, Any]:
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not show_bar, transient=True) as bar:
+    # On stderr, as every progress line: stdout is the outcome's alone (a script reads it).
+    console = Console(stderr=True)
+    with Progress(*columns, disable=not show_bar, transient=True, console=console) as bar:
         task = bar.add_task("starting", total=None, rate="")
         while True:
             status = await _query(handle) or {}
