@@ -87,7 +87,10 @@ _STATUS: Final = (
     "SELECT master_key_id, shredded_at IS NOT NULL, count(*)"
     " FROM event_store.tenant_keys GROUP BY 1, 2 ORDER BY 1, 2"
 )
-_TENANTS: Final = "SELECT count(DISTINCT tenant_id) FROM event_store.tenant_keys"
+# Tenants with a live key (a shredded tenant's rows hold no key any more).
+_TENANTS: Final = (
+    "SELECT count(DISTINCT tenant_id) FROM event_store.tenant_keys WHERE shredded_at IS NULL"
+)
 
 SHREDDED: Final = None
 """A key version that was shredded (in a tenant's cached versions)."""

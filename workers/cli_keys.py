@@ -221,7 +221,7 @@ def status(as_json: JsonOption = False) -> None:
         for key_id, count in sorted(found.live.items()):
             typer.echo(f"  {key_id}: {count} live data key(s)")
         typer.echo(
-            f"  shredded: {found.shredded}; tenants with keys: {found.tenants};"
+            f"  shredded: {found.shredded}; tenants with live keys: {found.tenants};"
             f" to re-wrap: {found.to_rewrap}"
         )
 

@@ -200,6 +200,8 @@ async def test_acci_keys_rotate_rewraps_every_live_key_under_the_new_master_key(
     assert status.returncode == 0, status.stderr
     found = json.loads(status.stdout)
     assert set(found["live"]) == {"k2"} and found["shredded"] == 1 and found["to_rewrap"] == 0
+    # Tenants with a live key: the shredded one is not among them.
+    assert found["tenants"] == sum(found["live"].values())
     assert KEY not in status.stdout + status.stderr + rotated.stdout + rotated.stderr
 
     ring = KeyRing(pool, LocalKeyWrapper("k2", master_key_bytes(new)))
