@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from acci.workers.cli_support import JsonOption, run, setup
+from acci.workers.cli_support import JsonOption, checked_tenant, run, setup
 from acci.workers.settings import get_settings
 
 backup_app = typer.Typer(
@@ -24,19 +24,6 @@ backup_app = typer.Typer(
     " point in time).",
     no_args_is_help=True,
 )
-
-
-def _tenant_id(value: str | None) -> str | None:
-    """A malformed tenant id is a usage error (exit 2), before anything is started."""
-    from acci.domain.errors import CommandError
-    from acci.domain.identifiers import validate_tenant_id
-
-    if value is None:
-        return None
-    try:
-        return validate_tenant_id(value)
-    except CommandError as e:
-        raise typer.BadParameter(str(e)) from None
 
 
 def _position(value: str | None) -> str | None:
@@ -52,7 +39,9 @@ def _position(value: str | None) -> str | None:
 
 TenantScope = Annotated[
     str | None,
-    typer.Option("--tenant", "-t", help="One tenant; default: every tenant.", callback=_tenant_id),
+    typer.Option(
+        "--tenant", "-t", help="One tenant; default: every tenant.", callback=checked_tenant
+    ),
 ]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Print the workflow id and return.")]
 
@@ -174,7 +163,7 @@ def restore(
             "--tenant",
             "-t",
             help="Restore this tenant only, while the system runs.",
-            callback=_tenant_id,
+            callback=checked_tenant,
         ),
     ] = None,
     until_time: Annotated[

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from acci.workers.cli_support import JsonOption, run, setup
+from acci.workers.cli_support import JsonOption, checked_tenant, run, setup
 from acci.workers.settings import get_settings
 
 if TYPE_CHECKING:
@@ -83,7 +83,12 @@ def _position(text: str | None, option: str) -> Position | None:
 def publish_events(
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", "-t", help="Tenant id (required with --command-id)."),
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="Tenant id (required with --command-id).",
+            callback=checked_tenant,
+        ),
     ] = None,
     command_id: Annotated[
         uuid.UUID | None,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from acci.workers.cli_support import JsonOption, run, setup
+from acci.workers.cli_support import JsonOption, checked_tenant, run, setup
 from acci.workers.settings import get_settings
 
 
@@ -23,7 +23,10 @@ def migrate_events(
         typer.Option("--type", help="Only this event type (repeat for more); default: every one."),
     ] = None,
     tenant: Annotated[
-        str | None, typer.Option("--tenant", "-t", help="Only this tenant; default: every one.")
+        str | None,
+        typer.Option(
+            "--tenant", "-t", help="Only this tenant; default: every one.", callback=checked_tenant
+        ),
     ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, max=100_000, help="Stored rows per batch.")

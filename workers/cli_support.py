@@ -31,6 +31,19 @@ TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+def checked_tenant(value: str | None) -> str | None:
+    """An option's tenant id, checked as it is read: a malformed one is a usage error (exit
+    status 2) before anything starts (a Typer callback)."""
+    from acci.domain.identifiers import validate_tenant_id
+
+    if value is None:
+        return None
+    try:
+        return validate_tenant_id(value)
+    except CommandError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 def setup() -> None:
     """JSON logs on stderr at the configured level; the configured applications installed (a
     broken one is one ``error (application): …`` line and exit status 1)."""

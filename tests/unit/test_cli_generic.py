@@ -264,3 +264,23 @@ def test_bad_queries_are_refused_before_anything_is_asked(
     nowhere: dict[str, str], args: tuple[str, ...], message: str
 ) -> None:
     refused(acci(nowhere, "query", *args), message)
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ("publish-events", "--after", "0:0"),
+        ("migrate-events", "--type", "UserRegistered"),
+        ("backup", "create"),
+        ("backup", "list"),
+        ("backup", "restore", "b-1"),
+        ("verify",),
+    ],
+)
+@pytest.mark.parametrize("tenant", ["'; drop table x;--", "bad tenant", ""])
+def test_a_malformed_tenant_option_is_a_usage_error_before_anything_starts(
+    nowhere: dict[str, str], verb: tuple[str, ...], tenant: str
+) -> None:
+    ran = acci(nowhere, *verb, "--tenant", tenant)
+    assert (ran.code, ran.out) == (2, ""), ran
+    assert ran.err.startswith("error (usage): Invalid value for '--tenant' / '-t': tenant id")
