@@ -58,6 +58,20 @@ async def ensure_database(database_url: str) -> bool:
         raise translate(e) from e
 
 
+async def refusal(database_url: str, *, connect_timeout: float) -> str | None:
+    """PostgreSQL's own reason if it answers and refuses this URL (no such database or role, a
+    wrong password); None if it lets the connection in, or does not answer (yet)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            database_url, connect_timeout=max(1, round(connect_timeout))
+        )
+    except psycopg.OperationalError as e:
+        line = next((line for line in str(e).splitlines() if "FATAL:" in line), None)
+        return None if line is None else line.split("FATAL:", 1)[1].strip()
+    await conn.close()
+    return None
+
+
 def json_loads(data: str | bytes) -> Any:
     """A ``json``/``jsonb`` value as Python data, the same as ``json.loads`` makes of it.
 

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final, TypeVar
 
-import psycopg
 import psycopg_pool
 import pydantic
 from prometheus_client import Histogram
@@ -26,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from acci.domain.principals import Principal
-from acci.eventstore.db import create_pool
+from acci.eventstore.db import create_pool, refusal
 from acci.readmodels.cache import QueryCache
 from acci.readmodels.consistency import wait_until_projected
 from acci.readmodels.errors import QueryAuthorizationError, QueryValidationError, ReadModelError
@@ -237,16 +236,10 @@ async def _connected(pool: AsyncConnectionPool, url: str, within: float) -> None
     where = conninfo_to_dict(url)
     server = f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)}"
     user = where.get("user", "the default user")
-    try:
-        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, round(within)))
-    except psycopg.OperationalError as e:
-        refusal = next((line for line in str(e).splitlines() if "FATAL:" in line), None)
-        if refusal is not None:  # it answered: waiting will not change that
-            reason = refusal.split("FATAL:", 1)[1].strip()
-            hint = " (`acci db migrate` creates it)" if "does not exist" in reason else ""
-            raise ReadModelError(f"{server} refused {user}: {reason}{hint}") from None
-    else:
-        await probe.close()
+    reason = await refusal(url, connect_timeout=within)
+    if reason is not None:  # it answered: waiting will not change that
+        hint = " (`acci db migrate` creates it)" if "does not exist" in reason else ""
+        raise ReadModelError(f"{server} refused {user}: {reason}{hint}")
     try:
         await pool.wait(timeout=within)
     except psycopg_pool.PoolTimeout:

@@ -247,7 +247,6 @@ async def _execute_update(name: str, update: str, arg: Any, result_type: type[An
     from acci.readmodels.installed import known_projection
     from acci.workers.temporal_client import connect
 
-    known_projection(name)  # a typo is not "not running"
     client = await connect(get_settings())
     workflow_id = projection_workflow_id(name)
     handle = client.get_workflow_handle(workflow_id)
@@ -262,6 +261,7 @@ async def _execute_update(name: str, update: str, arg: Any, result_type: type[An
         raise ProjectionError(message) from None
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
+            known_projection(name)  # a typo is not "not running"
             raise NotFoundError(
                 f"projection {name!r} is not running (no workflow {workflow_id});"
                 " start a worker (`acci worker`)"

@@ -67,7 +67,8 @@ class HealthReport:
         return {
             "status": "ready" if self.ready else "not ready",
             "failing": self.failing,
-            "checks": [asdict(c) for c in self.checks],
+            # name, ok, detail, latency_ms (a refusal's flag is check-services' own).
+            "checks": [{k: v for k, v in asdict(c).items() if k != "refused"} for c in self.checks],
             "dev_server_history_bytes": self.dev_history_bytes,
         }
 

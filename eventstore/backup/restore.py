@@ -306,6 +306,15 @@ async def apply_full(conn: AsyncConnection[Any]) -> None:
             " with --tenant, or into a new database)"
         )
     await _check_transaction_ids(conn)
+    # The backup holds no keys: sealed events restored before their keys are imported could
+    # never be read, and the store would no longer be empty for the restore to run again.
+    row = await (await conn.execute(_KEYLESS)).fetchone()
+    if row is not None:
+        raise BackupError(
+            f"tenant {row[0]}'s events are sealed with data key version {row[1]}, which this"
+            " database does not have: import the keys first (`acci keys export` on the source,"
+            " `acci keys import` here), then restore (nothing was changed)"
+        )
     await _insert_staged(conn, None)
     await conn.execute(
         "SELECT setval(pg_get_serial_sequence('event_store.events', 'global_position'),"
@@ -331,7 +340,6 @@ async def restore_chain(
     await begin_writing(conn)
     if tenant is None:
         staged = await stage(conn, chain, until)
-        await _check_keys(conn)
         await apply_full(conn)
         return staged
     await conn.execute(_AS_RESTORER)
@@ -339,8 +347,8 @@ async def restore_chain(
     staged = await stage(conn, chain, until, tenant=tenant)
     if not staged.events:
         raise BackupError(
-            f"the chain holds no event of tenant {tenant} up to that point: the restore would"
-            " leave the tenant with none, so it is refused (nothing was changed)"
+            f"the chain holds no event of tenant {tenant} up to that point: the"
+            " restore would leave the tenant with none (nothing was changed)"
         )
     await apply_tenant(conn, tenant, restore_id)
     await conn.execute("RESET ROLE")
@@ -349,25 +357,10 @@ async def restore_chain(
 
 # A sealed event whose tenant has no data key of its version in this database.
 _KEYLESS: Final = """
-SELECT e.tenant_id, e.data->>'kver' FROM restore_events AS e
- WHERE e.data ? '$enc' AND NOT EXISTS (
-       SELECT FROM event_store.tenant_keys AS k
-        WHERE k.tenant_id = e.tenant_id AND k.key_version::text = e.data->>'kver')
- LIMIT 1
+SELECT e.tenant_id, e.data->>'kver' FROM restore_events AS e WHERE e.data ? '$enc' AND NOT EXISTS
+ (SELECT FROM event_store.tenant_keys AS k
+   WHERE k.tenant_id = e.tenant_id AND k.key_version::text = e.data->>'kver') LIMIT 1
 """
-
-
-async def _check_keys(conn: AsyncConnection[Any]) -> None:
-    """Refuse sealed events this database has no key for (the backup holds no keys): restored
-    before the keys are imported, they could never be read, and the store would not be empty
-    for the restore run again after the import."""
-    row = await (await conn.execute(_KEYLESS)).fetchone()
-    if row is not None:
-        raise BackupError(
-            f"tenant {row[0]}'s events are sealed with data key version {row[1]}, which this"
-            " database does not have: import the keys first (`acci keys export` on the source,"
-            " `acci keys import` here), then restore (nothing was changed)"
-        )
 
 
 async def _check_transaction_ids(conn: AsyncConnection[Any]) -> None:
