@@ -123,7 +123,7 @@ class UnreadableEvent(RecordedEvent):
 
 
 class DamagedEvent(UnreadableEvent):
-    """An event whose sealed data failed authentication (changed in place, or moved to another
+    """An event whose sealed data failed authentication (changed in place, or moved from another
     row), as ``read_all`` returns it: not readable, and not to be passed over as a shredded
     tenant's is. A projection fails on it, so that it is retried and then parked, naming it."""
 

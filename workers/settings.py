@@ -77,10 +77,10 @@ class Settings(BaseSettings):
     codec_cors_origins: list[str] = Field(default_factory=list)
 
     # A current load that folds at least this many events past the stream's newest snapshot
-    # writes a snapshot in the background (eventstore/repository.py) and prunes the stream's to
-    # snapshot_keep, so loads stay bounded however long a stream grows; a hot aggregate's load
-    # folds half this on average (bench/snapshots_bench.py, part 3: 50 costs a command half the
-    # CPU that 500 did). 0: never on the command path.
+    # writes a snapshot in the background (eventstore/repository.py; the snapshot job prunes
+    # them to snapshot_keep), so loads stay bounded however long a stream grows; a hot
+    # aggregate's load folds half this on average (bench/snapshots_bench.py, part 3: 50 costs a
+    # command half the CPU that 500 did). 0: never on the command path.
     snapshot_after_events: int = Field(default=50, ge=0)
 
     # The snapshot job (SnapshotWorkflow, run by the acci-snapshots Schedule): a stream whose
