@@ -76,7 +76,10 @@ async def _take_over(client: Client, workflow_id: str, task_queue: str, deployme
     if description.task_queue == task_queue:
         return
     # Runs started before the memo existed name no deployment: taken to be this one's.
-    theirs = await description.memo_value(DEPLOYMENT, default=deployment)
+    try:
+        theirs = await description.memo_value(DEPLOYMENT, default=deployment)
+    except Exception:  # a memo this worker cannot decode: another deployment's payload codec
+        theirs = "(a deployment whose memo this worker cannot read)"
     if theirs != deployment:
         log.error(
             "two deployments share a Temporal namespace: taking over another database's"
