@@ -70,13 +70,13 @@ class SnapshotActivities:
         )
         written = pruned = 0
         for done, stream in enumerate(page.streams, start=1):
-            threshold = self._by_type.get(stream.key[2], self._min_events)
-            if stream.behind >= threshold and await self._snapshot(stream):
+            due = stream.behind >= self._by_type.get(stream.key[2], self._min_events)
+            if due and await self._snapshot(stream):
                 written += 1
                 SNAPSHOTS_WRITTEN.labels(stream.key[2]).inc()
             # Snapshotted here, or many times on the command path (a hot stream, never far
             # behind): either way only the newest are kept.
-            if stream.behind >= threshold or stream.snapshots > self._keep:
+            if due or stream.snapshots > self._keep:
                 pruned += await prune(self._pool, stream.key, keep=self._keep)
             if done % 10 == 0:  # the SDK throttles what it sends
                 activity.heartbeat(done)

@@ -13,6 +13,7 @@ pools (and cache) of its own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -49,6 +50,8 @@ QUERY_SECONDS: Final = Histogram(
 # Who asks when a caller in the process does not say: a process holding the database pools
 # is trusted as a system principal (as psql on a local socket is).
 IN_PROCESS: Final = Principal.service("in-process")
+# A pool not up after this long is asked why (a refusal comes at once; an outage is waited out).
+_PROBE_AFTER: Final = 1.0
 
 Handler = Callable[[Any], Awaitable[Any]]
 
@@ -236,12 +239,15 @@ async def _connected(pool: AsyncConnectionPool, url: str, within: float) -> None
     where = conninfo_to_dict(url)
     server = f"PostgreSQL at {where.get('host', 'localhost')}:{where.get('port', 5432)}"
     user = where.get("user", "the default user")
-    reason = await refusal(url, connect_timeout=within)
-    if reason is not None:  # it answered: waiting will not change that
+    waiting = asyncio.ensure_future(pool.wait(timeout=within))
+    # Asked only when the pool is not up at once, so a healthy start opens no extra connection.
+    done, _ = await asyncio.wait({waiting}, timeout=_PROBE_AFTER)
+    if not done and (reason := await refusal(url, connect_timeout=within)) is not None:
+        waiting.cancel()  # it answered: waiting will not change that
         hint = " (`acci db migrate` creates it)" if "does not exist" in reason else ""
         raise ReadModelError(f"{server} refused {user}: {reason}{hint}")
     try:
-        await pool.wait(timeout=within)
+        await waiting
     except psycopg_pool.PoolTimeout:
         raise ReadModelError(
             f"{server} did not accept a connection (as {user}) within {within:.1f} s"

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from acci.workers.cli_support import JsonOption, checked_tenant, run, setup
+from acci.workers.cli_support import JsonOption, checked_tenant, parse_position, run, setup
 from acci.workers.settings import get_settings
 
 backup_app = typer.Typer(
@@ -24,17 +24,6 @@ backup_app = typer.Typer(
     " point in time).",
     no_args_is_help=True,
 )
-
-
-def _position(value: str | None) -> str | None:
-    from acci.eventstore.records import Position
-
-    if value is not None:
-        try:
-            Position.parse(value)
-        except ValueError as e:
-            raise typer.BadParameter(str(e)) from None
-    return value
 
 
 TenantScope = Annotated[
@@ -172,7 +161,7 @@ def restore(
     ] = None,
     until_position: Annotated[
         str | None,
-        typer.Option("--until-position", help="Stop at this position, TX:GP.", callback=_position),
+        typer.Option("--until-position", help="Stop at this position, TX:GP."),
     ] = None,
     republish: Annotated[
         bool, typer.Option("--republish", help="Publish the tenant's events to RabbitMQ again.")
@@ -182,6 +171,7 @@ def restore(
 ) -> None:
     """Restore one tenant (replacing its events, snapshots and read-model rows, others
     untouched) or everything into an empty store, to the chain's end or a point in time."""
+    parse_position(until_position, "--until-position")
     if until_time is not None and until_position is not None:
         raise typer.BadParameter("--until-time and --until-position exclude each other")
     setup()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from acci.workers.cli_support import JsonOption, checked_tenant, run, setup
+from acci.workers.cli_support import JsonOption, checked_tenant, parse_position, run, setup
 from acci.workers.settings import get_settings
 
 if TYPE_CHECKING:
@@ -69,17 +69,6 @@ async def publish_range(
             progress(count, position)
 
 
-def _position(text: str | None, option: str) -> Position | None:
-    from acci.eventstore.records import Position
-
-    if text is None:
-        return None
-    try:
-        return Position.parse(text)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint=option) from None
-
-
 def publish_events(
     tenant: Annotated[
         str | None,
@@ -115,7 +104,7 @@ def publish_events(
 ) -> None:
     """Publish stored events to RabbitMQ again (same message ids): one command's, or a range."""
     setup()
-    start, end = _position(after, "--after"), _position(until, "--until")
+    start, end = parse_position(after, "--after"), parse_position(until, "--until")
     by_range = start is not None or end is not None or since is not None
     if command_id is not None and by_range:
         raise typer.BadParameter("--command-id excludes --after, --until and --since")

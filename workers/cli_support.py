@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Coroutine, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from acci.workers.apps import ApplicationLoadError, app_names, load_applications
 from acci.workers.codec import CodecError
 from acci.workers.logs import configure_logging, redact
 from acci.workers.settings import ENV_PREFIX, get_settings
+
+if TYPE_CHECKING:
+    from acci.eventstore.records import Position
 
 T = TypeVar("T")
 
@@ -42,6 +45,18 @@ def checked_tenant(value: str | None) -> str | None:
         return validate_tenant_id(value)
     except CommandError as e:
         raise typer.BadParameter(str(e)) from None
+
+
+def parse_position(text: str | None, option: str) -> Position | None:
+    """An option's ``TX:GP`` position (None if not given); a malformed one is a usage error."""
+    from acci.eventstore.records import Position
+
+    if text is None:
+        return None
+    try:
+        return Position.parse(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=option) from None
 
 
 def setup() -> None:
