@@ -8,11 +8,14 @@ from typing import Final
 
 from prometheus_client import Gauge
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from acci.activities.backup_models import CheckResult, VerifyInput
 from acci.activities.heartbeats import heartbeating
+from acci.eventstore.errors import UnknownTenantError, translated
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
+from acci.eventstore.tenant_scope import tenant_known
 from acci.eventstore.verification import (
     MAX_PROBLEMS,
     events_readable,
@@ -40,8 +43,16 @@ class VerifyActivities:
 
     @activity.defn(name="verify_event_store")
     async def event_store(self, job: VerifyInput) -> list[CheckResult]:
-        """Streams contiguous, every event readable, sampled snapshots equal a fold."""
+        """Streams contiguous, every event readable, sampled snapshots equal a fold; a tenant
+        the store does not know is ``NotFoundError`` (a mistyped name would pass, on nothing)."""
         pool = self._store.pool
+        if job.tenant is not None:
+            with translated():
+                async with pool.connection() as conn:
+                    known = await tenant_known(conn, job.tenant)
+            if not known:
+                error = UnknownTenantError(job.tenant, "verify")
+                raise ApplicationError(str(error), type="NotFoundError", non_retryable=True)
         async with heartbeating("verifying the event store"):
             checks = [
                 await stream_contiguity(pool, job.tenant),

@@ -26,7 +26,7 @@ from acci.eventstore.errors import (
     translated,
 )
 from acci.eventstore.keys import KeyWrapper, new_data_key
-from acci.eventstore.tenant_scope import scoped
+from acci.eventstore.tenant_scope import scoped, tenant_known
 
 _SELECT: Final = (
     "SELECT tenant_id, key_version, wrapped_key, master_key_id FROM event_store.tenant_keys"
@@ -66,10 +66,6 @@ SHRED_CHANNEL: Final = "acci_key_shredded"
 _ANNOUNCE: Final = "SELECT pg_notify(%s, %s)"
 # Whether the store knows the tenant at all: a shred of a name it does not know (a typo) would
 # otherwise leave a tombstone that refuses that name for good.
-_KNOWN: Final = (
-    "SELECT EXISTS (SELECT FROM event_store.tenant_keys WHERE tenant_id = %(t)s)"
-    " OR EXISTS (SELECT FROM event_store.events WHERE tenant_id = %(t)s)"
-)
 _EVENTS: Final = (
     "SELECT count(*), count(*) FILTER (WHERE NOT data ? '$enc') FROM event_store.events"
     " WHERE tenant_id = %s"
@@ -275,8 +271,7 @@ class KeyRing:
         validation.tenant_id(tenant_id)
         with translated():
             async with self._pool.connection() as conn, conn.transaction():
-                known = await (await conn.execute(_KNOWN, {"t": tenant_id})).fetchone()
-                if not (known and known[0]):
+                if not await tenant_known(conn, tenant_id):
                     raise UnknownTenantError(tenant_id, "shred")
                 cur = await conn.execute(_SHRED, (tenant_id,))
                 destroyed = tuple(sorted(row[0] for row in await cur.fetchall()))

@@ -25,11 +25,24 @@ from psycopg_pool import AsyncConnectionPool
 from acci.eventstore import validation
 
 SET_TENANT: Final = "SELECT set_config('acci.tenant_id', %s, true)"
+# A tenant the store knows: it has events, or a data key (a shredded tenant keeps its marked
+# rows). Asked as the tables' owner, across tenants.
+_KNOWN: Final = (
+    "SELECT EXISTS (SELECT FROM event_store.tenant_keys WHERE tenant_id = %(t)s)"
+    " OR EXISTS (SELECT FROM event_store.events WHERE tenant_id = %(t)s)"
+)
 
 
 async def set_tenant(conn: AsyncConnection[Any], tenant_id: str) -> None:
     """Scope the caller's open transaction on ``conn`` to ``tenant_id``."""
     await conn.execute(SET_TENANT, (validation.tenant_id(tenant_id),))
+
+
+async def tenant_known(conn: AsyncConnection[Any], tenant_id: str) -> bool:
+    """Whether the store has anything of ``tenant_id`` (events or a data key): an act on a
+    tenant it does not know (a mistyped name) is refused rather than done on nothing."""
+    row = await (await conn.execute(_KNOWN, {"t": tenant_id})).fetchone()
+    return bool(row and row[0])
 
 
 @asynccontextmanager

@@ -282,6 +282,9 @@ def verify_store(
     setup()
 
     async def main() -> None:
+        from temporalio.client import WorkflowFailureError
+        from temporalio.exceptions import ActivityError
+
         from acci.activities.backup_models import VERIFY_WORKFLOW, VerifyInput, VerifyResult
 
         settings = get_settings()
@@ -292,7 +295,13 @@ def verify_store(
         handle = await _start(VERIFY_WORKFLOW, job, workflow_id, "verifying", no_wait, as_json)
         if handle is None:
             return
-        result = VerifyResult.model_validate(await handle.result())
+        try:
+            result = VerifyResult.model_validate(await handle.result())
+        except WorkflowFailureError as e:
+            cause = e.cause.cause if isinstance(e.cause, ActivityError) else e.cause
+            kind = "not_found" if getattr(cause, "type", None) == "NotFoundError" else "verify"
+            typer.echo(f"error ({kind}): {getattr(cause, 'message', None) or cause}", err=True)
+            raise typer.Exit(1) from None
         if as_json:
             found = {"workflow_id": workflow_id, "passed": result.passed}
             typer.echo(json.dumps({**found, **result.model_dump(mode="json")}, indent=2))

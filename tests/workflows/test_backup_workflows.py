@@ -263,3 +263,15 @@ async def test_a_backup_of_a_tenant_with_no_events_is_refused_at_once_through_th
         f"error (backup): tenant '{typo}' has no events in this store: nothing to back up"
         " (is the name right?)"
     )
+
+
+async def test_verifying_a_tenant_the_store_does_not_know_is_not_found_through_the_cli(
+    worker: Client, settings: Settings
+) -> None:
+    typo = f"typo-{uuid.uuid4().hex[:8]}"
+    code, out, err = await acci(settings, "verify", "--tenant", typo, ok=False)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        f"error (not_found): tenant '{typo}' has no events and no data key in this store:"
+        " nothing to verify (is the name right?)"
+    )
