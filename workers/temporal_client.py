@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from temporalio.client import (
     Client,
@@ -63,6 +64,11 @@ async def connect(
             await asyncio.sleep(0.2)
 
 
+# How long a send waits for a run of its command id that is going with another command (or
+# sender) to end before it is refused: a race's losing run ends within milliseconds.
+OTHER_RUN_WAIT_S: Final = 10.0
+
+
 @dataclass(frozen=True, slots=True)
 class SentCommand:
     """A command's workflow run, and whether this send joined a run already going."""
@@ -71,17 +77,58 @@ class SentCommand:
     resent: bool
 
 
-async def start_command(client: Client, command: CommandInput, *, task_queue: str) -> SentCommand:
+async def start_command(
+    client: Client,
+    command: CommandInput,
+    *,
+    task_queue: str,
+    other_run_wait: float = OTHER_RUN_WAIT_S,
+) -> SentCommand:
     """Start the command's run, or join the run of the same command that is still going.
 
-    A command id whose run is still going with another command, or with this one sent by another
-    principal, is refused (``CommandIdReusedError``), saying nothing of that command. A run
-    that has finished is not trusted for the answer: Temporal's memory can outlive the event
-    store it ran against (a fresh database, a restored backup) or be gone (retention). A new
-    run asks the store instead, which answers a re-send with the first result when the
+    A run that has finished is not trusted for the answer: Temporal's memory can outlive the
+    event store it ran against (a fresh database, a restored backup) or be gone (retention). A
+    new run asks the store instead, which answers a re-send with the first result when the
     command's events are in it, runs the command when they are not, and refuses an id used for
     another command.
+
+    A command id whose run is still going with another command, or with this one sent by
+    another principal, is waited on (up to ``other_run_wait`` seconds) and the store asked once
+    it has ended: of two senders racing with one id, the loser's run may still be going when
+    the winner's re-send comes, and the store, not that run, knows which command the id is.
+    Still going after the wait, it is refused (``CommandIdReusedError``), saying nothing of
+    that command.
     """
+    deadline = time.monotonic() + other_run_wait
+    while True:
+        running = await _start(client, command, task_queue=task_queue)
+        if isinstance(running, SentCommand):
+            return running
+        if await _same_command(client, running, command):
+            return SentCommand(running, True)
+        if not await _ended_within(running, deadline - time.monotonic()):
+            raise CommandIdReusedError(command.command_id)
+
+
+async def _ended_within(
+    handle: WorkflowHandle[CommandWorkflow, CommandResult], seconds: float
+) -> bool:
+    """Whether the run ends (whatever its outcome: its sender's answer) within ``seconds``."""
+    if seconds <= 0:
+        return False
+    try:
+        await asyncio.wait_for(handle.result(follow_runs=False), seconds)
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:
+        pass
+    return True
+
+
+async def _start(
+    client: Client, command: CommandInput, *, task_queue: str
+) -> SentCommand | WorkflowHandle[CommandWorkflow, CommandResult]:
+    """A new run of the command, or the handle of the run of its id that is still going."""
     workflow_id = command_workflow_id(command.command_id)
     aggregate_id = _aggregate_id(command)
     try:
@@ -102,10 +149,7 @@ async def start_command(client: Client, command: CommandInput, *, task_queue: st
             request_eager_start=True,
         )
     except WorkflowAlreadyStartedError as e:
-        running = client.get_workflow_handle_for(CommandWorkflow.run, workflow_id, run_id=e.run_id)
-        if not await _same_command(client, running, command):
-            raise CommandIdReusedError(command.command_id) from None
-        return SentCommand(running, True)
+        return client.get_workflow_handle_for(CommandWorkflow.run, workflow_id, run_id=e.run_id)
     return SentCommand(handle, False)
 
 

@@ -290,9 +290,10 @@ async def test_a_running_command_is_joined_only_by_its_own_sender(worker: Client
     try:
         again = await start_command(worker, first, task_queue=idle_queue)
         assert again.resent and again.handle.id == sent.handle.id
-        # The very same command from another principal gets nothing of the running one.
+        # The very same command from another principal gets nothing of the running one: it
+        # waits for the run to end, and is refused if it does not.
         other = first.model_copy(update={"principal": admin(t, "mallory")})
         with pytest.raises(CommandIdReusedError):
-            await start_command(worker, other, task_queue=idle_queue)
+            await start_command(worker, other, task_queue=idle_queue, other_run_wait=1.0)
     finally:
         await sent.handle.terminate(reason="test over")

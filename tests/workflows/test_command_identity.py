@@ -20,7 +20,7 @@ from acci.domain.errors import CommandValidationError, DomainError
 from acci.eventstore.store import EventStore
 from acci.workers.runtime import open_event_store
 from acci.workers.settings import Settings
-from acci.workers.temporal_client import execute_command
+from acci.workers.temporal_client import command_result, execute_command, start_command
 from tests.conftest import database_url_for, drop_database
 from tests.workflows.conftest import unique, worker_env
 from tests.workflows.helpers import OPERATOR_JSON, command, send
@@ -69,6 +69,37 @@ async def test_a_command_id_reused_with_another_payload_is_refused_by_the_client
     with pytest.raises(CommandValidationError, match=REUSED):
         await execute_command(worker, rename, task_queue=q)
     assert [e.data["name"] for e in await store.read_stream(t, t)] == ["First"]
+
+
+async def test_a_send_racing_a_running_run_of_another_command_waits_and_asks_the_store(
+    worker: Client, settings: Settings, store: EventStore
+) -> None:
+    # Of two senders racing with one id, the loser's run may still be going when the winner
+    # sends again: that send waits for it to end, then the store answers. Here the other run is
+    # held on a queue no worker polls, and ends (terminated) while the send waits.
+    idle_queue = f"acci-test-idle-{uuid.uuid4().hex[:8]}"
+    t = unique("id-race")
+    await execute_command(
+        worker, command(t, "CreateTenant", name="Before"), task_queue=settings.task_queue
+    )
+    held = command(t, "RenameTenant", name="RaceA")
+    ours = held.model_copy(update={"payload": {"name": "RaceB"}})
+    first = await start_command(worker, held, task_queue=idle_queue)
+    sending = asyncio.ensure_future(
+        start_command(worker, ours, task_queue=settings.task_queue, other_run_wait=60)
+    )
+    await asyncio.sleep(1.0)
+    assert not sending.done()
+    await first.handle.terminate(reason="the race's other run ends")
+    sent = await sending
+    assert not sent.resent
+    result = await command_result(sent.handle)
+    assert not result.duplicate and result.stream_version == 2
+    renamed = (await store.read_stream(t, t))[-1]
+    assert (renamed.event_type, renamed.data["new_name"]) == ("TenantRenamed", "RaceB")
+    # The held command, sent again, is now refused by the store: the id is RaceB's.
+    with pytest.raises(CommandValidationError, match=REUSED):
+        await execute_command(worker, held, task_queue=settings.task_queue)
 
 
 async def test_a_command_id_reused_under_another_workflow_id_is_refused_by_a_plain_start(
