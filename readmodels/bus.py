@@ -191,9 +191,9 @@ async def pooled_query_bus(
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[QueryBus]:
     """A bus for ``principal`` over pools of its own: ``app_database_url`` (acci_app, within a
-    tenant) and ``database_url`` (the owner, across tenants: opened with no connection until a
-    system administrator asks such a query); and over ``cache`` and ``timer``, all closed on
-    exit.
+    tenant) and ``database_url`` (the owner, across tenants: opened with no connection unless
+    ``principal`` is a system administrator, who may ask such a query); and over ``cache`` and
+    ``timer``, all closed on exit.
 
     Everything is an explicit argument here; a process opens its configured bus with
     ``acci.workers.runtime.open_query_bus(settings)``. ``ReadModelError`` if PostgreSQL cannot be
@@ -213,15 +213,20 @@ async def pooled_query_bus(
                 pool_class=TenantScopedPool,
             )
         )
+        # A system administrator's bus may answer across tenants: its pool is checked as the
+        # tenant one is (another URL, another role: each fails for its own reason).
+        across = principal.is_system_admin
         admin_pool = await stack.enter_async_context(
             create_pool(
                 database_url,
-                min_size=0,
+                min_size=1 if across else 0,
                 max_size=pool_max_size,
                 statement_timeout_ms=statement_timeout_ms,
             )
         )
         await _connected(pool, app_database_url, connect_timeout)
+        if across:
+            await _connected(admin_pool, database_url, connect_timeout)
         yield build_query_bus(
             pool,
             admin_pool=admin_pool,

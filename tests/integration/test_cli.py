@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -278,6 +279,29 @@ def test_a_query_on_a_database_that_does_not_exist_says_so() -> None:
         f'error (read_model): PostgreSQL at 127.0.0.1:5432 refused acci_app: database "{missing}"'
         " does not exist (`acci db migrate` creates it)"
     )
+
+
+def test_a_system_administrators_query_names_the_owners_database_when_only_it_is_missing() -> (
+    None
+):
+    # The tenant role's database is there; the owner's URL names one that is not: the answer
+    # is PostgreSQL's reason at once, not the pool's wait of 30 s in the first cross-tenant query.
+    missing = f"acci_t_missing_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "ACCI_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{missing}",
+        "ACCI_APP_DATABASE_URL": "postgresql://acci_app@127.0.0.1:5432/postgres",
+    }
+    started = time.monotonic()
+    out = subprocess.run(
+        [ACCI, "tenant", "list"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (out.returncode, out.stdout) == (1, ""), out.stderr
+    assert out.stderr.splitlines()[-1] == (
+        f'error (read_model): PostgreSQL at 127.0.0.1:5432 refused postgres: database "{missing}"'
+        " does not exist (`acci db migrate` creates it)"
+    )
+    assert time.monotonic() - started < 20
 
 
 def test_cache_stats_shows_the_tally_every_process_keeps_in_redis(fresh_url: str) -> None:
