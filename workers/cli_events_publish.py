@@ -112,6 +112,8 @@ def publish_events(
         raise typer.BadParameter("give --command-id (with --tenant), or --after and/or --since")
     if command_id is not None and tenant is None:
         raise typer.BadParameter("--command-id needs --tenant")
+    if start is not None and end is not None and end <= start:
+        raise typer.BadParameter(f"--until {end} is not after --after {start}: nothing in between")
     when = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
 
     from acci.eventstore.messaging.publisher import EventPublisher
@@ -142,11 +144,17 @@ def publish_events(
                         batch_size=batch_size,
                         progress=show_progress,
                     )
+        if command_id is not None and not count:
+            # A mistyped id, another tenant's, or a command that stored nothing (not recorded).
+            typer.echo(
+                f"error (not_found): command {command_id} has no events in tenant {tenant}:"
+                " nothing published",
+                err=True,
+            )
+            raise typer.Exit(1)
         if as_json:
             shown = {"published": count, "position": None if last is None else str(last)}
             typer.echo(json.dumps(shown))
-        elif command_id is not None and not count:
-            typer.echo(f"command {command_id} stored no events in tenant {tenant}")
         else:
             typer.echo(f"published {count} event(s) to RabbitMQ (read up to position {last})")
 

@@ -176,6 +176,28 @@ async def test_events_of_a_terminated_command_are_published_by_the_operator(
     assert by_range.returncode == 0, by_range.stderr
     assert json.loads(by_range.stdout)["published"] == 1
     await captured.wait_for(ids)
+
+    # Nothing to publish is not a success: another tenant's command id, a range that is empty
+    # by its own bounds.
+    foreign = await asyncio.to_thread(
+        acci,
+        healthy._env,
+        "publish-events",
+        "--tenant",
+        second,
+        "--command-id",
+        str(events[0].command_id),
+    )
+    assert (foreign.returncode, foreign.stdout) == (1, ""), foreign.stderr
+    assert foreign.stderr.splitlines()[-1] == (
+        f"error (not_found): command {events[0].command_id} has no events in tenant {second}:"
+        " nothing published"
+    )
+    inverted = await asyncio.to_thread(
+        acci, healthy._env, "publish-events", "--after", str(events[1].position), "--until", "0:1"
+    )
+    assert inverted.returncode == 2, inverted.stderr
+    assert "is not after --after" in inverted.stderr
     with pytest.raises(Exception, match=r"(?i)terminated"):
         await command_result(handles[0])
 
