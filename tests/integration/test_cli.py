@@ -281,9 +281,7 @@ def test_a_query_on_a_database_that_does_not_exist_says_so() -> None:
     )
 
 
-def test_a_system_administrators_query_names_the_owners_database_when_only_it_is_missing() -> (
-    None
-):
+def test_a_system_administrators_query_names_the_owners_database_when_only_it_is_missing() -> None:
     # The tenant role's database is there; the owner's URL names one that is not: the answer
     # is PostgreSQL's reason at once, not the pool's wait of 30 s in the first cross-tenant query.
     missing = f"acci_t_missing_{uuid.uuid4().hex[:8]}"
