@@ -32,6 +32,8 @@ OUTCOMES: Final[tuple[Outcome, ...]] = ("accepted", "duplicate", "rejected", "de
 
 # Text a client chose (a command type that names nothing, an error message quoting its input)
 # is cut to these lengths: the log records what happened, not whatever was sent.
+# How a system principal (no tenant) is written: ``ops@system``.
+SYSTEM: Final = "system"
 _MAX_TYPE: Final = 200
 _MAX_REASON: Final = 2_000
 
@@ -144,13 +146,14 @@ class AuditEntry:
         """``id@tenant`` (``id@system``), or ``(none)`` for a command that named no one."""
         if self.principal_id is None:
             return "(none)"
-        return f"{self.principal_id}@{self.principal_tenant or 'system'}"
+        return f"{self.principal_id}@{self.principal_tenant or SYSTEM}"
 
 
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
     """Which entries to read: one tenant's (else all the connection may see), one principal's
-    (``id`` or ``id@tenant``, ``id@system``), since a time, the newest ``limit``."""
+    (``id``: in any tenant; ``id@tenant``, ``id@system``: split at the last ``@``), since a
+    time, the newest ``limit``."""
 
     tenant_id: str | None = None
     principal: str | None = None
@@ -183,13 +186,20 @@ class AuditLog:
             conditions.append(sql.SQL("tenant_id = %(tenant)s"))
             params["tenant"] = validation.tenant_id(wanted.tenant_id)
         if wanted.principal is not None:
-            conditions.append(
-                sql.SQL(
-                    "(principal_id = %(who)s OR principal_id || '@'"
-                    " || coalesce(principal_tenant, 'system') = %(who)s)"
+            # Read as a principal is (domain/principals.py): the tenant follows the last '@',
+            # so "ann@acme" is ann of acme, never a principal "ann@acme" of another tenant.
+            ident, at, scope = wanted.principal.rpartition("@")
+            if not at:
+                conditions.append(sql.SQL("principal_id = %(who)s"))
+                params["who"] = wanted.principal
+            elif scope == SYSTEM:
+                conditions.append(sql.SQL("principal_id = %(who)s AND principal_tenant IS NULL"))
+                params["who"] = ident
+            else:
+                conditions.append(
+                    sql.SQL("principal_id = %(who)s AND principal_tenant = %(who_tenant)s")
                 )
-            )
-            params["who"] = wanted.principal
+                params |= {"who": ident, "who_tenant": scope}
         if wanted.since is not None:
             conditions.append(sql.SQL("at >= %(since)s"))
             params["since"] = wanted.since

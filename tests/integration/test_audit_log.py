@@ -231,6 +231,30 @@ async def test_acci_audit_filters_by_tenant_principal_time_and_outcome(
     assert len(json.loads(out)) == 2
 
 
+async def test_a_principal_filter_is_read_as_a_principal_is_the_tenant_after_the_last_at(
+    database_url: str, pool: AsyncConnectionPool
+) -> None:
+    # A principal id may hold '@' (an e-mail address): "eve@audit-a" of tenant audit-z is not
+    # eve of audit-a, and a filter for the one must not list the other's rows.
+    c = f"audit-c-{uuid.uuid4().hex[:6]}"
+    planted = Principal(id="eve@audit-a", tenant_id="audit-z", roles=frozenset({"member"}))
+    log = AuditLog(pool)
+    assert await log.record(attempt(c, planted, "denied", error_type="AuthorizationError"))
+    assert await log.record(attempt(c, EVE, "denied", error_type="AuthorizationError"))
+
+    async def who(principal: str) -> list[tuple[str, str | None]]:
+        code, out, err = await acci_audit(
+            database_url, "--tenant", c, "--principal", principal, "--json"
+        )
+        assert code == 0, err
+        return [(e["principal"]["id"], e["principal"]["tenant_id"]) for e in json.loads(out)]
+
+    assert await who("eve@audit-a") == [("eve", A)]
+    assert await who("eve@audit-a@audit-z") == [("eve@audit-a", "audit-z")]
+    assert await who("eve@audit-a@system") == []
+    assert sorted(await who("eve")) == [("eve", A)]
+
+
 async def test_acci_audit_prints_a_table_for_people(database_url: str, seeded: Any) -> None:
     code, out, err = await acci_audit(database_url, "--tenant", B)
     assert code == 0, err
