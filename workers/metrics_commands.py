@@ -46,6 +46,7 @@ TENANT_COMMANDS: Final = Counter(
 # its principal may not send, domain/authorization.py).
 OUTCOME_BY_ERROR_TYPE: Final = REJECTION_FAMILIES
 OUTCOMES: Final = ("ok", "resent", *OUTCOME_BY_ERROR_TYPE.values(), "infrastructure")
+CLAIMING: Final = frozenset({"ok", "resent"})
 # Not a valid tenant id (no parentheses allowed), so no tenant is mistaken for the rest.
 OTHER: Final = "(other)"
 UNKNOWN_TYPE: Final = "unknown"
@@ -92,8 +93,10 @@ class CommandMetrics:
         kind = command_type if command_type in COMMAND_TYPES else UNKNOWN_TYPE
         COMMANDS.labels(kind, outcome).inc()
         COMMAND_SECONDS.labels(kind).observe(seconds)
-        # A malformed command's tenant id is the sender's word only: it takes no label slot.
-        tenant = self._tenant(tenant_id, may_claim=outcome != "validation")
+        # Only a command the store took (or answered as a re-send) gives its tenant a label
+        # slot: a refused one's tenant id is the sender's word only (a malformed one, one for a
+        # tenant that does not exist), and anyone could use the slots up with refusals.
+        tenant = self._tenant(tenant_id, may_claim=outcome in CLAIMING)
         TENANT_COMMANDS.labels(tenant, outcome).inc()
 
     def conflict(self, command_type: str) -> None:
