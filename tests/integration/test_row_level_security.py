@@ -8,6 +8,7 @@ path and the query bus do, with the tenant set the way ``eventstore/tenant_scope
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -106,6 +107,27 @@ def test_the_app_role_owns_nothing_and_cannot_bypass_row_security(
         " WHERE r.rolname = 'acci_app'"
     ).fetchone()
     assert owned == (0,)
+
+
+def test_a_session_of_the_app_role_opened_by_hand_ends_an_idle_transaction_itself(
+    database_url: str, written: dict[str, Any]
+) -> None:
+    # A transaction held open holds back every gap-free reader of every tenant: a session that
+    # did not come from ACCI's pools (psql, a script) gets the timeouts from the role
+    # (migration 016), so leaving it idle in a transaction does not stall the read side.
+    with psycopg.connect(as_app(database_url)) as conn:
+        shown = conn.execute(
+            "SELECT current_setting('idle_in_transaction_session_timeout'),"
+            " current_setting('statement_timeout')"
+        ).fetchone()
+        assert shown == ("30s", "1min")
+        conn.rollback()
+        conn.execute("SET idle_in_transaction_session_timeout = '200ms'")  # as a test may
+        conn.commit()
+        conn.execute("SELECT 1")  # a transaction begins, and is left idle
+        time.sleep(1.0)
+        with pytest.raises(pg_errors.IdleInTransactionSessionTimeout):
+            conn.execute("SELECT 1")
 
 
 def test_with_no_tenant_set_nothing_is_visible(app: psycopg.Connection[Any]) -> None:
