@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -102,11 +103,19 @@ class BrokerConnection:
 
 
 def _close_quietly(connection: Any) -> None:
+    """Close ``connection``; one the broker dropped already (an idle one that missed its
+    heartbeats, say) is let go without pika logging its broken socket at error level: a
+    worker's every shutdown after a quiet spell would log errors that are none."""
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)
     try:
         if connection.is_open:
             connection.close()
     except FAILURES:
         pass  # already broken: there is nothing left to close
+    finally:
+        pika_log.setLevel(level)
 
 
 def declare_exchange(channel: Any, exchange: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -550,3 +551,18 @@ async def test_the_publisher_retries_once_when_its_connection_died_silently(
 
     ids = [next_message(raw, queue)[1].message_id for _ in range(2)]
     assert ids == [str(first.event_id), str(second.event_id)]
+
+
+async def test_closing_a_connection_the_broker_dropped_logs_no_error(
+    test_store: EventStore, exchange: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker stopping after a quiet spell closes a connection the broker dropped: pika's
+    # broken-socket lines are not errors of the worker's.
+    [event] = await stored(test_store, new_tenant(), noted())
+    publisher = EventPublisher(AMQP_URL, exchange=exchange)
+    publisher.publish_event(event)
+    publisher._broker._connection._impl._transport._sock.shutdown(socket.SHUT_RDWR)
+    with caplog.at_level(logging.DEBUG):
+        publisher.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not publisher._broker.is_open
