@@ -8,14 +8,21 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from acci.domain import EventSourced, aggregate_for_command
 from acci.domain.catalogue import rules_for
 from acci.domain.command import Command
-from acci.domain.errors import AuthorizationError, CommandValidationError, DomainError
+from acci.domain.errors import (
+    AuthorizationError,
+    CommandError,
+    CommandValidationError,
+    DomainError,
+    HandlerError,
+)
 from acci.domain.principals import Principal
 from acci.eventstore.errors import CommandIdReusedError, ConcurrencyError
 from acci.eventstore.records import AppendResult, CommandRecord, Position, RecordedEvent
@@ -120,7 +127,13 @@ class CommandHandler:
             outcome = await self._decide_until_stored(
                 cls, tenant_id, command, command_id, metadata, fingerprint, principal
             )
-        except (DomainError, AuthorizationError, CommandValidationError, CommandIdReusedError):
+        except (
+            DomainError,
+            AuthorizationError,
+            CommandValidationError,
+            CommandIdReusedError,
+            HandlerError,
+        ):
             first = await self._first_outcome(cls, tenant_id, command, command_id, fingerprint)
             if first is None:
                 raise
@@ -223,23 +236,27 @@ class CommandHandler:
         """
         aggregate = await self._repository.load(cls, tenant_id, command.aggregate_id)
         if principal is not None:  # a sender refused by the target's state is denied first
-            cls.authorize_on_state(command, aggregate.state, principal)
+            with _application_code(command, "authorizing it on the aggregate's state"):
+                cls.authorize_on_state(command, aggregate.state, principal)
         related = []
         for rule in rules_for(cls):
             other = await self._repository.load(
                 rule.aggregate, tenant_id, rule.aggregate_id(tenant_id, command)
             )
             if rule.check is not None:
-                rule.check(tenant_id, other.state)
+                with _application_code(command, f"checking {rule.aggregate.aggregate_type}"):
+                    rule.check(tenant_id, other.state)
             related.append((rule, other))
-        events = aggregate.handle(command)
+        with _application_code(command, "deciding"):
+            events = aggregate.handle(command)
         changed: list[EventSourced[Any, Any]] = [aggregate]
         for rule, other in related:
             if rule.follow_up is not None:
-                more = rule.follow_up(tenant_id, other.state, aggregate.aggregate_id, events)
-                if more:
-                    other.record(more)
-                    changed.append(other)
+                with _application_code(command, f"following up on {rule.aggregate.aggregate_type}"):
+                    more = rule.follow_up(tenant_id, other.state, aggregate.aggregate_id, events)
+                    if more:
+                        other.record(more)
+                        changed.append(other)
         results = await self._repository.save_all(
             changed, command_id=command_id, metadata=metadata, fingerprint=fingerprint
         )
@@ -248,3 +265,22 @@ class CommandHandler:
                 tenant_id, aggregate.aggregate_id, cls.aggregate_type, aggregate.version, (), ()
             )
         return CommandOutcome.stored(cls.aggregate_type, results[0], others=results[1:])
+
+
+@contextmanager
+def _application_code(command: Command, doing: str) -> Iterator[None]:
+    """The application's own code runs in here: a command error it raises is its answer; any
+    other exception is a fault in that code, which retrying the command cannot mend, so it ends
+    the command (``HandlerError``, not retried) instead of failing every attempt for ever. The
+    traceback goes to the worker's log."""
+    try:
+        yield
+    except CommandError:
+        raise
+    except Exception as e:
+        log.exception("the application's code failed", extra={"command_type": command.command_type})
+        raise HandlerError(
+            f"{command.command_type} failed while {doing}: {type(e).__name__}: {e} (a fault in"
+            " the application's code: the command is not retried; the worker's log has the"
+            " traceback)"
+        ) from e

@@ -12,6 +12,7 @@ from acci.domain.errors import (
     CommandValidationError,
     ConcurrencyError,
     DomainError,
+    HandlerError,
     PersistenceError,
 )
 from acci.eventstore import errors as store
@@ -22,6 +23,7 @@ _FAMILIES: Final[tuple[type[CommandError], ...]] = (
     AuthorizationError,
     CommandValidationError,
     DomainError,
+    HandlerError,
     ConcurrencyError,
     PersistenceError,
 )
@@ -38,12 +40,14 @@ _STORE_FAMILIES: Final[tuple[tuple[type[store.EventStoreError], type[CommandErro
 )
 
 # Retrying cannot change the answer: the command is malformed, its principal may not send it,
-# it breaks a rule, or it lost every one of its bounded reload-and-decide attempts; or an
+# it breaks a rule, or it lost every one of its bounded reload-and-decide attempts, or the
+# application's own code failed on it (HandlerError: a fault, its traceback in the log); or an
 # operator's projection request names no such projection or parked event, or it was resolved
 # already or failed again. (Database and
 # broker outages stay retryable.) Both workflows use this one set.
 NON_RETRYABLE_TYPES: Final = (
     "CommandValidationError",
+    "HandlerError",
     "AuthorizationError",
     "DomainError",
     "ConcurrencyError",
@@ -68,6 +72,7 @@ REJECTION_FAMILIES: Final = {
     "DomainError": "domain",
     "ConcurrencyError": "concurrency",
     "AuthorizationError": "authorization",
+    "HandlerError": "handler",
 }
 
 

@@ -52,6 +52,13 @@ class DomainError(CommandError):
         self.reason = reason
 
 
+class HandlerError(CommandError):
+    """The application's own code (a decision, a rule, an authorization on state) raised
+    something other than a command error: a fault there, which no retry would change."""
+
+    code: ClassVar[str] = "handler"
+
+
 class AuthorizationError(CommandError):
     """The command's principal may not send it (or none was given); nothing was written."""
 
