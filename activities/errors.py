@@ -63,7 +63,10 @@ PROJECTION_INPUT_ERROR: Final = "ProjectionValidationError"
 # type and message say everything: the Web UI shows them without a stack trace
 # (workers/converter.py) and the log without a traceback (workers/logs.py). A failed rebuild or
 # backup is non-retryable too, but a fault: it keeps its traces.
-REJECTION_TYPES: Final = frozenset({*NON_RETRYABLE_TYPES, PROJECTION_INPUT_ERROR})
+# An operator's job started with input that does not decode (workflows/inputs.py).
+JOB_INPUT_ERROR: Final = "JobValidationError"
+
+REJECTION_TYPES: Final = frozenset({*NON_RETRYABLE_TYPES, PROJECTION_INPUT_ERROR, JOB_INPUT_ERROR})
 
 # A rejected command's family in one word: the outcome label of its metrics and the end of its
 # run's current details ("RegisterUser acme/eve rejected: validation").

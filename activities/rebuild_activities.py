@@ -32,6 +32,7 @@ from acci.activities.rebuild_models import (
 from acci.eventstore.records import Position
 from acci.eventstore.store import EventStore
 from acci.readmodels.cache import QueryCache
+from acci.readmodels.errors import UnknownReadModelError
 from acci.readmodels.installed import read_model
 from acci.readmodels.rebuild import Rebuild, RebuildFailedError, retire
 from acci.readmodels.reports import BatchReport
@@ -86,7 +87,13 @@ class RebuildActivities:
         self._cache = cache
 
     def _rebuild(self, job: RebuildInput) -> Rebuild:
-        return Rebuild(self._store, read_model(job.read_model), job.version)
+        """The rebuild ``job`` names; a read model no application installs is ``NotFoundError``,
+        not retried (a plain Temporal start can name any)."""
+        try:
+            model = read_model(job.read_model)
+        except UnknownReadModelError as e:
+            raise ApplicationError(str(e), type="NotFoundError", non_retryable=True) from e
+        return Rebuild(self._store, model, job.version)
 
     @activity.defn(name="start_rebuild")
     async def start(self, job: RebuildInput) -> RebuildProgress:

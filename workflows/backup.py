@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from acci.workflows.batch_jobs import BATCH_RETRY
@@ -34,8 +35,22 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         VerifyResult,
     )
+    from acci.activities.errors import JOB_INPUT_ERROR
     from acci.activities.verify_activities import VerifyActivities
+    from acci.workflows.inputs import NO_INPUT, decode_input
 
+
+# The SDK hands run() the raw payload (workflows/inputs.py): input that does not decode fails
+# the run at once (JobValidationError), not its workflow task for ever; clients type-check the
+# model they send.
+if TYPE_CHECKING:
+    BackupArgument: TypeAlias = BackupInput
+    RestoreArgument: TypeAlias = RestoreInput
+    VerifyArgument: TypeAlias = VerifyInput
+else:
+    BackupArgument = RawValue
+    RestoreArgument = RawValue
+    VerifyArgument = RawValue
 _TIMEOUT: Final = timedelta(hours=6)
 _HEARTBEAT: Final = timedelta(seconds=20)
 A = TypeVar("A")
@@ -62,7 +77,10 @@ class BackupWorkflow:
         self._result: BackupResult | None = None
 
     @workflow.run
-    async def run(self, job: BackupInput) -> BackupResult:
+    async def run(self, raw: BackupArgument = NO_INPUT) -> BackupResult:
+        job = decode_input(
+            raw, BackupInput, what="BackupWorkflow input", error_type=JOB_INPUT_ERROR
+        )
         scope = "every tenant" if job.tenant is None else f"tenant {job.tenant}"
         workflow.set_current_details(
             f"**backing up {scope}** ({'full' if job.full else 'incremental'})"
@@ -89,7 +107,10 @@ class RestoreWorkflow:
         self._status: RestoreResult | None = None
 
     @workflow.run
-    async def run(self, job: RestoreInput) -> RestoreResult:
+    async def run(self, raw: RestoreArgument = NO_INPUT) -> RestoreResult:
+        job = decode_input(
+            raw, RestoreInput, what="RestoreWorkflow input", error_type=JOB_INPUT_ERROR
+        )
         self._status = RestoreResult(phase="verifying", backup_id=job.backup_id, tenant=job.tenant)
         self._show()
         try:
@@ -157,7 +178,10 @@ class VerifyWorkflow:
         self._result: VerifyResult | None = None
 
     @workflow.run
-    async def run(self, job: VerifyInput) -> VerifyResult:
+    async def run(self, raw: VerifyArgument = NO_INPUT) -> VerifyResult:
+        job = decode_input(
+            raw, VerifyInput, what="VerifyWorkflow input", error_type=JOB_INPUT_ERROR
+        )
         scope = "every tenant" if job.tenant is None else f"tenant {job.tenant}"
         workflow.set_current_details(f"**verifying {scope}**: the event store")
         checks: list[CheckResult] = []

@@ -12,12 +12,15 @@ ends the run as ``failed``, naming the event; nothing of that batch was written.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, TypeAlias
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 from acci.workflows.batch_jobs import BATCH_RETRY, BATCHES_PER_RUN
 
 with workflow.unsafe.imports_passed_through():
+    from acci.activities.errors import JOB_INPUT_ERROR
     from acci.activities.migration_activities import MigrationActivities
     from acci.activities.models import (
         EVENT_MIGRATION_WORKFLOW,
@@ -25,6 +28,16 @@ with workflow.unsafe.imports_passed_through():
         EventMigrationInput,
         EventMigrationStatus,
     )
+    from acci.workflows.inputs import NO_INPUT, decode_input
+
+
+# The SDK hands run() the raw payload (workflows/inputs.py): input that does not decode fails
+# the run at once (JobValidationError), not its workflow task for ever; clients type-check the
+# model they send.
+if TYPE_CHECKING:
+    EventMigrationArgument: TypeAlias = EventMigrationInput
+else:
+    EventMigrationArgument = RawValue
 
 
 @workflow.defn(name=EVENT_MIGRATION_WORKFLOW)
@@ -37,7 +50,13 @@ class EventMigrationWorkflow:
         )
 
     @workflow.run
-    async def run(self, job: EventMigrationInput) -> EventMigrationStatus:
+    async def run(self, raw: EventMigrationArgument = NO_INPUT) -> EventMigrationStatus:
+        job = decode_input(
+            raw,
+            EventMigrationInput,
+            what="EventMigrationWorkflow input",
+            error_type=JOB_INPUT_ERROR,
+        )
         if job.migration_id is None:  # the first run: it names the migration in the record
             info = workflow.info()
             job = job.model_copy(update={"migration_id": info.run_id, "started_at": workflow.now()})

@@ -23,15 +23,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 from acci.workflows.batch_jobs import BATCH_RETRY, BATCHES_PER_RUN
 
 with workflow.unsafe.imports_passed_through():
+    from acci.activities.errors import JOB_INPUT_ERROR
     from acci.activities.rebuild_activities import VALIDATION_FAILED, RebuildActivities
     from acci.activities.rebuild_models import (
         REBUILD_WORKFLOW,
@@ -42,7 +44,16 @@ with workflow.unsafe.imports_passed_through():
         SwitchResult,
         ValidationResult,
     )
+    from acci.workflows.inputs import NO_INPUT, decode_input
 
+
+# The SDK hands run() the raw payload (workflows/inputs.py): input that does not decode fails
+# the run at once (JobValidationError), not its workflow task for ever; clients type-check the
+# model they send.
+if TYPE_CHECKING:
+    RebuildArgument: TypeAlias = RebuildInput
+else:
+    RebuildArgument = RawValue
 R = TypeVar("R")
 
 _STEP: Final = timedelta(minutes=30)
@@ -60,7 +71,10 @@ class RebuildReadModelWorkflow:
         self._status: RebuildStatus | None = None
 
     @workflow.run
-    async def run(self, job: RebuildInput) -> RebuildStatus:
+    async def run(self, raw: RebuildArgument = NO_INPUT) -> RebuildStatus:
+        job = decode_input(
+            raw, RebuildInput, what="RebuildReadModelWorkflow input", error_type=JOB_INPUT_ERROR
+        )
         if job.started_at is None:
             job = job.model_copy(update={"started_at": workflow.now()})
         self._status = RebuildStatus(

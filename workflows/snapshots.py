@@ -10,12 +10,15 @@ hand) ends when the scan reaches the last stream.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, TypeAlias
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 from acci.workflows.batch_jobs import BATCH_RETRY, BATCHES_PER_RUN
 
 with workflow.unsafe.imports_passed_through():
+    from acci.activities.errors import JOB_INPUT_ERROR
     from acci.activities.models import (
         SNAPSHOT_WORKFLOW,
         SnapshotBatchResult,
@@ -23,6 +26,16 @@ with workflow.unsafe.imports_passed_through():
         SnapshotJobStatus,
     )
     from acci.activities.snapshot_activities import SnapshotActivities
+    from acci.workflows.inputs import NO_INPUT, decode_input
+
+
+# The SDK hands run() the raw payload (workflows/inputs.py): input that does not decode fails
+# the run at once (JobValidationError), not its workflow task for ever; clients type-check the
+# model they send.
+if TYPE_CHECKING:
+    SnapshotJobArgument: TypeAlias = SnapshotJobInput
+else:
+    SnapshotJobArgument = RawValue
 
 
 @workflow.defn(name=SNAPSHOT_WORKFLOW)
@@ -35,7 +48,10 @@ class SnapshotWorkflow:
         )
 
     @workflow.run
-    async def run(self, job: SnapshotJobInput) -> SnapshotJobStatus:
+    async def run(self, raw: SnapshotJobArgument = NO_INPUT) -> SnapshotJobStatus:
+        job = decode_input(
+            raw, SnapshotJobInput, what="SnapshotWorkflow input", error_type=JOB_INPUT_ERROR
+        )
         status = SnapshotJobStatus(
             phase="scanning",
             after=job.after,

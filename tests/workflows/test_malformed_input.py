@@ -269,6 +269,51 @@ async def test_a_projection_started_with_malformed_input_fails_at_once(
     assert says in error.message
 
 
+@pytest.mark.parametrize(
+    ("workflow", "data", "says"),
+    [
+        ("RebuildReadModelWorkflow", b'{"read_model": "users", "version": -1}', "version"),
+        ("RebuildReadModelWorkflow", b"[1]", "Input should be an object"),
+        ("EventMigrationWorkflow", b'{"event_types": "TenantRenamed"}', "event_types"),
+        ("BackupWorkflow", b'{"tenant": 5}', "tenant"),
+        ("RestoreWorkflow", b"null", "Input should be an object"),
+        ("VerifyWorkflow", b'{"sample": "many"}', "sample"),
+        ("SnapshotWorkflow", b'{"after": 7}', "after"),
+    ],
+)
+async def test_an_operator_job_started_with_malformed_input_fails_at_once(
+    worker: Client, settings: Settings, workflow: str, data: bytes, says: str
+) -> None:
+    # A plain `temporal workflow start` of a job: its run fails, typed, instead of its workflow
+    # task failing for ever with the run left running.
+    error = await _fails(
+        worker,
+        settings,
+        RawValue(Payload(metadata=JSON, data=data)),
+        workflow=workflow,
+        error_type="JobValidationError",
+    )
+    assert error.message.startswith(f"invalid {workflow} input: "), error.message
+    assert says in error.message, error.message
+
+
+async def test_a_rebuild_of_a_read_model_no_application_installs_fails_at_once(
+    worker: Client, settings: Settings
+) -> None:
+    handle = await worker.start_workflow(
+        "RebuildReadModelWorkflow",
+        RawValue(Payload(metadata=JSON, data=b'{"read_model": "nosuch", "version": 3}')),
+        id=f"malformed-{uuid.uuid4()}",
+        task_queue=settings.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), FAILS_WITHIN)
+    error = failed.value.cause.cause  # the run's step failed, not retried
+    assert isinstance(error, ApplicationError), error
+    assert (error.type, error.non_retryable) == ("NotFoundError", True)
+    assert "nosuch" in error.message
+
+
 async def _fails(
     worker: Client,
     settings: Settings,
