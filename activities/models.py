@@ -31,21 +31,21 @@ class _Model(BaseModel):
 
 
 def _text(value: str) -> str:
-    problem = json_problem(value, max_depth=1)
+    problem = json_problem(value, max_depth=1, allow_nul=False)
     if problem:
         raise ValueError(f"the value {problem}")
     return value
 
 
 def _payload(value: dict[str, Any]) -> dict[str, Any]:
-    problem = json_problem(value, max_depth=MAX_PAYLOAD_DEPTH)
+    problem = json_problem(value, max_depth=MAX_PAYLOAD_DEPTH, allow_nul=False)
     if problem:
         raise ValueError(f"payload {problem}")
     return value
 
 
 def _metadata(value: dict[str, str]) -> dict[str, str]:
-    problem = json_problem(value, max_depth=1)
+    problem = json_problem(value, max_depth=1, allow_nul=False)
     if problem:
         raise ValueError(f"metadata {problem}")
     forged = reserved_keys(value)
@@ -57,7 +57,8 @@ def _metadata(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-# Valid Unicode text: a lone surrogate cannot be encoded as UTF-8 (and so cannot be stored).
+# Valid Unicode text: a lone surrogate cannot be encoded as UTF-8, and PostgreSQL stores no NUL
+# in text or JSON (so neither could be stored: refused here, where the field is named).
 UnicodeText = Annotated[str, AfterValidator(_text)]
 
 
@@ -71,8 +72,8 @@ class CommandInput(_Model):
     ``AuthorizationError`` (and audited), not run as anyone.
 
     Refused at decoding: a payload nested more than MAX_PAYLOAD_DEPTH levels, text that is not
-    valid Unicode, metadata values other than strings, and metadata keys that name a field the
-    system records itself (domain.metadata.RESERVED_METADATA_KEYS).
+    valid Unicode or holds a NUL, metadata values other than strings, and metadata keys that
+    name a field the system records itself (domain.metadata.RESERVED_METADATA_KEYS).
     """
 
     command_id: uuid.UUID

@@ -25,6 +25,7 @@ from pydantic import (
 
 from acci.domain.errors import describe_problems, shown
 from acci.domain.identifiers import TenantId
+from acci.domain.json_values import json_problem
 from acci.eventstore.records import Position
 from acci.readmodels.errors import QueryValidationError
 
@@ -92,6 +93,10 @@ def decode_cursor(cursor: str, *, sort: str, descending: bool) -> tuple[SortValu
 # --- queries -------------------------------------------------------------------------------------
 
 
+# Deeper than any query's fields go: only their text is looked at.
+_MAX_DEPTH: Final = 64
+
+
 class Query(BaseModel, Generic[R]):
     """A question to the read side, answered with an ``R``; optionally after a write's position."""
 
@@ -109,9 +114,15 @@ class Query(BaseModel, Generic[R]):
     @classmethod
     def _typed_errors(cls, data: Any, handler: ModelWrapValidatorHandler[Query[R]]) -> Query[R]:
         try:
-            return handler(data)
+            query = handler(data)
         except pydantic.ValidationError as e:
             raise QueryValidationError(f"invalid {cls.__name__}: {describe_problems(e)}") from None
+        # Text PostgreSQL cannot take (a NUL) or that is no Unicode (a lone surrogate): refused
+        # here, naming the field, not by the driver in the middle of the handler's read.
+        problem = json_problem(query.model_dump(), max_depth=_MAX_DEPTH, allow_nul=False)
+        if problem:
+            raise QueryValidationError(f"invalid {cls.__name__}: the query {problem}")
+        return query
 
     @field_validator("consistent_with", mode="before")
     @classmethod

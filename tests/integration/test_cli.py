@@ -326,3 +326,54 @@ def test_cache_stats_shows_the_tally_every_process_keeps_in_redis(fresh_url: str
     )
     assert down.returncode == 1
     assert "error (unavailable): Redis did not answer" in down.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a\\u0000b", "the query has a string at 'invoice_id' that contains a NUL character"),
+        ("a\\ud800b", "invoice_id: Input should be a valid string, unable to parse raw data"),
+    ],
+)
+def test_a_query_field_postgresql_cannot_take_is_a_validation_error(
+    database_url: str, text: str, problem: str
+) -> None:
+    # An installed application's query with a free-text field: the platform checks its text as
+    # it checks a command's, before any handler reads.
+    out = acci(
+        database_url,
+        "query",
+        "GetOpenInvoice",
+        "--tenant",
+        "t-1",
+        "--data",
+        '{"invoice_id": "' + text + '"}',
+    )
+    assert (out.returncode, out.stdout) == (1, ""), out.stderr
+    last = out.stderr.splitlines()[-1]
+    assert last.startswith("error (validation): invalid GetOpenInvoice: ") and problem in last
+
+
+def test_a_command_field_with_a_nul_is_refused_naming_the_field(database_url: str) -> None:
+    # Checked before anything is sent: no Temporal server is asked (none listens on port 1).
+    env = {**os.environ, "ACCI_DATABASE_URL": database_url, "ACCI_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    sent = subprocess.run(
+        [
+            ACCI,
+            "command",
+            "CreateTenant",
+            "--tenant",
+            "nul-field",
+            "--data",
+            '{"name": "a\\u0000b"}',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (sent.returncode, sent.stdout) == (1, ""), sent.stderr
+    last = sent.stderr.splitlines()[-1]
+    assert last.startswith("error (validation): ") and "payload has a string at 'name'" in last
+    assert "contains a NUL character" in last
