@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
+from acci.domain.errors import CommandValidationError
 from acci.domain.principals import Principal, PrincipalFormatError, parse_principal
 from acci.eventstore.records import Position
 from acci.readmodels.errors import QueryError
@@ -115,6 +116,7 @@ def send(
     principal = cli_principal(as_principal)
 
     async def main() -> int:
+        _check_size(command_type, payload, settings.max_payload_bytes)
         client = await connect(settings, interceptors=configure_tracing(settings))
         command = CommandInput(
             command_id=command_id or uuid.uuid4(),
@@ -159,6 +161,17 @@ def send(
     code = run(main())
     if code:
         raise typer.Exit(code)
+
+
+def _check_size(command_type: str, payload: dict[str, Any], most: int) -> None:
+    """A payload larger than an event may be is refused before it is sent (Temporal's own limit
+    on a run's input is larger, and its refusal says nothing of the command)."""
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > most:
+        raise CommandValidationError(
+            f"the {command_type} command's payload is {size:,} bytes as JSON; a command may"
+            f" carry at most {most:,} (ACCI_MAX_PAYLOAD_BYTES)"
+        )
 
 
 async def _stored_events(command: CommandInput) -> list[RecordedEvent]:

@@ -19,11 +19,12 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from acci.activities.command_activities import parse
 from acci.activities.errors import command_error
 from acci.activities.models import CommandInput, CommandResult, command_workflow_id
-from acci.domain.errors import CommandError
+from acci.domain.errors import CommandError, CommandValidationError
 from acci.eventstore.errors import CommandIdReusedError
 from acci.workers.converter import data_converter
 from acci.workers.settings import Settings
@@ -150,6 +151,13 @@ async def _start(
         )
     except WorkflowAlreadyStartedError as e:
         return client.get_workflow_handle_for(CommandWorkflow.run, workflow_id, run_id=e.run_id)
+    except RPCError as e:
+        if e.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        # The server refused the start itself: an input past its size limit, say.
+        raise CommandValidationError(
+            f"Temporal refused to start {command.command_type}: {e.message}"
+        ) from None
     return SentCommand(handle, False)
 
 

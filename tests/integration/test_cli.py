@@ -24,6 +24,7 @@ from tests.conftest import drop_database
 from tests.integration.query_rows import REDIS_URL
 
 ACCI = str(Path(sys.executable).with_name("acci"))
+ROOT = Path(__file__).resolve().parents[2]
 # Rich's panels (the box typer draws around errors) are made of these.
 BOX_DRAWING = {chr(c) for c in range(0x2500, 0x2580)}
 
@@ -377,3 +378,33 @@ def test_a_command_field_with_a_nul_is_refused_naming_the_field(database_url: st
     last = sent.stderr.splitlines()[-1]
     assert last.startswith("error (validation): ") and "payload has a string at 'name'" in last
     assert "contains a NUL character" in last
+
+
+def test_a_command_payload_past_the_size_limit_is_refused_before_it_is_sent(
+    database_url: str, tmp_path: Path
+) -> None:
+    # An application's command with an unbounded text field (tests/workflows/faulty_app.py):
+    # the platform's limit refuses it, naming the sizes, before Temporal is asked (none listens
+    # on port 1; its own refusal of a big input said nothing of the command).
+    data = tmp_path / "big.json"
+    data.write_text(json.dumps({"gizmo_id": "g1", "name": "G", "note": "x" * 300_000}))
+    env = {
+        **os.environ,
+        "ACCI_DATABASE_URL": database_url,
+        "ACCI_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "ACCI_APPS": "tests.workflows.faulty_app",
+        "PYTHONPATH": str(ROOT),
+    }
+    sent = subprocess.run(
+        [ACCI, "command", "MakeGizmo", "--tenant", "big", "--data", f"@{data}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (sent.returncode, sent.stdout) == (1, ""), sent.stderr
+    assert sent.stderr.splitlines()[-1] == (
+        "error (validation): the MakeGizmo command's payload is 300,038 bytes as JSON; a command"
+        " may carry at most 262,144 (ACCI_MAX_PAYLOAD_BYTES)"
+    )

@@ -29,6 +29,7 @@ class MakeGizmo(Command):
     gizmo_id: str = Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$")
     name: str = Field(min_length=1, max_length=50)
     fail: bool = False
+    note: str = ""  # unbounded: the platform's own size limit is what refuses a huge one
 
     @property
     def aggregate_id(self) -> str:

@@ -255,3 +255,13 @@ async def test_a_user_may_share_its_tenants_id(
     assert json.loads(out)["state"]["email"] == "s@same.example"
     code, out, err = await run([ACCI, "aggregate", t, "--tenant", t], env)
     assert code == 1 and "several types" in err and "--type" in err
+
+
+async def test_an_input_temporal_refuses_for_its_size_is_a_validation_error(
+    worker: Client, settings: Settings
+) -> None:
+    # Past the server's limit on a run's input (2 MB on the dev server): the client API says
+    # which command was refused, as a validation error, instead of a bare RPCError.
+    huge = command(unique("huge"), "CreateTenant", name="x" * 3_000_000)
+    with pytest.raises(CommandValidationError, match="Temporal refused to start CreateTenant: "):
+        await start_command(worker, huge, task_queue=settings.task_queue)
