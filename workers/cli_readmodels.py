@@ -244,8 +244,8 @@ def _show_outcome(workflow_id: str, status: dict[str, Any], as_json: bool) -> No
         )
         typer.echo(
             f"{status['read_model']} is live at version {status['version']}"
-            f" ({progress.get('applied', 0):,} events projected, checked against the fold"
-            f" and the live version){dropped}"
+            f" (projected up to {progress.get('position', 'the head')}, checked against the"
+            f" fold and the live version){dropped}"
         )
     if phase not in ("retiring", "done"):
         if not as_json:

@@ -14,7 +14,7 @@ from acci.workers.cli_support import JsonOption, run, setup
 from acci.workers.settings import get_settings
 
 schedules_app = typer.Typer(
-    help="Temporal Schedules (the snapshot job): apply from the settings, list.",
+    help="Temporal Schedules (snapshots, backups, verify): apply from the settings, list.",
     no_args_is_help=True,
 )
 

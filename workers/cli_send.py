@@ -136,7 +136,8 @@ def send(
             stored=lambda: _stored_events(command),
             still_waiting=lambda: typer.echo(
                 f"waiting: command {command.command_id} is not stored yet"
-                f" (is a worker polling task queue {settings.task_queue!r}?)",
+                f" (is a worker polling task queue {settings.task_queue!r} of namespace"
+                f" {settings.temporal_namespace!r} at {settings.temporal_address}?)",
                 err=True,
             ),
         )
