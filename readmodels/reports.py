@@ -50,5 +50,6 @@ def describe(e: BaseException) -> str:
     the database's own error's, as the dead letters and the status show it)."""
     if isinstance(e, ChangeRefusedError) and e.__cause__ is not None:
         e = e.__cause__
-    text = str(e).strip() or "(no message)"
+    # The first line: PostgreSQL's own errors go on with the statement and a caret under it.
+    text = (str(e).strip() or "(no message)").splitlines()[0]
     return f"{type(e).__name__}: {text}"

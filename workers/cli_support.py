@@ -120,7 +120,9 @@ def invoke(app: typer.Typer, args: Sequence[str] | None = None) -> int:
     except Exception as e:  # a failure no verb expected: one line still, and never a password
         logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
         code = getattr(e, "code", None)
-        said = redact(str(e)) if isinstance(code, str) else f"{type(e).__name__}: {redact(str(e))}"
+        # One line: the first (PostgreSQL's errors go on with the statement and a caret).
+        first = (str(e).strip().splitlines() or [""])[0]
+        said = redact(first) if isinstance(code, str) else f"{type(e).__name__}: {redact(first)}"
         typer.echo(f"error ({code if isinstance(code, str) else 'internal'}): {said}", err=True)
         return 1
     # Without standalone mode Typer returns the status of a raised typer.Exit, or the
