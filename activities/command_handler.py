@@ -207,9 +207,13 @@ class CommandHandler:
         fingerprint: str,
     ) -> CommandOutcome:
         """The stored outcome of this command sent before, or a refusal if its id named another
-        command (which says nothing about that one)."""
-        same = earlier.may_be(
-            tenant_id, aggregate_type, command.aggregate_id, command.command_type, fingerprint
+        command (which says nothing about that one). A command stored under the earlier
+        fingerprint (defaults filled in, ``Command.fingerprints``) is recognised too."""
+        same = any(
+            earlier.may_be(
+                tenant_id, aggregate_type, command.aggregate_id, command.command_type, known
+            )
+            for known in (fingerprint, *command.fingerprints(tenant_id)[1:])
         )
         result = await self._store.command_result(tenant_id, earlier.command_id) if same else None
         if result is None:

@@ -15,6 +15,7 @@ from acci.domain.errors import DomainError
 from acci.domain.tenant_commands import CreateTenant, RenameTenant, UpdateTenantSettings
 from acci.domain.tenant_settings import TenantSettings
 from acci.eventstore.errors import CommandIdReusedError
+from acci.eventstore.records import NO_STREAM, NewEvent
 from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 
@@ -141,3 +142,32 @@ async def test_an_id_another_tenant_used_is_refused_however_this_decision_goes(
             other, RenameTenant(tenant_id=other, name="Same"), command_id=command_id
         )
     assert await _events(store, missing) == [] and len(await _events(store, other)) == 1
+
+
+async def test_a_command_stored_under_the_earlier_fingerprint_is_still_a_resend(
+    store: EventStore, repository: AggregateRepository
+) -> None:
+    # Stored by ACCI before fingerprints left defaults out (every field, defaults filled in):
+    # the same command sent after the upgrade gets its first result, not "already used".
+    handler = CommandHandler(store, repository)
+    tenant, command_id = _tenant("legacy"), uuid.uuid4()
+    create = CreateTenant(tenant_id=tenant, name="Acme")
+    current, earlier = create.fingerprints(tenant)
+    assert current != earlier
+    stored = await store.append(
+        tenant,
+        tenant,
+        Tenant.aggregate_type,
+        [NewEvent("TenantCreated", 1, {"name": "Acme", "settings": TenantSettings().model_dump()})],
+        command_id=command_id,
+        expected_version=NO_STREAM,
+        fingerprint=earlier,
+    )
+    again = await handler.handle(tenant, create, command_id=command_id)
+    assert again.duplicate and again.event_ids == stored.event_ids
+    # Another command under that id is still refused.
+    with pytest.raises(CommandIdReusedError):
+        await handler.handle(
+            tenant, CreateTenant(tenant_id=tenant, name="Other"), command_id=command_id
+        )
+    assert await _events(store, tenant) == [(1, "TenantCreated")]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import ClassVar
+
 import pytest
 
 from acci.domain import DomainError, Tenant
+from acci.domain.command import Command, _canonical
 from acci.domain.seats import seat_events
 from acci.domain.tenant import (
     RenameTenant,
@@ -13,6 +18,7 @@ from acci.domain.tenant import (
     UserSeatReleased,
     UserSeatReserved,
 )
+from acci.domain.tenant_commands import CreateTenant
 from acci.domain.user import RegisterUser, UserDeactivated, UserEmailChanged, UserRegistered
 
 T = "acme"
@@ -77,3 +83,39 @@ def test_another_command_has_another_fingerprint(other: object) -> None:
     bob = RegisterUser(user_id="bob", email="b@x.example", display_name="B")
     assert bob.fingerprint(T) != other.fingerprint(T)  # type: ignore[attr-defined]
     assert bob.fingerprint(T) != bob.fingerprint("other-tenant")
+
+
+class _Lend(Command):
+    """A command type as one deploy had it."""
+
+    command_type: ClassVar[str] = "Lend"
+    book_id: str
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.book_id
+
+
+class _LendWithDays(_Lend):
+    """The same type a deploy later: an optional field added, with a default."""
+
+    days: int = 14
+
+
+def test_a_field_added_with_a_default_keeps_the_identity_of_commands_sent_before() -> None:
+    before, after = _Lend(book_id="b1"), _LendWithDays(book_id="b1")
+    assert before.fingerprint(T) == after.fingerprint(T)
+    # Sending the default is leaving it out; another value is another command.
+    assert _LendWithDays(book_id="b1", days=14).fingerprint(T) == after.fingerprint(T)
+    assert _LendWithDays(book_id="b1", days=7).fingerprint(T) != after.fingerprint(T)
+
+
+def test_the_fingerprint_stored_before_defaults_were_left_out_is_still_known() -> None:
+    create = CreateTenant(tenant_id=T, name="Acme")
+    current, earlier = create.fingerprints(T)
+    assert current == create.fingerprint(T) and earlier != current
+    # Every field, defaults filled in, as ACCI stored it before 2026-12-02.
+    fields = _canonical(create.model_dump(mode="python"))
+    body = {"command_type": "CreateTenant", "tenant_id": T, "aggregate_id": T, "fields": fields}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    assert earlier == hashlib.sha256(text.encode()).hexdigest()
