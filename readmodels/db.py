@@ -51,6 +51,21 @@ def translated() -> Iterator[None]:
 
 
 @contextmanager
+def running_ddl(read_model: str, version: int) -> Iterator[None]:
+    """A read model's own DDL runs here: PostgreSQL refusing it (a typo in the application's
+    SQL) is a ``ReadModelError`` naming the read model and version; an outage stays one."""
+    try:
+        yield
+    except psycopg.Error as e:
+        if isinstance(e, _OUTAGES):
+            raise translate(e) from e
+        raise ReadModelError(
+            f"read model {read_model!r}: the DDL of its version {version} was refused by"
+            f" PostgreSQL ({e.sqlstate or type(e).__name__}): {_message(e)}"
+        ) from e
+
+
+@contextmanager
 def applying_changes() -> Iterator[None]:
     """A block that writes a projection's row changes: an outage leaves it as
     ``ReadModelUnavailableError`` (retry the batch as a whole), any other database error as

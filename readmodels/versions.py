@@ -23,7 +23,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from acci.readmodels.changes.change import SCHEMA
-from acci.readmodels.db import translated
+from acci.readmodels.db import running_ddl, translated
 from acci.readmodels.errors import ReadModelError
 from acci.readmodels.read_model import ReadModel, rebuild_checkpoint
 from acci.readmodels.row_security import secure_tables, secure_views
@@ -170,7 +170,8 @@ async def _relkinds(conn: AsyncConnection[Any], tables: Sequence[str]) -> dict[s
 async def create_tables(conn: AsyncConnection[Any], model: ReadModel, version: int) -> None:
     """Run version ``version``'s DDL (the read model's own code: never input), and put the
     tenant policy on its tables."""
-    await conn.execute(model.create_statement(version))
+    with running_ddl(model.name, version):
+        await conn.execute(model.create_statement(version))
     await secure_tables(conn, model, version)
 
 

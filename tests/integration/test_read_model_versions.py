@@ -10,6 +10,7 @@ untouched; a cancelled one leaves no tables behind.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ from acci.eventstore.repository import AggregateRepository
 from acci.eventstore.store import EventStore
 from acci.readmodels.changes import Change
 from acci.readmodels.checkpoints import CheckpointStore
-from acci.readmodels.errors import ProjectionError
+from acci.readmodels.errors import ProjectionError, ReadModelError
 from acci.readmodels.installed import read_model
 from acci.readmodels.rebuild import Rebuild, retire
 from acci.readmodels.runner import ProjectionRunner
@@ -285,3 +286,23 @@ async def test_a_retired_version_past_its_grace_period_is_dropped_at_the_next_st
     await ensure_read_models(pool, [model])
     assert not await exists(pool, f"tenant_activity_v{old}")
     assert await version_states(pool, "tenant_activity") == {old + 1: "live"}
+
+
+async def test_a_version_whose_ddl_postgresql_refuses_is_named_and_leaves_nothing(
+    pool: AsyncConnectionPool, store: EventStore
+) -> None:
+    # A typo in an application's SQL: the error names the read model and version, in one line.
+    model = tenant_activity.READ_MODEL
+    old = (await CheckpointStore(pool).get("tenant_activity")).version
+    typo = {**model.ddl, old + 1: model.ddl_for(old).replace("NOT NULL", "NOT NUL", 1)}
+    assert typo[old + 1] != model.ddl_for(old)
+    broken = dataclasses.replace(model, ddl=typo)
+    with pytest.raises(ReadModelError) as refused:
+        await Rebuild(store, broken, old + 1).start()
+    message = str(refused.value)
+    assert message.startswith(
+        f"read model 'tenant_activity': the DDL of its version {old + 1} was refused by"
+        " PostgreSQL (42601): syntax error at or near"
+    ), message
+    assert "\n" not in message
+    assert not await exists(pool, f"tenant_activity_v{old + 1}")
