@@ -291,12 +291,22 @@ def status(as_json: JsonOption = False) -> None:
                 if other.get("drop_after"):
                     line += f", dropped after {other['drop_after']}"
                 if other.get("rebuild"):
-                    r = other["rebuild"]
-                    line += f", {r['phase']} at {r.get('position')} of {r.get('head')}"
-                    if r.get("eta_seconds") is not None:
-                        line += f", ETA {r['eta_seconds']:,.0f} s"
+                    line += _rebuild_line(other["rebuild"])
                 if other.get("detail"):
                     line += f" ({other['detail']})"
                 typer.echo(line)
 
     run(main())
+
+
+def _rebuild_line(rebuild: dict[str, Any]) -> str:
+    """A version's rebuild in ``acci readmodels status``: its phase, where it is and its ETA
+    while it runs, and why it failed (a refused start never got a position)."""
+    line = f", rebuild {rebuild['phase']}"
+    if rebuild.get("position") is not None:
+        line += f" at {rebuild['position']} of {rebuild.get('head')}"
+    if rebuild.get("eta_seconds") is not None:
+        line += f", ETA {rebuild['eta_seconds']:,.0f} s"
+    if rebuild["phase"] == "failed" and rebuild.get("error"):
+        line += f": {rebuild['error']}"
+    return line
