@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
 
 from acci.activities.command_handler import CommandHandler
 from acci.domain.tenant_commands import CreateTenant, RenameTenant, SuspendTenant
@@ -282,18 +285,27 @@ def test_a_query_on_a_database_that_does_not_exist_says_so() -> None:
     )
 
 
-def test_a_system_administrators_query_names_the_owners_database_when_only_it_is_missing() -> None:
-    # The tenant role's database is there; the owner's URL names one that is not: the answer
-    # is PostgreSQL's reason at once, not the pool's wait of 30 s in the first cross-tenant query.
+async def test_a_system_administrators_query_names_the_owners_database_when_only_it_is_missing(
+    database_url: str, pool: AsyncConnectionPool
+) -> None:
+    # The tenant role's database is there (this module's, migrated: acci_app exists); the
+    # owner's URL names one that is not: the answer is PostgreSQL's reason at once, not the
+    # pool's wait of 30 s in the first cross-tenant query.
     missing = f"acci_t_missing_{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "ACCI_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{missing}",
-        "ACCI_APP_DATABASE_URL": "postgresql://acci_app@127.0.0.1:5432/postgres",
+        "ACCI_APP_DATABASE_URL": make_conninfo(database_url, user="acci_app"),
     }
     started = time.monotonic()
-    out = subprocess.run(
-        [ACCI, "tenant", "list"], env=env, capture_output=True, text=True, timeout=60, check=False
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [ACCI, "tenant", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert (out.returncode, out.stdout) == (1, ""), out.stderr
     assert out.stderr.splitlines()[-1] == (
