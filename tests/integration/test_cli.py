@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BOX_DRAWING = {chr(c) for c in range(0x2500, 0x2580)}
 
 
-def acci(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACCI_DATABASE_URL": database_url}
+def acci(database_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``acci args…`` as a process, on ``database_url``, with other settings (``ACCI_…``)."""
+    env = {**os.environ, "ACCI_DATABASE_URL": database_url, **settings}
     return subprocess.run(
         [ACCI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -292,20 +293,13 @@ async def test_a_system_administrators_query_names_the_owners_database_when_only
     # owner's URL names one that is not: the answer is PostgreSQL's reason at once, not the
     # pool's wait of 30 s in the first cross-tenant query.
     missing = f"acci_t_missing_{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "ACCI_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{missing}",
-        "ACCI_APP_DATABASE_URL": make_conninfo(database_url, user="acci_app"),
-    }
     started = time.monotonic()
     out = await asyncio.to_thread(
-        subprocess.run,
-        [ACCI, "tenant", "list"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        acci,
+        f"postgresql://postgres@127.0.0.1:5432/{missing}",
+        "tenant",
+        "list",
+        ACCI_APP_DATABASE_URL=make_conninfo(database_url, user="acci_app"),
     )
     assert (out.returncode, out.stdout) == (1, ""), out.stderr
     assert out.stderr.splitlines()[-1] == (
@@ -369,22 +363,11 @@ def test_a_query_field_postgresql_cannot_take_is_a_validation_error(
 
 def test_a_command_field_with_a_nul_is_refused_naming_the_field(database_url: str) -> None:
     # Checked before anything is sent: no Temporal server is asked (none listens on port 1).
-    env = {**os.environ, "ACCI_DATABASE_URL": database_url, "ACCI_TEMPORAL_ADDRESS": "127.0.0.1:1"}
-    sent = subprocess.run(
-        [
-            ACCI,
-            "command",
-            "CreateTenant",
-            "--tenant",
-            "nul-field",
-            "--data",
-            '{"name": "a\\u0000b"}',
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    data = '{"name": "a\\u0000b"}'
+    sent = acci(
+        database_url,
+        *("command", "CreateTenant", "--tenant", "nul-field", "--data", data),
+        ACCI_TEMPORAL_ADDRESS="127.0.0.1:1",
     )
     assert (sent.returncode, sent.stdout) == (1, ""), sent.stderr
     last = sent.stderr.splitlines()[-1]
@@ -400,20 +383,12 @@ def test_a_command_payload_past_the_size_limit_is_refused_before_it_is_sent(
     # on port 1; its own refusal of a big input said nothing of the command).
     data = tmp_path / "big.json"
     data.write_text(json.dumps({"gizmo_id": "g1", "name": "G", "note": "x" * 300_000}))
-    env = {
-        **os.environ,
-        "ACCI_DATABASE_URL": database_url,
-        "ACCI_TEMPORAL_ADDRESS": "127.0.0.1:1",
-        "ACCI_APPS": "tests.workflows.faulty_app",
-        "PYTHONPATH": str(ROOT),
-    }
-    sent = subprocess.run(
-        [ACCI, "command", "MakeGizmo", "--tenant", "big", "--data", f"@{data}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    sent = acci(
+        database_url,
+        *("command", "MakeGizmo", "--tenant", "big", "--data", f"@{data}"),
+        ACCI_TEMPORAL_ADDRESS="127.0.0.1:1",
+        ACCI_APPS="tests.workflows.faulty_app",
+        PYTHONPATH=str(ROOT),
     )
     assert (sent.returncode, sent.stdout) == (1, ""), sent.stderr
     assert sent.stderr.splitlines()[-1] == (
