@@ -62,7 +62,8 @@ PROJECTION_INPUT_ERROR: Final = "ProjectionValidationError"
 # operator's request for something that is not there, and a refused principal (issue 14). Their
 # type and message say everything: the Web UI shows them without a stack trace
 # (workers/converter.py) and the log without a traceback (workers/logs.py). A failed rebuild or
-# backup is non-retryable too, but a fault: it keeps its traces.
+# backup is non-retryable too, but a fault: it keeps its traces. So is HandlerError (the
+# application's own code failed), whose traceback the worker logs where it is raised.
 # An operator's job started with input that does not decode (workflows/inputs.py).
 JOB_INPUT_ERROR: Final = "JobValidationError"
 

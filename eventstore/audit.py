@@ -30,10 +30,11 @@ from acci.eventstore.tenant_scope import scoped
 Outcome = Literal["accepted", "duplicate", "rejected", "denied", "failed"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("accepted", "duplicate", "rejected", "denied", "failed")
 
-# Text a client chose (a command type that names nothing, an error message quoting its input)
-# is cut to these lengths: the log records what happened, not whatever was sent.
 # How a system principal (no tenant) is written: ``ops@system``.
 SYSTEM: Final = "system"
+
+# Text a client chose (a command type that names nothing, an error message quoting its input)
+# is cut to these lengths: the log records what happened, not whatever was sent.
 _MAX_TYPE: Final = 200
 _MAX_REASON: Final = 2_000
 

@@ -64,8 +64,6 @@ _TOMBSTONE: Final = (
 # (workers/worker.py) forgets the tenant's cached key at once instead of within the TTL.
 SHRED_CHANNEL: Final = "acci_key_shredded"
 _ANNOUNCE: Final = "SELECT pg_notify(%s, %s)"
-# Whether the store knows the tenant at all: a shred of a name it does not know (a typo) would
-# otherwise leave a tombstone that refuses that name for good.
 _EVENTS: Final = (
     "SELECT count(*), count(*) FILTER (WHERE NOT data ? '$enc') FROM event_store.events"
     " WHERE tenant_id = %s"
@@ -271,6 +269,8 @@ class KeyRing:
         validation.tenant_id(tenant_id)
         with translated():
             async with self._pool.connection() as conn, conn.transaction():
+                # A shred of a name the store does not know (a typo) would otherwise leave a
+                # tombstone that refuses that name for good.
                 if not await tenant_known(conn, tenant_id):
                     raise UnknownTenantError(tenant_id, "shred")
                 cur = await conn.execute(_SHRED, (tenant_id,))
