@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from acci.domain.errors import CommandError
 from acci.workers.cli_support import JsonOption, TenantOption, run, setup
 from acci.workers.settings import get_settings
 
@@ -44,17 +45,22 @@ def events(
             recorded = await rt.store.read_stream(
                 tenant, aggregate_id, aggregate_type=aggregate_type
             )
+            problems = [_problem(rt.store.registry, e) for e in recorded]
         if as_json:
-            typer.echo(json.dumps([_event_json(e) for e in recorded], indent=2, default=str))
+            shown = [
+                {**_event_json(e), "problem": p} for e, p in zip(recorded, problems, strict=True)
+            ]
+            typer.echo(json.dumps(shown, indent=2, default=str))
             return
         if not recorded:
             typer.echo(f"no events in stream {tenant}/{aggregate_id}")
-        for e in recorded:
+        for e, problem in zip(recorded, problems, strict=True):
             typer.echo(
                 f"{e.aggregate_type} v{e.sequence_number:<4}"
                 f" {e.created_at.isoformat(timespec='milliseconds')}"
                 f"  {e.event_type} v{e.event_version}  {json.dumps(e.data)}"
                 f"  (position {e.position}, command {e.command_id})"
+                + (f"\n  ! {problem}" if problem else "")
             )
 
     run(main())
@@ -151,6 +157,18 @@ async def _load_aggregate(
             f"{what} has no version {version}: its stream is at version {agg.version}"
         )
     return agg
+
+
+def _problem(registry: Any, event: Any) -> str | None:
+    """Why the stored (and upcast) event does not read as its type's current model, or None:
+    the trail shows every event as stored, and says which ones a load would refuse."""
+    if not event.readable:
+        return event.damage() or "unreadable: its tenant was shredded"
+    try:
+        registry.decode(event.event_type, event.event_version, event.data)
+    except CommandError as e:
+        return str(e)
+    return None
 
 
 def _event_json(e: Any) -> dict[str, Any]:

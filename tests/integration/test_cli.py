@@ -82,6 +82,35 @@ def test_events_prints_the_audit_trail_as_json(seeded: str) -> None:
     ]
 
 
+async def test_events_says_which_stored_events_do_not_read_as_their_type(
+    seeded: str, pool: AsyncConnectionPool, store: EventStore, repository: AggregateRepository
+) -> None:
+    # The trail shows every event as stored, and names the ones a load would refuse.
+    handler = CommandHandler(store, repository)
+    for command in (
+        CreateTenant(tenant_id="cli-bad", name="First"),
+        RenameTenant(tenant_id="cli-bad", name="Second"),
+    ):
+        await handler.handle("cli-bad", command, command_id=uuid.uuid4())
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE event_store.events SET data = '{\"bogus\": 1}'"
+            " WHERE tenant_id = 'cli-bad' AND event_type = 'TenantRenamed'"
+        )
+    shown = await asyncio.to_thread(acci, seeded, "events", "cli-bad", "--tenant", "cli-bad")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("Tenant v1 ") and "TenantCreated v1" in lines[0]
+    assert "TenantRenamed v1" in lines[1] and '{"bogus": 1}' in lines[1]
+    assert lines[2].startswith("  ! ") and "old_name: Field required" in lines[2], lines
+    assert len(lines) == 3
+    out = await asyncio.to_thread(
+        acci, seeded, "events", "cli-bad", "--tenant", "cli-bad", "--json"
+    )
+    problems = [e["problem"] for e in json.loads(out.stdout)]
+    assert problems[0] is None and "old_name: Field required" in problems[1]
+
+
 def test_aggregate_prints_state_now_and_at_a_version(seeded: str) -> None:
     out = acci(seeded, "aggregate", "cli-t", "--tenant", "cli-t", "--version", "1")
     assert out.returncode == 0, out.stderr
